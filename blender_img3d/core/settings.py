@@ -1,0 +1,195 @@
+"""Defaults and the Request/Result shapes: one source of truth for CLI, panel and tests.
+
+The generation defaults reproduce the product we replace, which ran OpenAI's
+reference sampler (``sample_latents(..., use_karras=True, karras_steps=64,
+sigma_min=1e-3, sigma_max=160, s_churn=0, clip_denoised=True)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import ConfigError
+
+# --- models -----------------------------------------------------------------
+IMAGE_MODEL_ID = "openai/shap-e-img2img"
+TEXT_MODEL_ID = "openai/shap-e"
+DEFAULT_REVISION = "main"
+
+# --- sampling ---------------------------------------------------------------
+DEFAULT_STEPS = 64
+DEFAULT_GUIDANCE_IMAGE = 3.0
+DEFAULT_GUIDANCE_TEXT = 15.0
+DEFAULT_SIGMA_MIN = 1e-3
+DEFAULT_SIGMA_MAX = 160.0
+DEFAULT_RHO = 7.0
+SCHEDULES = ("shap-e", "diffusers")
+DEFAULT_SCHEDULE = "shap-e"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEFAULT_SEED = 0
+MAX_BATCH = 16
+
+# --- decoding ---------------------------------------------------------------
+DEFAULT_GRID_SIZE = 128
+MIN_GRID_SIZE = 8
+MAX_GRID_SIZE = 512
+DEFAULT_QUERY_BATCH = 2**18
+
+# --- image input ------------------------------------------------------------
+DEFAULT_BORDER = 0.15
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 64_000_000
+
+# --- mesh processing --------------------------------------------------------
+DEFAULT_TARGET_FACES = 20_000
+DEFAULT_KEEP_COMPONENTS = 1
+DEFAULT_SMOOTH_ITERATIONS = 0
+
+# --- export -----------------------------------------------------------------
+EXPORT_FORMATS = ("glb", "obj", "dxf", "step")
+DEFAULT_UNITS = "mm"
+
+ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or numpy pixels
+
+
+@dataclass
+class ImageSettings:
+    """How an input picture becomes the model's input (see core/images.py)."""
+
+    remove_background: bool = True
+    border: float = DEFAULT_BORDER
+    use_alpha: bool = True
+    allow_rembg: bool = False
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_pixels: int = MAX_PIXELS
+
+
+@dataclass
+class GenerationSettings:
+    """Model choice, sampler and decoder settings."""
+
+    model: Optional[str] = None  # None: IMAGE_MODEL_ID or TEXT_MODEL_ID by mode
+    revision: Optional[str] = None
+    cache_dir: Optional[str] = None
+    allow_download: bool = False
+    steps: int = DEFAULT_STEPS
+    guidance: Optional[float] = None  # None: DEFAULT_GUIDANCE_IMAGE / _TEXT by mode
+    seed: int = DEFAULT_SEED
+    batch: int = 1
+    schedule: str = DEFAULT_SCHEDULE
+    device: str = "auto"
+    dtype: str = "auto"
+    sigma_min: float = DEFAULT_SIGMA_MIN
+    sigma_max: float = DEFAULT_SIGMA_MAX
+    grid_size: int = DEFAULT_GRID_SIZE
+    query_batch: int = DEFAULT_QUERY_BATCH
+
+
+@dataclass
+class MeshSettings:
+    """Post-processing applied to the raw marching-cubes mesh (see core/meshops.py)."""
+
+    enabled: bool = True
+    repair: bool = True
+    keep_components: int = DEFAULT_KEEP_COMPONENTS
+    target_faces: int = DEFAULT_TARGET_FACES  # 0: no decimation
+    smooth_iterations: int = DEFAULT_SMOOTH_ITERATIONS
+    size: Optional[float] = None  # longest side after scaling; None keeps Shap-E's scale
+
+
+@dataclass
+class Request:
+    """Everything one generation needs; the same object for panel, operators and CLI."""
+
+    image: Optional[ImageSource] = None
+    prompt: Optional[str] = None
+    name: Optional[str] = None
+    preprocess: bool = True
+    image_settings: ImageSettings = field(default_factory=ImageSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    mesh: MeshSettings = field(default_factory=MeshSettings)
+    outputs: list[Path] = field(default_factory=list)
+    latents_out: Optional[Path] = None
+    save_input: Optional[Path] = None
+    report_path: Optional[Path] = None
+
+    @property
+    def mode(self) -> str:
+        """``"image"`` or ``"text"``."""
+        return "text" if self.image is None else "image"
+
+    def model_id(self) -> str:
+        return self.generation.model or (IMAGE_MODEL_ID if self.mode == "image" else TEXT_MODEL_ID)
+
+    def guidance(self) -> float:
+        if self.generation.guidance is not None:
+            return float(self.generation.guidance)
+        return DEFAULT_GUIDANCE_IMAGE if self.mode == "image" else DEFAULT_GUIDANCE_TEXT
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first impossible setting."""
+        g = self.generation
+        if (self.image is None) == (self.prompt is None):
+            raise ConfigError("Give exactly one of an image or a text prompt.")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ConfigError("The prompt is empty: type what to generate, e.g. 'a red chair'.")
+        if not 1 <= g.steps <= 1000:
+            raise ConfigError(f"steps must be between 1 and 1000, got {g.steps}.")
+        if g.guidance is not None and not 0.0 <= g.guidance <= 100.0:
+            raise ConfigError(f"guidance must be between 0 and 100, got {g.guidance}.")
+        if not 1 <= g.batch <= MAX_BATCH:
+            raise ConfigError(f"batch must be between 1 and {MAX_BATCH}, got {g.batch}.")
+        if g.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {g.schedule!r}."
+            )
+        if g.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {g.device!r}.")
+        if g.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {g.dtype!r}.")
+        if not MIN_GRID_SIZE <= g.grid_size <= MAX_GRID_SIZE:
+            raise ConfigError(
+                f"grid size must be between {MIN_GRID_SIZE} and {MAX_GRID_SIZE}, got {g.grid_size}."
+            )
+        if g.query_batch < 1:
+            raise ConfigError(f"query batch must be positive, got {g.query_batch}.")
+        if not 0 < g.sigma_min < g.sigma_max:
+            raise ConfigError("sigma_min must be positive and below sigma_max.")
+        if not 0.0 <= self.image_settings.border < 0.5:
+            raise ConfigError(f"border must be in [0, 0.5), got {self.image_settings.border}.")
+        if self.mesh.target_faces < 0:
+            raise ConfigError(
+                f"target faces must be 0 (off) or positive, got {self.mesh.target_faces}."
+            )
+        if self.mesh.smooth_iterations < 0:
+            raise ConfigError("smooth iterations must be 0 or more.")
+        if self.mesh.size is not None and self.mesh.size <= 0:
+            raise ConfigError(f"size must be positive, got {self.mesh.size}.")
+        for out in self.outputs:
+            suffix = Path(out).suffix.lower().lstrip(".")
+            if suffix == "stp":
+                suffix = "step"
+            if suffix not in EXPORT_FORMATS:
+                raise ConfigError(f"Can't write {out}: use one of .glb, .obj, .dxf, .step/.stp.")
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-serialisable data (for reports and custom props)."""
+        return {
+            "mode": self.mode,
+            "prompt": self.prompt,
+            "image": None if self.image is None else _describe_source(self.image),
+            "model": self.model_id(),
+            "guidance_used": self.guidance(),
+            "generation": asdict(self.generation),
+            "image_settings": asdict(self.image_settings),
+            "mesh": asdict(self.mesh),
+        }
+
+
+def _describe_source(image: Any) -> str:
+    if isinstance(image, (str, Path)):
+        return Path(image).name
+    return type(image).__name__
