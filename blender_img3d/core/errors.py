@@ -39,8 +39,16 @@ class EmptySurfaceError(Img3DError):
     """Decoding produced no surface at all."""
 
 
+class LatentsError(Img3DError):
+    """Saved or given Shap-E latents are missing, corrupt, or don't fit the decoder."""
+
+
 class MeshProcessingError(Img3DError):
     """A mesh operation got a mesh it can't work on."""
+
+
+class MeshInputError(Img3DError):
+    """A mesh file given to ``export --in`` can't be read: missing, unsupported or empty."""
 
 
 class ExportError(Img3DError):

@@ -1,0 +1,7 @@
+"""``python -m blender_img3d``: the command line outside Blender."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

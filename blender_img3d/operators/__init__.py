@@ -1,0 +1,5 @@
+"""Operators: thin wrappers that turn properties into core calls and report errors."""
+
+from . import system
+
+CLASSES = (*system.CLASSES,)

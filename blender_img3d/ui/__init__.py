@@ -1,0 +1,5 @@
+"""Panels in the 3D View sidebar (tab "Img3D")."""
+
+from . import panel
+
+CLASSES = (*panel.CLASSES,)

@@ -1,0 +1,39 @@
+"""Test-session set-up shared by core and Blender tests.
+
+Blender's user folders (preferences, extensions) are pointed at a throw-away
+directory *before* anything can import bpy, so tests never touch the real
+user's Blender and always start from a clean extension repository.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_BLENDER_HOME = Path(tempfile.mkdtemp(prefix="img3d-blender-user-"))
+os.environ["BLENDER_USER_RESOURCES"] = str(_BLENDER_HOME)
+# Never reach a model hub from tests: the loaders must work offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/blender/" in item.nodeid.replace(os.sep, "/"):
+            item.add_marker(pytest.mark.blender)
+
+
+@pytest.fixture(scope="session")
+def blender_user_home() -> Path:
+    """The temporary folder Blender uses for user preferences and extensions."""
+    return _BLENDER_HOME

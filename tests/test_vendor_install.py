@@ -1,0 +1,76 @@
+"""vendor_install.py: one shared requirement list, clear failures, an idempotent dev set-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+import vendor_install  # noqa: E402
+
+from blender_img3d.core import requirements  # noqa: E402
+
+
+def test_dev_list_is_the_runtime_list_plus_blender_numpy_and_test_tools():
+    dev = vendor_install.dev_requirements()
+    assert dev[: len(requirements.RUNTIME_REQUIREMENTS)] == list(requirements.RUNTIME_REQUIREMENTS)
+    assert "bpy==5.0.1" in dev and "torch==2.13.0" in dev
+    numpy_pins = [req for req in dev if req.startswith("numpy")]
+    assert numpy_pins == ["numpy==1.26.4"]  # bpy 5.0.1 needs numpy < 2
+    assert all("==" in req for req in dev), "every requirement is pinned"
+
+
+def test_wrong_python_fails_with_a_clear_message(capsys, monkeypatch):
+    with pytest.raises(vendor_install.InstallError, match=r"Python 3\.11 is required.*3\.12"):
+        vendor_install.check_python((3, 12, 1))
+    real_check = vendor_install.check_python
+
+    def wrong_python(*_args, **_kwargs):
+        real_check((3, 10, 4))
+
+    monkeypatch.setattr(vendor_install, "check_python", wrong_python)
+    assert vendor_install.main(["--dev"]) == 1
+    assert "Python 3.11 is required" in capsys.readouterr().err
+
+
+def test_no_network_fails_with_a_clear_message(monkeypatch):
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(vendor_install.urllib.request, "urlopen", offline)
+    with pytest.raises(vendor_install.InstallError, match="Can't reach the Python package index"):
+        vendor_install.check_network()
+
+
+def test_second_dev_run_is_fast_and_installs_nothing():
+    """The set-up already ran (it made this venv): running it again only checks the stamp."""
+    if not vendor_install.stamp_matches(
+        vendor_install.install_fingerprint(
+            vendor_install.dev_requirements(), requirements.NPM_REQUIREMENTS
+        )
+    ):
+        pytest.skip("the venv was not made by vendor_install.py --dev")
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "vendor_install.py"), "--dev"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.perf_counter() - start
+    assert completed.returncode == 0, completed.stderr
+    assert "up to date" in completed.stdout
+    assert elapsed < 10
+
+
+def test_changing_the_requirements_changes_the_fingerprint():
+    base = vendor_install.dev_requirements()
+    one = vendor_install.install_fingerprint(base, ())
+    two = vendor_install.install_fingerprint([*base, "six==1.16.0"], ())
+    assert one != two
