@@ -130,12 +130,16 @@ class Request:
         return DEFAULT_GUIDANCE_IMAGE if self.mode == "image" else DEFAULT_GUIDANCE_TEXT
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first impossible setting."""
-        g = self.generation
+        """Raise :class:`ConfigError` naming the first impossible setting or a missing source."""
         if (self.image is None) == (self.prompt is None):
             raise ConfigError("Give exactly one of an image or a text prompt.")
         if self.prompt is not None and not self.prompt.strip():
             raise ConfigError("The prompt is empty: type what to generate, e.g. 'a red chair'.")
+        self.validate_settings()
+
+    def validate_settings(self) -> None:
+        """Check every setting except the source (for decoding and converting)."""
+        g = self.generation
         if not 1 <= g.steps <= 1000:
             raise ConfigError(f"steps must be between 1 and 1000, got {g.steps}.")
         if g.guidance is not None and not 0.0 <= g.guidance <= 100.0:

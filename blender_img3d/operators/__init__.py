@@ -1,5 +1,8 @@
 """Operators: thin wrappers that turn properties into core calls and report errors."""
 
-from . import system
+from . import generate, system
 
-CLASSES = (*system.CLASSES,)
+CLASSES = (
+    *generate.CLASSES,
+    *system.CLASSES,
+)

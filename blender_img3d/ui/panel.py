@@ -22,24 +22,110 @@ class IMG3D_PT_main(bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         props = context.scene.img3d
-        layout.row().prop(props, "mode", expand=True)
+        job = context.window_manager.img3d_job
+        inputs = layout.column()
+        inputs.enabled = not job.running
+        inputs.row().prop(props, "mode", expand=True)
         if props.mode == "IMAGE":
-            layout.row().prop(props, "image_source", expand=True)
+            inputs.row().prop(props, "image_source", expand=True)
             if props.image_source == "FILE":
-                layout.prop(props, "image_path", text="")
+                inputs.prop(props, "image_path", text="")
             else:
-                layout.template_ID(props, "image", open="image.open")
+                inputs.template_ID(props, "image", open="image.open")
+            inputs.prop(props, "remove_background")
         else:
-            layout.prop(props, "prompt", text="")
-        missing = missing_modules()
-        row = layout.row()
-        row.scale_y = 1.4
-        row.enabled = False
-        row.operator("img3d.system_check", text="Generate", icon="MESH_MONKEY")
-        if missing:
-            layout.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+            inputs.prop(props, "prompt", text="")
+        row = inputs.row(align=True)
+        row.prop(props, "seed")
+        row.prop(props, "random_seed", text="", icon="FILE_REFRESH")
+        inputs.prop(props, "batch")
+
+        if job.running:
+            layout.progress(factor=job.progress, type="BAR", text=job.message or job.phase)
+            layout.operator("img3d.cancel", icon="CANCEL")
         else:
-            layout.label(text="The engine is not available in this version yet", icon="INFO")
+            row = layout.row()
+            row.scale_y = 1.4
+            row.operator("img3d.generate", icon="MESH_MONKEY")
+            missing = missing_modules()
+            if missing:
+                box = layout.box()
+                box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+                box.label(text="Preferences > Add-ons > Img3D > Install dependencies")
+        if job.last_error and not job.running:
+            box = layout.box()
+            box.alert = True
+            for index, line in enumerate(_wrap(job.last_error, 44)):
+                box.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
+        elif job.last_summary and not job.running:
+            layout.label(text=job.last_summary, icon="CHECKMARK")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [text]
+
+
+class IMG3D_PT_advanced(bpy.types.Panel):
+    bl_idname = "IMG3D_PT_advanced"
+    bl_label = "Advanced"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Img3D"
+    bl_parent_id = "IMG3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        props = context.scene.img3d
+        layout.enabled = not context.window_manager.img3d_job.running
+        col = layout.column(heading="Sampling")
+        col.prop(props, "model", text="Model", placeholder="from preferences")
+        col.prop(props, "steps")
+        col.prop(props, "use_default_guidance")
+        sub = col.column()
+        sub.enabled = not props.use_default_guidance
+        sub.prop(props, "guidance")
+        col.prop(props, "schedule")
+        col.prop(props, "device")
+        col.prop(props, "grid_size")
+        if props.mode == "IMAGE":
+            col = layout.column(heading="Image")
+            col.prop(props, "border")
+        col = layout.column(heading="Mesh")
+        col.prop(props, "process_mesh")
+        sub = col.column()
+        sub.enabled = props.process_mesh
+        sub.prop(props, "target_faces")
+        sub.prop(props, "repair")
+        sub.prop(props, "smooth_iterations")
+        sub.prop(props, "size")
+        col = layout.column(heading="Result")
+        col.prop(props, "placement")
+        col.prop(props, "shading")
+
+
+class IMG3D_PT_input_preview(bpy.types.Panel):
+    bl_idname = "IMG3D_PT_input_preview"
+    bl_label = "What the Model Saw"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Img3D"
+    bl_parent_id = "IMG3D_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        name = context.window_manager.img3d_job.preview_image
+        return bool(name) and name in bpy.data.images
+
+    def draw(self, context):
+        image = bpy.data.images[context.window_manager.img3d_job.preview_image]
+        image.preview_ensure()
+        self.layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
 
 
 class IMG3D_PT_system(bpy.types.Panel):
@@ -62,4 +148,4 @@ class IMG3D_PT_system(bpy.types.Panel):
                 col.label(text=f"    {entry.advice}")
 
 
-CLASSES = (IMG3D_PT_main, IMG3D_PT_system)
+CLASSES = (IMG3D_PT_main, IMG3D_PT_advanced, IMG3D_PT_input_preview, IMG3D_PT_system)

@@ -1,0 +1,417 @@
+"""The one pipeline every entry point runs: panel, operators (modal and headless) and CLI.
+
+``run(request, progress, cancel) -> Result`` goes image/prompt → model input →
+Shap-E latents → SDF + marching cubes → Blender-frame mesh → cleanup, repair,
+decimation → metrics → files. ``decode_saved`` restarts from saved latents and
+``convert_mesh_file`` from an existing mesh file; all three share the tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import settings as defaults
+from .errors import ConfigError
+from .meshdata import MeshData
+from .progress import Phase, ProgressCallback, raise_if_cancelled, report
+
+log = logging.getLogger(__name__)
+
+GENERATOR = "blender_img3d"
+
+
+@dataclass
+class Result:
+    """What one run produced; ``meshes[i]`` is variant ``i`` in Blender's frame."""
+
+    meshes: list[MeshData]
+    metrics: list[dict[str, Any]]
+    settings: dict[str, Any]
+    model_source: str = ""
+    model_revision: str = ""
+    latents: Optional[np.ndarray] = None
+    input_report: Optional[dict[str, Any]] = None
+    model_input: Any = None  # the PIL image the model saw (image mode)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+    def report_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (for ``--report`` and custom properties)."""
+        return {
+            "generator": GENERATOR,
+            "model": {"source": self.model_source, "revision": self.model_revision},
+            "settings": self.settings,
+            "input": self.input_report,
+            "variants": [
+                {"name": mesh.name, "metadata": mesh.metadata, "metrics": metrics}
+                for mesh, metrics in zip(self.meshes, self.metrics)
+            ],
+            "timings": self.timings,
+            "notes": self.notes,
+            "outputs": [str(path) for path in self.outputs],
+        }
+
+
+class _Timer:
+    """Collects wall time per named step into a dict."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *_exc):
+                timer.timings[name] = (
+                    timer.timings.get(name, 0.0) + time.perf_counter() - self.start
+                )
+
+        return _Span()
+
+
+def output_paths(outputs: list[Path], batch: int) -> list[list[Path]]:
+    """Per-variant output paths: ``chair.glb`` becomes ``chair_0.glb``… when batch > 1."""
+    per_variant: list[list[Path]] = [[] for _ in range(batch)]
+    for out in outputs:
+        out = Path(out)
+        for index in range(batch):
+            path = out if batch == 1 else out.with_name(f"{out.stem}_{index}{out.suffix}")
+            per_variant[index].append(path)
+    return per_variant
+
+
+def source_label(request: defaults.Request) -> str:
+    """A short human name for the object: the request's name, image stem or prompt."""
+    if request.name:
+        return request.name
+    if request.prompt is not None:
+        words = " ".join(request.prompt.split())
+        return words[:48] or "prompt"
+    from .images import source_name
+
+    return source_name(request.image)
+
+
+def run(
+    request: defaults.Request,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Result:
+    """Generate meshes for ``request``; raises a typed :class:`Img3DError` on any failure."""
+    from . import deps
+
+    request.validate()
+    deps.require()
+    timer = _Timer()
+    gen = request.generation
+    label = source_label(request)
+
+    model_input, input_report = None, None
+    if request.mode == "image":
+        with timer("preprocess"):
+            model_input, input_report = _model_input(request, progress)
+    raise_if_cancelled(cancel)
+
+    from .models import load_models
+
+    with timer("load_model"):
+        report(progress, Phase.LOADING_MODEL, 0, 1)
+        models = load_models(
+            request.model_id(),
+            mode=request.mode,
+            revision=gen.revision,
+            cache_dir=gen.cache_dir,
+            allow_download=gen.allow_download,
+            device=gen.device,
+            dtype=gen.dtype,
+            progress=progress,
+            cancel=cancel,
+        )
+        report(progress, Phase.LOADING_MODEL, 1, 1)
+
+    from .engine import sample_latents
+
+    with timer("sample"):
+        latents = sample_latents(
+            models,
+            images=model_input,
+            prompt=request.prompt,
+            steps=gen.steps,
+            guidance=request.guidance(),
+            seed=gen.seed,
+            batch=gen.batch,
+            schedule=gen.schedule,
+            sigma_min=gen.sigma_min,
+            sigma_max=gen.sigma_max,
+            progress=progress,
+            cancel=cancel,
+        )
+    latents_np = latents.numpy() if hasattr(latents, "numpy") else np.asarray(latents)
+    settings = request.settings_dict()
+    metadata = _generation_metadata(request, models.source, models.revision)
+    if request.latents_out is not None:
+        from .latents_io import save_latents
+
+        save_latents(request.latents_out, latents_np, metadata)
+
+    with timer("decode"):
+        from .decode import decode_latents
+
+        raw = decode_latents(
+            models.renderer,
+            latents,
+            grid_size=gen.grid_size,
+            query_batch=gen.query_batch,
+            progress=progress,
+            cancel=cancel,
+            name=label,
+        )
+    result = Result(
+        meshes=[],
+        metrics=[],
+        settings=settings,
+        model_source=models.source,
+        model_revision=models.revision,
+        latents=latents_np,
+        input_report=input_report,
+        model_input=model_input,
+    )
+    _finish(result, raw, request, metadata, timer, progress, cancel)
+    return result
+
+
+def _model_input(request: defaults.Request, progress: Optional[ProgressCallback]):
+    """The image handed to the model and a report of what preprocessing did."""
+    from .images import load_image, prepare_image, save_model_input
+
+    report(progress, Phase.PREPROCESSING, 0, 1)
+    if request.preprocess:
+        prepared = prepare_image(request.image, request.image_settings)
+        image, input_report = prepared.image, prepared.report.to_dict()
+        if request.save_input is not None:
+            save_model_input(prepared, request.save_input)
+    else:
+        image = load_image(request.image, request.image_settings).convert("RGB")
+        input_report = {"method": "none", "size": list(image.size)}
+        if request.save_input is not None:
+            raise ConfigError("--save-input needs preprocessing; drop --no-preprocess.")
+    report(progress, Phase.PREPROCESSING, 1, 1)
+    return image, input_report
+
+
+def _generation_metadata(request: defaults.Request, source: str, revision: str) -> dict[str, Any]:
+    gen = request.generation
+    return {
+        "generator": GENERATOR,
+        "mode": request.mode,
+        "prompt": request.prompt,
+        "image": request.settings_dict()["image"],
+        "model": source,
+        "revision": revision,
+        "seed": gen.seed,
+        "steps": gen.steps,
+        "guidance": request.guidance(),
+        "schedule": gen.schedule,
+        "grid_size": gen.grid_size,
+    }
+
+
+def _finish(
+    result: Result,
+    raw_meshes: list[MeshData],
+    request: defaults.Request,
+    metadata: dict[str, Any],
+    timer: _Timer,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+) -> None:
+    """Orient, process, measure and export every variant into ``result``."""
+    from .meshops import process_mesh, shap_e_to_blender
+    from .metrics import compute_metrics
+
+    paths = output_paths(request.outputs, len(raw_meshes))
+    for index, raw in enumerate(raw_meshes):
+        raise_if_cancelled(cancel)
+        report(progress, Phase.PROCESSING, index, len(raw_meshes))
+        variant_timings: dict[str, float] = {}
+        start = time.perf_counter()
+        mesh = shap_e_to_blender(raw)
+        variant_timings["orient"] = time.perf_counter() - start
+        if request.mesh.enabled:
+            processed = process_mesh(mesh, request.mesh, cancel=cancel)
+            mesh = processed.mesh
+            variant_timings.update(processed.timings)
+            result.notes.extend(f"variant {index}: {note}" for note in processed.notes)
+        mesh.name = raw.name if len(raw_meshes) == 1 else f"{raw.name} {index + 1}"
+        mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
+        metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
+        result.meshes.append(mesh)
+        result.metrics.append(metrics)
+        for key, seconds in variant_timings.items():
+            result.timings[f"mesh_{key}"] = result.timings.get(f"mesh_{key}", 0.0) + seconds
+    report(progress, Phase.PROCESSING, len(raw_meshes), len(raw_meshes))
+
+    with timer("export"):
+        _write_outputs(result, paths, request, progress, cancel)
+    result.timings.update(timer.timings)
+
+
+def _write_outputs(
+    result: Result,
+    paths: list[list[Path]],
+    request: defaults.Request,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+) -> None:
+    total = sum(len(variant_paths) for variant_paths in paths)
+    if total:
+        from .exporters import export_mesh
+
+        done = 0
+        for mesh, variant_paths in zip(result.meshes, paths):
+            for path in variant_paths:
+                raise_if_cancelled(cancel)
+                report(progress, Phase.EXPORTING, done, total)
+                result.outputs.append(Path(export_mesh(mesh, path)))
+                done += 1
+        report(progress, Phase.EXPORTING, total, total)
+    if request.report_path is not None:
+        write_report(result, request.report_path)
+
+
+def write_report(result: Result, path: Path) -> Path:
+    """Write ``result.report_dict()`` as JSON, atomically."""
+    import json
+
+    from .exporters.atomic import atomic_write
+
+    text = json.dumps(result.report_dict(), indent=2, default=_json_default) + "\n"
+    with atomic_write(Path(path), "w") as stream:
+        stream.write(text)
+    return Path(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def decode_saved(
+    latents_path: Path,
+    request: defaults.Request,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Result:
+    """Decode latents saved by ``run`` (``--latents-out``) again, e.g. at another grid size.
+
+    The model comes from ``request.generation.model`` when given, else from the
+    latents' metadata; only the renderer is used.
+    """
+    from . import deps
+    from .latents_io import load_latents
+    from .models import load_models
+
+    deps.require()
+    gen = request.generation
+    timer = _Timer()
+    latents, saved = load_latents(latents_path)
+    source = gen.model or saved.get("model")
+    mode = saved.get("mode", "image")
+    if not source:
+        raise ConfigError(
+            f"{latents_path} doesn't say which model made it: pass --model DIR_OR_ID."
+        )
+    saved_revision = saved.get("revision")
+    revision = gen.revision or (saved_revision if saved_revision not in (None, "local") else None)
+    with timer("load_model"):
+        models = load_models(
+            source,
+            mode=mode,
+            revision=revision,
+            cache_dir=gen.cache_dir,
+            allow_download=gen.allow_download,
+            device=gen.device,
+            dtype=gen.dtype,
+            progress=progress,
+            cancel=cancel,
+        )
+    label = request.name or str(
+        saved.get("prompt") or saved.get("image") or Path(latents_path).stem
+    )
+    with timer("decode"):
+        from .decode import decode_latents
+
+        raw = decode_latents(
+            models.renderer,
+            latents,
+            grid_size=gen.grid_size,
+            query_batch=gen.query_batch,
+            progress=progress,
+            cancel=cancel,
+            name=label,
+        )
+    metadata = {**saved, "grid_size": gen.grid_size, "decoded_from": Path(latents_path).name}
+    result = Result(
+        meshes=[],
+        metrics=[],
+        settings={"decoded_from": str(latents_path), "grid_size": gen.grid_size, **saved},
+        model_source=models.source,
+        model_revision=models.revision,
+        latents=latents,
+    )
+    _finish(result, raw, request, metadata, timer, progress, cancel)
+    return result
+
+
+def convert_mesh_file(
+    in_path: Path,
+    request: defaults.Request,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Result:
+    """Read a mesh file and write it to ``request.outputs`` (``export --in X --out Y``).
+
+    Mesh processing runs only when ``request.mesh.enabled`` is true.
+    """
+    from .exporters.reader import read_mesh
+    from .metrics import compute_metrics
+
+    timer = _Timer()
+    with timer("read"):
+        mesh = read_mesh(in_path)
+    if request.name:
+        mesh.name = request.name
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    if request.mesh.enabled:
+        from .meshops import process_mesh
+
+        processed = process_mesh(mesh, request.mesh, cancel=cancel)
+        mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)
+    result = Result(
+        meshes=[mesh],
+        metrics=[compute_metrics(mesh, timings=timings).to_dict()],
+        settings={"converted_from": str(in_path)},
+        notes=notes,
+    )
+    with timer("export"):
+        _write_outputs(result, output_paths(request.outputs, 1), request, progress, cancel)
+    result.timings.update(timer.timings)
+    return result
