@@ -27,7 +27,8 @@ def vertex_colour_material(name: str = MATERIAL_NAME) -> bpy.types.Material:
     if material is not None:
         return material
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # from 5.0 every material has a node tree
+        material.use_nodes = True
     nodes = material.node_tree.nodes
     bsdf = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
     attribute = nodes.new("ShaderNodeVertexColor")

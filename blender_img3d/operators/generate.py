@@ -18,7 +18,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import generate_session as sessions
 from ..core import settings as defaults
-from ..core.errors import ConfigError, Img3DError
+from ..core.errors import CancelledError, ConfigError, Img3DError
 from ..props import DEVICE_ITEMS, SCHEDULE_ITEMS, enum_to_core
 
 TIMER_INTERVAL_SECONDS = 0.1
@@ -140,6 +140,13 @@ def request_from_scene(
     return request
 
 
+def import_options(context: bpy.types.Context) -> sessions.ImportOptions:
+    props = context.scene.img3d
+    return sessions.ImportOptions(
+        at_cursor=props.placement == "CURSOR", smooth=props.shading == "SMOOTH"
+    )
+
+
 class IMG3D_OT_generate(bpy.types.Operator):
     """Generate a coloured mesh from the image or prompt with Shap-E, on this computer"""
 
@@ -186,29 +193,20 @@ class IMG3D_OT_generate(bpy.types.Operator):
             if self.properties.is_property_set(name)
         }
 
-    def _request(self, context):
-        return request_from_scene(context, self._overrides())
-
-    def _options(self, context) -> sessions.ImportOptions:
-        props = context.scene.img3d
-        return sessions.ImportOptions(
-            at_cursor=props.placement == "CURSOR", smooth=props.shading == "SMOOTH"
-        )
-
     def execute(self, context):
-        """Synchronous path: background mode and scripts."""
-        from ..vendor_path import activate_vendor
+        """Synchronous path: background mode and scripts (the same code as ``api.generate``)."""
+        from ..api import generate
 
-        activate_vendor()
         try:
-            request = self._request(context)
-            session = sessions.GenerateSession(request, self._options(context))
-            session.start(context.window_manager)
-            state = session.run_to_end(context)
+            objects = generate(context, **self._overrides())
+        except CancelledError:
+            self.report({"WARNING"}, "Generation cancelled")
+            return {"CANCELLED"}
         except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        return self._report_end(session, state)
+        self.report({"INFO"}, "Generated " + ", ".join(obj.name for obj in objects))
+        return {"FINISHED"}
 
     def invoke(self, context, event):
         if context.window is None or bpy.app.background:
@@ -217,8 +215,8 @@ class IMG3D_OT_generate(bpy.types.Operator):
 
         activate_vendor()
         try:
-            request = self._request(context)
-            self._session = sessions.GenerateSession(request, self._options(context))
+            request = request_from_scene(context, self._overrides())
+            self._session = sessions.GenerateSession(request, import_options(context))
             self._session.start(context.window_manager)
         except Img3DError as exc:
             context.window_manager.img3d_job.last_error = str(exc)

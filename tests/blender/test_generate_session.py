@@ -1,0 +1,158 @@
+"""The modal path's logic, driven for real: GenerateSession ticks, cancel, lifecycle, one job.
+
+The pipeline is replaced by a small fake that reports sampling steps and
+returns a coloured cube, so these tests exercise the thread/queue/import
+machinery quickly; tests/blender/test_generate.py runs the real pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+
+import addon_utils
+import bpy
+import numpy as np
+import pytest
+
+
+def extension(installed_extension: str, name: str):
+    """A module of the installed extension (imported on first use, like the add-on does)."""
+    return importlib.import_module(f"{installed_extension}.{name}")
+
+
+def fake_pipeline(installed_extension, steps=20, delay=0.01, record=None):
+    pipeline = extension(installed_extension, "core.pipeline")
+    meshdata = extension(installed_extension, "core.meshdata")
+    progress_mod = extension(installed_extension, "core.progress")
+
+    def work(request, progress, cancel):
+        for step in range(1, steps + 1):
+            progress_mod.raise_if_cancelled(cancel)
+            time.sleep(delay)
+            if record is not None:
+                record.append(step)
+            progress(progress_mod.Phase.SAMPLING, step, steps)
+        vertices = np.array(
+            [[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (0.0, 1.0)], dtype=float
+        )
+        faces = np.array(
+            [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+             [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]]
+        )  # fmt: skip
+        mesh = meshdata.MeshData(
+            vertices, faces, colors=np.full((8, 3), 0.5, np.float32), name="fake",
+            metadata={"seed": 7, "model": "fake-model", "revision": "local", "prompt": "x"},
+        )  # fmt: skip
+        return pipeline.Result(
+            meshes=[mesh], metrics=[{"faces": 12, "watertight": True}], settings={"a": 1}
+        )
+
+    return work
+
+
+def text_request(installed_extension):
+    settings = extension(installed_extension, "core.settings")
+    return settings.Request(prompt="a cube")
+
+
+def start_session(installed_extension, work):
+    sessions = extension(installed_extension, "generate_session")
+    session = sessions.GenerateSession(
+        text_request(installed_extension), sessions.ImportOptions(), work=work
+    )
+    return session.start(bpy.context.window_manager)
+
+
+def test_ticks_report_increasing_progress_then_import(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    session = start_session(installed_extension, fake_pipeline(installed_extension))
+    seen = []
+    while session.tick(bpy.context) == sessions.RUNNING:
+        seen.append(bpy.context.window_manager.img3d_job.progress)
+        time.sleep(0.005)
+    assert session.state == sessions.FINISHED
+    assert seen == sorted(seen) and seen[-1] > 0
+    job = bpy.context.window_manager.img3d_job
+    assert not job.running and "faces" in job.last_summary
+    assert [obj.name for obj in session.objects] == ["fake"]
+    assert bpy.context.view_layer.objects.active == session.objects[0]
+    assert not session.job.alive
+
+
+def test_cancel_stops_within_one_step_and_leaves_no_thread(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    steps_done: list[int] = []
+    session = start_session(
+        installed_extension, fake_pipeline(installed_extension, steps=500, record=steps_done)
+    )
+    while not steps_done:
+        time.sleep(0.005)
+    session.cancel()
+    at_cancel = len(steps_done)
+    assert session.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
+    assert len(steps_done) <= at_cancel + 1
+    assert not session.job.alive
+    assert bpy.context.window_manager.img3d_job.running is False
+    assert len(bpy.data.objects) == len([o for o in bpy.data.objects if o.name != "fake"])
+
+
+def test_second_job_is_refused_while_one_runs(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    errors = extension(installed_extension, "core.errors")
+    first = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
+    try:
+        assert not bpy.ops.img3d.generate.poll()
+        with pytest.raises(errors.Img3DError, match="already running"):
+            start_session(installed_extension, fake_pipeline(installed_extension))
+    finally:
+        sessions.cancel_active()
+    assert not first.job.alive
+
+
+def test_loading_a_file_cancels_the_running_job(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    session = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
+    bpy.ops.wm.read_homefile(app_template="")  # fires load_pre
+    assert session.state == sessions.CANCELLED
+    assert not session.job.alive
+    assert sessions.active_session() is None
+
+
+def test_disabling_the_addon_cancels_and_joins_the_job(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    session = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
+    thread_count = threading.active_count()
+    addon_utils.disable(installed_extension, default_set=True)
+    try:
+        assert session.state == sessions.CANCELLED
+        assert not session.job.alive
+        assert threading.active_count() < thread_count
+    finally:
+        addon_utils.enable(installed_extension, default_set=True)
+
+
+def test_errors_from_the_pipeline_show_in_the_panel_state(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    errors = extension(installed_extension, "core.errors")
+
+    def failing(request, progress, cancel):
+        raise errors.ImageInputError("The image is blank: pick a picture of an object.")
+
+    session = start_session(installed_extension, failing)
+    assert session.run_to_end(bpy.context, timeout=10) == sessions.FAILED
+    assert bpy.context.window_manager.img3d_job.last_error.startswith("The image is blank")
+
+
+def test_draining_a_tick_stays_within_budget(installed_extension):
+    sessions = extension(installed_extension, "generate_session")
+    session = start_session(
+        installed_extension, fake_pipeline(installed_extension, steps=2000, delay=0.0)
+    )
+    session.job.join(30)
+    start = time.perf_counter()
+    session.tick(bpy.context)
+    elapsed = time.perf_counter() - start
+    sessions.cancel_active()
+    assert elapsed < 0.25  # the 2 ms budget plus the import of one cube, with slack for CI
