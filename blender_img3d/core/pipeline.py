@@ -238,22 +238,19 @@ def _finish(
     cancel: Optional[threading.Event],
 ) -> None:
     """Orient, process, measure and export every variant into ``result``."""
-    from .meshops import process_mesh, shap_e_to_blender
+    from .meshops import process_mesh
     from .metrics import compute_metrics
 
     paths = output_paths(request.outputs, len(raw_meshes))
     for index, raw in enumerate(raw_meshes):
         raise_if_cancelled(cancel)
         report(progress, Phase.PROCESSING, index, len(raw_meshes))
-        variant_timings: dict[str, float] = {}
-        start = time.perf_counter()
-        mesh = shap_e_to_blender(raw)
-        variant_timings["orient"] = time.perf_counter() - start
-        if request.mesh.enabled:
-            processed = process_mesh(mesh, request.mesh, cancel=cancel)
-            mesh = processed.mesh
-            variant_timings.update(processed.timings)
-            result.notes.extend(f"variant {index}: {note}" for note in processed.notes)
+        # Orientation and placement run even with processing off (see process_mesh).
+        processed = process_mesh(raw, request.mesh, cancel=cancel)
+        mesh = processed.mesh
+        variant_timings = dict(processed.timings)
+        prefix = f"variant {index}: " if len(raw_meshes) > 1 else ""
+        result.notes.extend(prefix + note for note in processed.notes)
         mesh.name = raw.name if len(raw_meshes) == 1 else f"{raw.name} {index + 1}"
         mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
         metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
@@ -403,7 +400,7 @@ def convert_mesh_file(
     if request.mesh.enabled:
         from .meshops import process_mesh
 
-        processed = process_mesh(mesh, request.mesh, cancel=cancel)
+        processed = process_mesh(mesh, request.mesh, cancel=cancel, from_shap_e=False)
         mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)
     result = Result(
         meshes=[mesh],
