@@ -203,7 +203,15 @@ def _model_input(request: defaults.Request, progress: Optional[ProgressCallback]
         if request.save_input is not None:
             save_model_input(prepared, request.save_input)
     else:
-        image = load_image(request.image, request.image_settings).convert("RGB")
+        # "Unchanged" for the model's own processor, except that transparent pixels
+        # (whose hidden colour is arbitrary, often black) are flattened onto white.
+        image = load_image(request.image, request.image_settings)
+        if image.mode == "RGBA":
+            from PIL import Image
+
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image)
+        image = image.convert("RGB")
         input_report = {"method": "none", "size": list(image.size)}
         if request.save_input is not None:
             raise ConfigError("--save-input needs preprocessing; drop --no-preprocess.")

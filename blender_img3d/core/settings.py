@@ -57,7 +57,7 @@ ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or 
 
 @dataclass
 class ImageSettings:
-    """How an input picture becomes the model's input (see core/images.py)."""
+    """How an input picture becomes the model's input (see the core/images package)."""
 
     remove_background: bool = True
     border: float = DEFAULT_BORDER

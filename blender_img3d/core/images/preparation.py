@@ -1,0 +1,232 @@
+"""The model's input: the object cut out, centred on white, square, at the encoder's size.
+
+:func:`prepare_image` is what the pipeline calls; its :class:`ImageReport`
+says what was done, so the panel can explain a surprising result and the
+pipeline can store it with the mesh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError, ExportError, ImageInputError
+from ..settings import ImageSettings
+from .background import composite_on_white, cut_out, feather
+from .framing import frame_square, object_bbox, square_side
+from .loading import decode_source
+
+log = logging.getLogger(__name__)
+
+# CLIP ViT-L/14's image processor resizes and centre-crops to 224 px.
+DEFAULT_MODEL_INPUT_SIZE = 224
+# Background analysis runs at most at this size: plenty for a 224 px output,
+# and it bounds time and memory for 64 MP photos.
+WORK_MAX_SIDE = 2048
+# Edge feathering, in output pixels: softens the cut without visible blur.
+_FEATHER_OUTPUT_PIXELS = 0.5
+_MAX_SIZE = 4096
+
+
+@dataclass
+class ImageReport:
+    """What preparation did, as plain data (``to_dict()`` is JSON-serialisable).
+
+    Coordinates (``bbox``, ``original_size``) are in source pixels after EXIF
+    orientation, top-left origin, ``bbox`` end-exclusive ``[x0, y0, x1, y1]``.
+    """
+
+    source: str
+    format: Optional[str]
+    original_size: list[int]
+    original_mode: str
+    method: str  # "alpha" | "rembg" | "flood" | "none"
+    mask_coverage: float  # share of the picture that is object, 0..1
+    bbox: list[int]
+    background_color: Optional[list[int]]  # estimated RGB 0..255 ("flood" only)
+    border: float
+    output_size: int
+    steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PreparedImage:
+    """The exact RGB image handed to the model (``size``², white background) and its report."""
+
+    image: Image.Image
+    report: ImageReport
+
+
+def prepare_image(
+    source: Any,
+    settings: Optional[ImageSettings] = None,
+    *,
+    size: int = DEFAULT_MODEL_INPUT_SIZE,
+    linear: bool = False,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    bottom_up: bool = True,
+) -> PreparedImage:
+    """Turn any image source into the model's input, or raise ImageInputError.
+
+    Load and validate (see :func:`~.loading.load_image`), separate the object
+    from its background (see :mod:`.background`), crop to it, pad to a white
+    square leaving ``settings.border`` of the side free on each side, and
+    resize to ``size`` with LANCZOS. When nothing is removed (method "none"),
+    the whole picture is padded to a square without an extra border.
+    """
+    settings = settings or ImageSettings()
+    _check_options(settings, size)
+    decoded = decode_source(
+        source,
+        settings,
+        linear=linear,
+        width=width,
+        height=height,
+        bottom_up=bottom_up,
+        draft_side=WORK_MAX_SIDE,
+    )
+    steps = list(decoded.steps)
+    work = decoded.image
+    if max(work.size) > WORK_MAX_SIDE:
+        factor = WORK_MAX_SIDE / max(work.size)
+        shrunk = (max(1, round(work.width * factor)), max(1, round(work.height * factor)))
+        work = work.resize(shrunk, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        steps.append(f"analysed at {shrunk[0]}×{shrunk[1]}")
+    pixels = np.asarray(work)
+    alpha8 = pixels[..., 3] if work.mode == "RGBA" else None
+    cutout = cut_out(pixels[..., :3], alpha8, settings, allow_auto=settings.remove_background)
+    height_px, width_px = pixels.shape[:2]
+    if cutout.mask is None:
+        bbox, border, alpha = (0, 0, width_px, height_px), 0.0, None
+        coverage = 1.0
+    else:
+        if not cutout.mask.any():
+            raise ImageInputError(
+                "No object found: the picture looks like plain background. Use a picture "
+                "of one object that stands out from its background."
+            )
+        bbox, border = object_bbox(cutout.mask), settings.border
+        coverage = float(cutout.mask.mean())
+        alpha = cutout.alpha
+        if alpha is None:
+            sigma = _FEATHER_OUTPUT_PIXELS * square_side(bbox, border) / size
+            alpha = feather(cutout.mask, sigma)
+    steps.append(f"background: {cutout.method}")
+    composited = composite_on_white(cutout, alpha)
+    if cutout.mask is not None:
+        steps.append(f"cropped to the object, {border:.0%} white border each side")
+    image = frame_square(composited, bbox, border, size)
+    steps.append(f"padded to a white square, resized to {size}×{size} (LANCZOS)")
+    report = ImageReport(
+        source=_describe(source),
+        format=decoded.format,
+        original_size=list(decoded.original_size),
+        original_mode=decoded.original_mode,
+        method=cutout.method,
+        mask_coverage=round(coverage, 6),
+        bbox=_to_source_pixels(bbox, (width_px, height_px), decoded.original_size),
+        background_color=cutout.background_color,
+        border=float(border),
+        output_size=int(size),
+        steps=steps,
+        notes=list(cutout.notes),
+    )
+    log.debug("prepared image: %s", report)
+    return PreparedImage(image=image, report=report)
+
+
+def save_model_input(prepared: PreparedImage | Image.Image, path: str | os.PathLike) -> Path:
+    """Write the model's input as a PNG at ``path``, atomically; returns the path.
+
+    The image goes to a temporary file in the same folder, is flushed to disk
+    and then renamed over ``path``, so a failure never leaves a partial file.
+    """
+    image = prepared.image if isinstance(prepared, PreparedImage) else prepared
+    if not isinstance(image, Image.Image):
+        raise ImageInputError(
+            f"Nothing to save: expected a prepared image, got {type(prepared).__name__}."
+        )
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise ExportError(f"Can't write the model input to {target}: it is a folder.")
+    if not folder.is_dir():
+        raise ExportError(
+            f"Can't write the model input to {target}: the folder {folder} does not exist."
+        )
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise ExportError(
+            f"Can't write the model input to {target}: {error.strerror or error}."
+        ) from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format="PNG")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException as error:
+        _remove_quietly(temporary)
+        if isinstance(error, OSError):
+            raise ExportError(
+                f"Can't write the model input to {target}: {error.strerror or error}. "
+                "Check the folder is writable and has free space."
+            ) from None
+        if isinstance(error, (ValueError, KeyError)):
+            raise ImageInputError(f"The prepared image can't be saved as PNG: {error}.") from None
+        raise
+    return target
+
+
+def _check_options(settings: ImageSettings, size: int) -> None:
+    if not 0.0 <= settings.border < 0.5:
+        raise ConfigError(f"border must be in [0, 0.5), got {settings.border}.")
+    if not isinstance(size, int) or not 1 <= size <= _MAX_SIZE:
+        raise ConfigError(f"The model input size must be 1..{_MAX_SIZE} pixels, got {size!r}.")
+    if settings.max_file_bytes <= 0 or settings.max_pixels <= 0:
+        raise ConfigError("max_file_bytes and max_pixels must be positive.")
+
+
+def _to_source_pixels(
+    bbox: tuple[int, int, int, int], work_size: tuple[int, int], original: tuple[int, int]
+) -> list[int]:
+    sx, sy = original[0] / work_size[0], original[1] / work_size[1]
+    x0, y0, x1, y1 = bbox
+    return [
+        max(0, int(np.floor(x0 * sx))),
+        max(0, int(np.floor(y0 * sy))),
+        min(original[0], int(np.ceil(x1 * sx))),
+        min(original[1], int(np.ceil(y1 * sy))),
+    ]
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    if isinstance(source, np.ndarray):
+        return f"pixels {source.shape} {source.dtype}"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"{len(source)} bytes"
+    return "PIL image"
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
