@@ -9,8 +9,18 @@ creates or updates ``.venv/`` with pinned runtime, Blender (bpy) and test
 packages, plus the Khronos glTF validator (npm) under ``.venv/npm``. A second
 run with nothing changed only checks a stamp and returns in well under a second.
 
-Both modes read the one requirement list below (``RUNTIME_REQUIREMENTS``), so
-the add-on in Blender runs on exactly what the tests ran on.
+Blender (the extension installed and enabled; Blender's own Python runs this)::
+
+    blender -b --python vendor_install.py -- [--cpu | --cuda] [--torch-index-url URL]
+
+installs the runtime packages with ``pip --target`` into the extension's user
+folder (``extension_path_user(<package>, "vendor")``), numpy pinned to the
+version Blender ships, without touching Blender's site-packages. The
+preferences' "Install Dependencies" button runs the same code
+(``blender_img3d/core/vendor.py``) in a subprocess.
+
+Both modes read the one requirement list (``core/requirements.py``), so the
+add-on in Blender runs on exactly what the tests ran on.
 """
 
 from __future__ import annotations
@@ -22,29 +32,30 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
 VENV_DIR = REPO_ROOT / ".venv"
 NPM_DIR = VENV_DIR / "npm"
 STAMP_FILE = VENV_DIR / ".img3d-install.json"
-REQUIRED_PYTHON = (3, 11)
+EXTENSION_ID = "blender_img3d"
 
 sys.path.insert(0, str(REPO_ROOT))
+from blender_img3d.core import vendor  # noqa: E402
 from blender_img3d.core.requirements import (  # noqa: E402  (the one shared list)
     DEV_REQUIREMENTS,
     NPM_REQUIREMENTS,
     NUMPY_REQUIREMENT,
     RUNTIME_REQUIREMENTS,
 )
+from blender_img3d.core.vendor import (  # noqa: E402  (shared with the Blender mode)
+    REQUIRED_PYTHON,
+    InstallError,
+    check_network,
+    check_python,
+)
 
-PYPI_PROBE_URL = "https://pypi.org/simple/pip/"
-
-
-class InstallError(Exception):
-    """Something the user has to fix before the install can go on."""
+__all__ = ["InstallError", "check_network", "check_python"]
 
 
 def log(message: str) -> None:
@@ -54,27 +65,6 @@ def log(message: str) -> None:
 def dev_requirements() -> list[str]:
     """The full pinned list for the development venv."""
     return [*RUNTIME_REQUIREMENTS, NUMPY_REQUIREMENT, *DEV_REQUIREMENTS]
-
-
-def check_python(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> None:
-    if tuple(version[:2]) != REQUIRED_PYTHON:
-        want = ".".join(map(str, REQUIRED_PYTHON))
-        got = ".".join(map(str, version[:3]))
-        raise InstallError(
-            f"Python {want} is required (bpy 5.0 is built for it), but this is Python {got}. "
-            f"Run the script with python{want}, e.g. 'python{want} vendor_install.py --dev'."
-        )
-
-
-def check_network(url: str = PYPI_PROBE_URL, timeout: float = 15.0) -> None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            response.read(1)
-    except (urllib.error.URLError, OSError) as exc:
-        raise InstallError(
-            f"Can't reach the Python package index ({url}): {exc}. "
-            "Connect to the network (or configure pip's index/proxy) and run again."
-        ) from exc
 
 
 def venv_python(venv: Path = VENV_DIR) -> Path:
@@ -138,6 +128,80 @@ def dev_install(force: bool = False) -> None:
     log("done: use .venv/bin/python")
 
 
+def installed_extension_package() -> str:
+    """The module name of the installed extension (``bl_ext.user_default.blender_img3d``)."""
+    import addon_utils
+    import bpy
+
+    for name in bpy.context.preferences.addons.keys():
+        if name.rsplit(".", 1)[-1] == EXTENSION_ID:
+            return name
+    for module in addon_utils.modules(refresh=False):
+        if module.__name__.rsplit(".", 1)[-1] == EXTENSION_ID:
+            return module.__name__
+    raise InstallError(
+        f"The {EXTENSION_ID} extension is not installed in this Blender: install it first "
+        "(Preferences > Get Extensions > Install from Disk), then run this again."
+    )
+
+
+def blender_plan(
+    package: str | None = None, variant: str = "cpu", torch_index_url: str | None = None
+) -> vendor.InstallPlan:
+    """The install plan for the running Blender: its vendor folder and its numpy version."""
+    import bpy
+
+    package = package or installed_extension_package()
+    try:
+        target = bpy.utils.extension_path_user(package, path="vendor", create=True)
+    except ValueError as exc:
+        raise InstallError(f"{package} is not an extension module: {exc}") from exc
+    return vendor.make_plan(
+        target,
+        numpy_version=vendor.running_numpy_version(),
+        variant=variant,
+        torch_index_url=torch_index_url,
+    )
+
+
+def blender_install(argv: list[str]) -> None:
+    """Blender mode: install the runtime packages into the extension's vendor folder."""
+    args = parse_blender_args(argv)
+    plan = blender_plan(args.package, args.variant, args.torch_index_url)
+    log(f"{plan.variant.upper()} build of torch into {plan.vendor_dir}")
+    log(f"numpy pinned to Blender's {plan.constraints[0]}")
+    if args.dry_run:
+        log("would run: " + " ".join(plan.pip_command(sys.executable, Path("constraints.txt"))))
+        return
+    installed = vendor.install(plan, force=args.force, output=log)
+    log("done" if installed else "already up to date (use --force to reinstall)")
+
+
+def running_in_blender() -> bool:
+    """True when Blender's own Python runs this (``blender --python``), not the bpy wheel."""
+    return "bpy" in sys.modules
+
+
+def parse_blender_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="blender -b --python vendor_install.py --",
+        description="Install the runtime packages into the extension's vendor folder.",
+    )
+    build = parser.add_mutually_exclusive_group()
+    build.add_argument("--cpu", dest="variant", action="store_const", const="cpu")
+    build.add_argument("--cuda", dest="variant", action="store_const", const="cuda")
+    parser.set_defaults(variant="cpu")
+    parser.add_argument(
+        "--torch-index-url",
+        help="extra index for torch builds, e.g. "
+        + " or ".join(vendor.PYTORCH_INDEX_URLS.values()),
+    )
+    parser.add_argument("--package", help="the add-on module (default: found automatically)")
+    parser.add_argument("--force", action="store_true", help="reinstall even if up to date")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, install nothing")
+    return parser.parse_args(argv)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="create/update the development .venv")
@@ -146,15 +210,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if argv is None and running_in_blender():
+            # Blender passes its own options first; ours follow "--".
+            ours = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+            blender_install(ours)
+            return 0
+        args = parse_args(sys.argv[1:] if argv is None else argv)
         if args.dev:
             dev_install(force=args.force)
         else:
-            raise InstallError("Nothing to do: pass --dev to set up the development environment.")
+            raise InstallError(
+                "Nothing to do: pass --dev to set up the development environment, or run "
+                "'blender -b --python vendor_install.py -- --cpu' to install into Blender."
+            )
     except InstallError as exc:
         print(f"vendor_install: error: {exc}", file=sys.stderr)
         return 1
+    except vendor.CancelledError as exc:
+        print(f"vendor_install: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("vendor_install: interrupted", file=sys.stderr)
         return 130
@@ -162,4 +237,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if not running_in_blender():
+        sys.exit(code)
+    elif code:
+        # Blender carries on after a failed script; leave with the code explicitly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -24,12 +24,14 @@ def register() -> None:
     _register_classes()
     props.register_properties()
     bpy.app.handlers.load_pre.append(_cancel_job_on_load)
+    bpy.types.TOPBAR_MT_file_export.append(operators.export.menu_func_export)
 
 
 def unregister() -> None:
     from .generate_session import cancel_active
 
     cancel_active()
+    bpy.types.TOPBAR_MT_file_export.remove(operators.export.menu_func_export)
     if _cancel_job_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_job_on_load)
     props.unregister_properties()

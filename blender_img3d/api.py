@@ -33,8 +33,8 @@ def generate(
     **overrides: Any,
 ) -> list[bpy.types.Object]:
     """Generate and import synchronously; return the new objects (one per variant)."""
+    from .operators.dependencies import activate_vendor
     from .operators.generate import OVERRIDABLE, import_options, request_from_scene
-    from .vendor_path import activate_vendor
 
     context = context or bpy.context
     unknown = set(overrides) - set(OVERRIDABLE)

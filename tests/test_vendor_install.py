@@ -13,7 +13,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 import vendor_install  # noqa: E402
-
 from blender_img3d.core import requirements  # noqa: E402
 
 
@@ -43,7 +42,7 @@ def test_no_network_fails_with_a_clear_message(monkeypatch):
     def offline(*_args, **_kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(vendor_install.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(vendor_install.vendor.urllib.request, "urlopen", offline)
     with pytest.raises(vendor_install.InstallError, match="Can't reach the Python package index"):
         vendor_install.check_network()
 
@@ -74,3 +73,17 @@ def test_changing_the_requirements_changes_the_fingerprint():
     one = vendor_install.install_fingerprint(base, ())
     two = vendor_install.install_fingerprint([*base, "six==1.16.0"], ())
     assert one != two
+
+
+def test_without_a_mode_it_says_how_to_run_it(capsys):
+    assert vendor_install.main([]) == 1
+    err = capsys.readouterr().err
+    assert "--dev" in err and "blender -b --python vendor_install.py" in err
+
+
+def test_blender_mode_options_choose_the_torch_build():
+    assert vendor_install.parse_blender_args([]).variant == "cpu"
+    args = vendor_install.parse_blender_args(["--cuda", "--torch-index-url", "https://x/cu128"])
+    assert (args.variant, args.torch_index_url) == ("cuda", "https://x/cu128")
+    with pytest.raises(SystemExit):
+        vendor_install.parse_blender_args(["--cpu", "--cuda"])

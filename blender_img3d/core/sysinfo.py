@@ -11,10 +11,14 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from .deps import runtime_status
 from .requirements import GENERATION_MODULES
+
+INSTALL_ADVICE = (
+    "Install Dependencies in the add-on's preferences (outside Blender: vendor_install.py --dev)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def package_entries() -> list[CheckEntry]:
     entries = []
     for status in runtime_status():
         required = status.module in GENERATION_MODULES
-        advice = "" if status.found else "Install dependencies (vendor_install.py)"
+        advice = "" if status.found else INSTALL_ADVICE
         detail = status.version or ("found" if status.found else "missing")
         entries.append(
             CheckEntry(status.distribution, status.found or not required, detail, advice)
@@ -66,16 +70,32 @@ def device_entries() -> list[CheckEntry]:
         import torch
     except ImportError:
         return [CheckEntry("torch", False, "not installed", "Install dependencies first")]
-    entries = [CheckEntry("torch build", True, f"{torch.__version__} (CUDA {torch.version.cuda})")]
+    cuda_build = torch.version.cuda is not None
+    build = f"CUDA {torch.version.cuda} build" if cuda_build else "CPU build"
+    entries = [CheckEntry("torch build", True, f"{torch.__version__} ({build})")]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             name = torch.cuda.get_device_name(index)
             detail = f"{name}, {_format_bytes(free)} free of {_format_bytes(total)}"
             entries.append(CheckEntry(f"cuda:{index}", True, detail))
+    elif cuda_build:
+        entries.append(
+            CheckEntry(
+                "CUDA",
+                True,
+                "CUDA build but no usable NVIDIA GPU: generation runs on the CPU (slow)",
+                "Update the NVIDIA driver if this machine has a GPU",
+            )
+        )
     else:
         entries.append(
-            CheckEntry("CUDA", True, "no CUDA GPU: generation runs on the CPU (slow)", "")
+            CheckEntry(
+                "CUDA",
+                True,
+                "no CUDA GPU: generation runs on the CPU (slow)",
+                "For an NVIDIA GPU, install the CUDA build of PyTorch",
+            )
         )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
@@ -95,11 +115,54 @@ def disk_entry(folder: Optional[Path]) -> Optional[CheckEntry]:
     return CheckEntry("disk free", ok, f"{_format_bytes(free)} in {folder}", advice)
 
 
-def collect(include_devices: bool = True, cache_dir: Optional[Path] = None) -> list[CheckEntry]:
-    """Every check; ``include_devices`` imports torch to list GPUs."""
+def model_entries(
+    models: Sequence[tuple[str, str]],
+    cache_dir: Optional[Path] = None,
+    revision: str = "main",
+) -> list[CheckEntry]:
+    """One line per ``(mode, source)`` model: present with size and revision, or what to do."""
+    from .model_store import model_status
+
+    entries = []
+    for mode, source in models:
+        status = model_status(source, mode=mode, cache_dir=cache_dir, revision=revision)
+        advice = (
+            ""
+            if status.present
+            else "Download Models in the preferences (needs Allow Downloads and online access)"
+        )
+        entries.append(CheckEntry(f"{mode} model {source}", status.present, status.detail, advice))
+    return entries
+
+
+def vendor_entry(folder: Path) -> CheckEntry:
+    """Whether the private dependency folder holds a finished install."""
+    from .vendor import STAMP_NAME
+
+    if (Path(folder) / STAMP_NAME).is_file():
+        return CheckEntry("dependency folder", True, str(folder))
+    # Not an error by itself: the packages may come from elsewhere (a venv, site-packages).
+    return CheckEntry("dependency folder", True, f"{folder} (not installed there)")
+
+
+def online_entry(online: bool) -> CheckEntry:
+    advice = "" if online else "Enable Preferences > System > Network > Allow Online Access"
+    return CheckEntry("online access", online, "on" if online else "off", advice)
+
+
+def collect(
+    include_devices: bool = True,
+    cache_dir: Optional[Path] = None,
+    models: Sequence[tuple[str, str]] = (),
+    revision: str = "main",
+) -> list[CheckEntry]:
+    """Every check; ``include_devices`` imports torch to list GPUs; ``models`` are
+    ``(mode, hub id or folder)`` pairs looked up in ``cache_dir``."""
     entries = python_entries() + package_entries()
     if include_devices:
         entries += device_entries()
+    if models:
+        entries += model_entries(models, cache_dir, revision)
     disk = disk_entry(cache_dir)
     if disk is not None:
         entries.append(disk)

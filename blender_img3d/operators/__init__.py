@@ -1,8 +1,12 @@
 """Operators: thin wrappers that turn properties into core calls and report errors."""
 
-from . import generate, system
+from . import dependencies, export, generate, mesh_tools, models, system
 
 CLASSES = (
     *generate.CLASSES,
     *system.CLASSES,
+    *dependencies.CLASSES,
+    *models.CLASSES,
+    *export.CLASSES,
+    *mesh_tools.CLASSES,
 )

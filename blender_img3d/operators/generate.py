@@ -174,10 +174,12 @@ class IMG3D_OT_generate(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         from ..core.deps import missing_modules
+        from .dependencies import activate_vendor
 
         if sessions.active_session() is not None:
             cls.poll_message_set("A generation is already running")
             return False
+        activate_vendor()  # idempotent: packages installed in an earlier session count
         missing = missing_modules()
         if missing:
             cls.poll_message_set(
@@ -211,7 +213,7 @@ class IMG3D_OT_generate(bpy.types.Operator):
     def invoke(self, context, event):
         if context.window is None or bpy.app.background:
             return self.execute(context)
-        from ..vendor_path import activate_vendor
+        from .dependencies import activate_vendor
 
         activate_vendor()
         try:

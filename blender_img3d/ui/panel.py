@@ -6,7 +6,8 @@ import bpy
 
 from .. import __version__
 from ..core.deps import missing_modules
-from ..operators.system import LAST_CHECK
+from ..operators.dependencies import activate_vendor
+from .system_report import draw_check
 
 
 class IMG3D_PT_main(bpy.types.Panel):
@@ -47,6 +48,7 @@ class IMG3D_PT_main(bpy.types.Panel):
             row = layout.row()
             row.scale_y = 1.4
             row.operator("img3d.generate", icon="MESH_MONKEY")
+            activate_vendor()
             missing = missing_modules()
             if missing:
                 box = layout.box()
@@ -136,16 +138,10 @@ class IMG3D_PT_system(bpy.types.Panel):
     bl_category = "Img3D"
     bl_parent_id = "IMG3D_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
+    bl_order = 10  # after the mesh tools and quality report
 
     def draw(self, context):
-        layout = self.layout
-        layout.operator("img3d.system_check", icon="CHECKMARK")
-        col = layout.column(align=True)
-        for entry in LAST_CHECK:
-            icon = "CHECKMARK" if entry.ok else "ERROR"
-            col.label(text=f"{entry.name}: {entry.detail}", icon=icon)
-            if entry.advice:
-                col.label(text=f"    {entry.advice}")
+        draw_check(self.layout)
 
 
 CLASSES = (IMG3D_PT_main, IMG3D_PT_advanced, IMG3D_PT_input_preview, IMG3D_PT_system)
