@@ -1,0 +1,199 @@
+"""A triangle mesh made fit for a boundary representation (B-rep), and its topology.
+
+A CAD kernel rejects what a renderer shrugs off: a zero-area triangle has no
+plane, two vertices a hair apart make a sliver edge, and either breaks a closed
+shell into an invalid solid. Before writing STEP we therefore weld vertices
+closer than a tolerance, drop triangles that collapse, and flip the edge under
+each remaining "cap" (a triangle whose third vertex lies on its longest edge),
+which removes it without moving any surface, so a closed mesh stays closed and
+keeps its volume. Then the shared edges, their orientation in each face, and the
+connected components are worked out once, as arrays, for the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ExportError
+
+log = logging.getLogger(__name__)
+
+# Welding and cap tolerance as a fraction of the bounding-box diagonal.
+RELATIVE_TOLERANCE = 1e-6
+_MAX_FLIP_PASSES = 16
+
+
+@dataclass
+class BrepMesh:
+    """A welded triangle mesh with its unique edges, ready to become B-rep topology.
+
+    ``edges`` (E, 2) holds each undirected edge once as (low, high) vertex index;
+    ``face_edges`` (F, 3) the edge under each face corner k (from corner k to k+1),
+    and ``face_edge_forward`` whether the face runs along it low → high.
+    ``face_component`` labels each face with its connected component.
+    """
+
+    points: np.ndarray
+    faces: np.ndarray
+    edges: np.ndarray
+    face_edges: np.ndarray
+    face_edge_forward: np.ndarray
+    face_component: np.ndarray
+    component_count: int
+    closed: bool
+    tolerance: float
+
+
+def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
+    """Weld, clean and analyse ``points``/``faces`` (already in output units).
+
+    ``decimals`` is the precision the file will carry; coordinates are rounded to
+    it first, so every later test (zero area, welding) judges what a reader will see.
+    """
+    points = np.round(np.asarray(points, dtype=np.float64), decimals)
+    tolerance = tolerance_for(points)
+    points, faces = _weld(points, faces, tolerance)
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])]
+    faces = faces[faces[:, 2] != faces[:, 0]]
+    faces = _flip_caps(points, faces, tolerance)
+    if len(faces) == 0:
+        raise ExportError(
+            "Every triangle of the mesh has zero area at the chosen units; "
+            "there is no surface to write. Check the mesh's size and units."
+        )
+    points, faces = _drop_unused(points, faces)
+
+    corners = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
+    low = corners.min(axis=1)
+    high = corners.max(axis=1)
+    keys = low * len(points) + high
+    unique_keys, edge_of_corner = np.unique(keys, return_inverse=True)
+    edges = np.stack([unique_keys // len(points), unique_keys % len(points)], axis=1)
+    component_of_vertex, count = _components(len(points), edges)
+    return BrepMesh(
+        points=points,
+        faces=faces,
+        edges=edges,
+        face_edges=edge_of_corner.reshape(-1, 3),
+        face_edge_forward=(corners[:, 0] < corners[:, 1]).reshape(-1, 3),
+        face_component=component_of_vertex[faces[:, 0]],
+        component_count=count,
+        closed=is_closed(faces, len(points)),
+        tolerance=tolerance,
+    )
+
+
+def tolerance_for(points: np.ndarray) -> float:
+    """Welding distance for a mesh of this size (see :data:`RELATIVE_TOLERANCE`)."""
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    if not diagonal > 0.0:
+        raise ExportError("All vertices of the mesh are at one point: it has no size to export.")
+    return diagonal * RELATIVE_TOLERANCE
+
+
+def is_closed(faces: np.ndarray, vertex_count: int) -> bool:
+    """True when every directed edge appears once and its reverse once: a closed
+    2-manifold with consistent winding, the condition for a valid solid."""
+    directed = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
+    forward = directed[:, 0] * vertex_count + directed[:, 1]
+    backward = directed[:, 1] * vertex_count + directed[:, 0]
+    if len(np.unique(forward)) != len(forward):
+        return False
+    return bool(np.isin(backward, forward, assume_unique=True).all())
+
+
+def _weld(points: np.ndarray, faces: np.ndarray, tolerance: float):
+    """Merge vertices closer than about ``tolerance``.
+
+    Two grid passes, the second shifted by half a cell, catch pairs that the
+    first splits across a cell boundary.
+    """
+    for shift in (0.0, 0.5):
+        cells = np.floor(points / tolerance + shift).astype(np.int64)
+        _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if len(first) == len(points):
+            continue
+        points = points[first]
+        faces = inverse[faces]
+    return points, faces
+
+
+def _drop_unused(points: np.ndarray, faces: np.ndarray):
+    used, inverse = np.unique(faces, return_inverse=True)
+    return points[used], inverse.reshape(-1, 3)
+
+
+def _cap_heights(points: np.ndarray, faces: np.ndarray):
+    """Each face's height over its longest edge, and which corner starts that edge."""
+    corners = points[faces]
+    sides = np.roll(corners, -1, axis=1) - corners  # side k runs from corner k to k+1
+    lengths = np.linalg.norm(sides, axis=2)
+    longest = lengths.argmax(axis=1)
+    doubled_area = np.linalg.norm(np.cross(sides[:, 0], -sides[:, 2]), axis=1)
+    return doubled_area / lengths.max(axis=1), longest
+
+
+def _flip_caps(points: np.ndarray, faces: np.ndarray, tolerance: float) -> np.ndarray:
+    """Remove flat triangles by flipping the edge they lie on with their neighbour.
+
+    A cap (a, b, c) with c on its longest edge ab and the neighbour (b, a, d) across
+    that edge become (a, d, c) and (d, b, c): the same surface, no zero-area face.
+    Caps that can't be flipped (no neighbour, or the new edge exists already) are
+    dropped, which may open the mesh; the writer then falls back to an open shell.
+    """
+    faces = faces.copy()
+    for _ in range(_MAX_FLIP_PASSES):
+        heights, longest = _cap_heights(points, faces)
+        caps = np.flatnonzero(heights < tolerance)
+        if len(caps) == 0:
+            return faces
+        count = len(points)
+        directed = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
+        keys = directed[:, 0] * count + directed[:, 1]
+        order = np.argsort(keys)
+        sorted_keys = keys[order]
+        touched: set[int] = set()
+        unflippable = []
+        for cap in caps.tolist():
+            k = int(longest[cap])
+            a, b, c = (int(faces[cap, (k + i) % 3]) for i in range(3))
+            position = np.searchsorted(sorted_keys, b * count + a)
+            if position >= len(keys) or sorted_keys[position] != b * count + a:
+                unflippable.append(cap)
+                continue
+            neighbour = int(order[position]) // 3
+            if cap in touched or neighbour in touched:
+                continue  # handled in the next pass, with fresh adjacency
+            n = faces[neighbour].tolist()
+            d = n[(n.index(b) + 2) % 3]
+            if d == c or np.isin([c * count + d, d * count + c], sorted_keys).any():
+                unflippable.append(cap)
+                continue
+            faces[cap] = (a, d, c)
+            faces[neighbour] = (d, b, c)
+            touched.update((cap, neighbour))
+        if unflippable and not touched:
+            log.warning("dropping %d flat triangles that can't be flipped", len(unflippable))
+            faces = np.delete(faces, unflippable, axis=0)
+    heights, _ = _cap_heights(points, faces)
+    flat = heights < tolerance
+    if flat.any():
+        log.warning("dropping %d flat triangles left after edge flips", int(flat.sum()))
+    return faces[~flat]
+
+
+def _components(vertex_count: int, edges: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected-component label per vertex, through the edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix(
+        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+        shape=(vertex_count, vertex_count),
+    )
+    count, labels = connected_components(graph, directed=False)
+    return labels, int(count)

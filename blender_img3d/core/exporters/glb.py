@@ -1,0 +1,166 @@
+"""glTF 2.0 binary (.glb) writer: our own struct + numpy code, checked by the Khronos validator.
+
+Layout: a 12-byte header, a JSON chunk padded with spaces and a BIN chunk padded
+with zeros (both to 4 bytes), one buffer holding tightly packed bufferViews
+(each starting on a 4-byte boundary) for indices, positions, normals and colours.
+glTF is Y-up and in metres, so coordinates are swapped (x, y, z) -> (x, z, -y), as
+Blender's own glTF exporter does, and never scaled. Colours go to ``COLOR_0`` in
+linear light, as the spec requires, under a white material they multiply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..meshdata import MeshData
+from .atomic import PathLike, atomic_write
+from .geometry import checked_arrays, srgb_to_linear, vertex_normals, z_up_to_y_up
+from .metadata import generator_name, json_safe
+
+log = logging.getLogger(__name__)
+
+_GLB_MAGIC = 0x46546C67  # "glTF"
+_CHUNK_JSON = 0x4E4F534A  # "JSON"
+_CHUNK_BIN = 0x004E4942  # "BIN\0"
+_ARRAY_BUFFER = 34962
+_ELEMENT_ARRAY_BUFFER = 34963
+_FLOAT = 5126
+_UNSIGNED_SHORT = 5123
+_UNSIGNED_INT = 5125
+_TRIANGLES = 4
+# uint16 indices may not use 65535: the validator reserves it for primitive restart.
+_MAX_UINT16_INDEX = 65534
+
+
+def write_glb(mesh: MeshData, path: PathLike, **options: Any) -> Path:
+    """Write ``mesh`` as a .glb file at ``path`` (atomically) and return the path.
+
+    Options: ``double_sided`` (bool, default: False) for meshes with holes seen from
+    both sides. Length units are ignored: glTF is always in metres.
+    """
+    double_sided = bool(options.pop("double_sided", False))
+    options.pop("units", None)
+    if options:
+        log.debug("write_glb ignores options %s", sorted(options))
+    data = glb_bytes(mesh, double_sided=double_sided)
+    with atomic_write(path, "wb") as stream:
+        stream.write(data)
+    return Path(path)
+
+
+def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
+    """The complete .glb file for ``mesh`` as bytes."""
+    vertices, faces, colors = checked_arrays(mesh)
+    normals = vertex_normals(vertices, faces)
+    positions = z_up_to_y_up(vertices).astype("<f4")
+    normals = z_up_to_y_up(normals).astype("<f4")
+    # float32 rounding can leave a unit vector a hair off unit length; renormalise in float32.
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    if len(vertices) - 1 <= _MAX_UINT16_INDEX:
+        indices, index_type = faces.astype("<u2"), _UNSIGNED_SHORT
+    else:
+        indices, index_type = faces.astype("<u4"), _UNSIGNED_INT
+
+    blobs: list[bytes] = []
+    buffer_views: list[dict[str, Any]] = []
+    accessors: list[dict[str, Any]] = []
+    offset = 0
+
+    def add_view(array: np.ndarray, target: int) -> int:
+        nonlocal offset
+        raw = np.ascontiguousarray(array).tobytes()
+        buffer_views.append(
+            {"buffer": 0, "byteOffset": offset, "byteLength": len(raw), "target": target}
+        )
+        padding = -len(raw) % 4
+        blobs.append(raw + b"\0" * padding)
+        offset += len(raw) + padding
+        return len(buffer_views) - 1
+
+    def add_accessor(array: np.ndarray, component: int, kind: str, target: int, **extra) -> int:
+        view = add_view(array, target)
+        accessors.append(
+            {
+                "bufferView": view,
+                "componentType": component,
+                "count": int(len(array)),
+                "type": kind,
+                **extra,
+            }
+        )
+        return len(accessors) - 1
+
+    index_accessor = add_accessor(indices.reshape(-1), index_type, "SCALAR", _ELEMENT_ARRAY_BUFFER)
+    attributes = {
+        "POSITION": add_accessor(
+            positions,
+            _FLOAT,
+            "VEC3",
+            _ARRAY_BUFFER,
+            min=[float(x) for x in positions.min(axis=0)],
+            max=[float(x) for x in positions.max(axis=0)],
+        ),
+        "NORMAL": add_accessor(normals, _FLOAT, "VEC3", _ARRAY_BUFFER),
+    }
+    if colors is not None:
+        linear = np.clip(srgb_to_linear(colors), 0.0, 1.0).astype("<f4")
+        attributes["COLOR_0"] = add_accessor(linear, _FLOAT, "VEC3", _ARRAY_BUFFER)
+
+    binary = b"".join(blobs)
+    name = str(mesh.name)
+    document: dict[str, Any] = {
+        "asset": {
+            "version": "2.0",
+            "generator": generator_name(),
+            "extras": {"name": name, "settings": json_safe(mesh.metadata)},
+        },
+        "scene": 0,
+        "scenes": [{"name": "Scene", "nodes": [0]}],
+        "nodes": [{"name": name, "mesh": 0}],
+        "meshes": [
+            {
+                "name": name,
+                "primitives": [
+                    {
+                        "attributes": attributes,
+                        "indices": index_accessor,
+                        "material": 0,
+                        "mode": _TRIANGLES,
+                    }
+                ],
+            }
+        ],
+        "materials": [
+            {
+                "name": f"{name} vertex colours" if colors is not None else name,
+                "pbrMetallicRoughness": {
+                    "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.8,
+                },
+                "doubleSided": double_sided,
+            }
+        ],
+        "accessors": accessors,
+        "bufferViews": buffer_views,
+        "buffers": [{"byteLength": len(binary)}],
+    }
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    json_chunk = text.encode("utf-8")
+    json_chunk += b" " * (-len(json_chunk) % 4)
+    total = 12 + 8 + len(json_chunk) + 8 + len(binary)
+    return b"".join(
+        [
+            struct.pack("<III", _GLB_MAGIC, 2, total),
+            struct.pack("<II", len(json_chunk), _CHUNK_JSON),
+            json_chunk,
+            struct.pack("<II", len(binary), _CHUNK_BIN),
+            binary,
+        ]
+    )
