@@ -17,6 +17,9 @@ from typing import Callable, Optional, Sequence
 from . import __version__
 from .core import settings as defaults
 from .core.errors import ImageInputError, Img3DError
+from .core.exporters.units import UNITS
+
+LENGTH_UNITS = tuple(UNITS)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,12 @@ def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None
         metavar="FILE",
         help="write FILE (.glb .obj .dxf .step/.stp); repeat for several formats",
     )
+    group.add_argument(
+        "--units",
+        choices=LENGTH_UNITS,
+        default=defaults.DEFAULT_UNITS,
+        help="length unit of DXF and STEP files; 1 Blender unit = 1 m (default mm)",
+    )
     group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
     group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -198,6 +207,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         latents_out=args.latents_out,
         save_input=args.save_input,
         report_path=args.report,
+        units=args.units,
     )
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
@@ -214,6 +224,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         mesh=_mesh_settings(args),
         outputs=list(args.out),
         report_path=args.report,
+        units=args.units,
     )
     request.validate_settings()
     return _run_with_progress(
@@ -230,11 +241,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         mesh=_mesh_settings(args),
         outputs=list(args.out),
         report_path=args.report,
+        units=args.units,
     )
     request.mesh.enabled = args.process
     request.validate_settings()
     return _run_with_progress(
-        args, lambda bar: pipeline.convert_mesh_file(args.input, request, progress=bar)
+        args,
+        lambda bar: pipeline.convert_mesh_file(
+            args.input, request, progress=bar, up_axis=args.up_axis
+        ),
     )
 
 
@@ -322,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--in", dest="input", type=Path, required=True, metavar="MESH")
     exp.add_argument(
         "--process", action="store_true", help="also clean, repair and decimate (see below)"
+    )
+    exp.add_argument(
+        "--up-axis",
+        choices=("Y", "Z"),
+        help="up axis of an OBJ/PLY/STL input (default: Y for OBJ, Z for PLY/STL)",
     )
     _add_mesh_options(exp)
     _add_output_options(exp, required=True)

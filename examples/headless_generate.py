@@ -16,7 +16,6 @@ import importlib
 import sys
 from pathlib import Path
 
-import addon_utils
 import bpy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,8 @@ def script_args() -> list[str]:
 
 def enable_addon() -> str:
     """Enable the installed extension, or this repository's package; return its module name."""
+    import addon_utils  # importable only once bpy is (the bpy wheel sets its path up)
+
     for module in (INSTALLED_MODULE, "blender_img3d"):
         if module == "blender_img3d" and str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))

@@ -37,3 +37,40 @@ def pytest_collection_modifyitems(config, items):
 def blender_user_home() -> Path:
     """The temporary folder Blender uses for user preferences and extensions."""
     return _BLENDER_HOME
+
+
+@pytest.fixture(scope="session")
+def tiny_image_model_dir(tmp_path_factory) -> Path:
+    """A tiny random ShapEImg2ImgPipeline saved in diffusers' layout (read-only by convention)."""
+    from tests.fixtures.tiny_models import make_tiny_image_model
+
+    return make_tiny_image_model(tmp_path_factory.mktemp("tiny-shap-e-img2img"))
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model_dir(tmp_path_factory) -> Path:
+    """A tiny random ShapEPipeline saved in diffusers' layout (read-only by convention)."""
+    from tests.fixtures.tiny_models import make_tiny_text_model
+
+    return make_tiny_text_model(tmp_path_factory.mktemp("tiny-shap-e"))
+
+
+@pytest.fixture(scope="session")
+def surface_image_model_dir(tmp_path_factory) -> Path:
+    """Like ``tiny_image_model_dir`` but decoding finds a surface: for end-to-end tests."""
+    from tests.fixtures.tiny_models import make_tiny_image_model
+
+    return make_tiny_image_model(tmp_path_factory.mktemp("surface-img2img"), surface=True)
+
+
+@pytest.fixture(scope="session")
+def surface_text_model_dir(tmp_path_factory) -> Path:
+    """Like ``tiny_text_model_dir`` but decoding finds a surface: for end-to-end tests."""
+    from tests.fixtures.tiny_models import make_tiny_text_model
+
+    return make_tiny_text_model(tmp_path_factory.mktemp("surface-text"), surface=True)
+
+
+@pytest.fixture(scope="session")
+def example_image() -> Path:
+    return REPO_ROOT / "examples" / "stool.png"

@@ -188,7 +188,7 @@ def run(
         input_report=input_report,
         model_input=model_input,
     )
-    _finish(result, raw, request, metadata, timer, progress, cancel)
+    _finish(result, raw, label, request, metadata, timer, progress, cancel)
     return result
 
 
@@ -239,6 +239,7 @@ def _generation_metadata(request: defaults.Request, source: str, revision: str) 
 def _finish(
     result: Result,
     raw_meshes: list[MeshData],
+    label: str,
     request: defaults.Request,
     metadata: dict[str, Any],
     timer: _Timer,
@@ -259,7 +260,7 @@ def _finish(
         variant_timings = dict(processed.timings)
         prefix = f"variant {index}: " if len(raw_meshes) > 1 else ""
         result.notes.extend(prefix + note for note in processed.notes)
-        mesh.name = raw.name if len(raw_meshes) == 1 else f"{raw.name} {index + 1}"
+        mesh.name = label if len(raw_meshes) == 1 else f"{label} {index + 1}"
         mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
         metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
         result.meshes.append(mesh)
@@ -289,7 +290,7 @@ def _write_outputs(
             for path in variant_paths:
                 raise_if_cancelled(cancel)
                 report(progress, Phase.EXPORTING, done, total)
-                result.outputs.append(Path(export_mesh(mesh, path)))
+                result.outputs.append(Path(export_mesh(mesh, path, units=request.units)))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
     if request.report_path is not None:
@@ -381,7 +382,7 @@ def decode_saved(
         model_revision=models.revision,
         latents=latents,
     )
-    _finish(result, raw, request, metadata, timer, progress, cancel)
+    _finish(result, raw, label, request, metadata, timer, progress, cancel)
     return result
 
 
@@ -390,17 +391,19 @@ def convert_mesh_file(
     request: defaults.Request,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
+    up_axis: Optional[str] = None,
 ) -> Result:
     """Read a mesh file and write it to ``request.outputs`` (``export --in X --out Y``).
 
-    Mesh processing runs only when ``request.mesh.enabled`` is true.
+    Mesh processing runs only when ``request.mesh.enabled`` is true. ``up_axis``
+    says how to read OBJ/PLY/STL files (glTF is always Y-up).
     """
     from .exporters.reader import read_mesh
     from .metrics import compute_metrics
 
     timer = _Timer()
     with timer("read"):
-        mesh = read_mesh(in_path)
+        mesh = read_mesh(in_path, up_axis=up_axis)
     if request.name:
         mesh.name = request.name
     notes: list[str] = []

@@ -115,6 +115,7 @@ class Request:
     latents_out: Optional[Path] = None
     save_input: Optional[Path] = None
     report_path: Optional[Path] = None
+    units: str = DEFAULT_UNITS  # length unit of CAD files (DXF, STEP); Blender metres in
 
     @property
     def mode(self) -> str:
