@@ -125,9 +125,7 @@ class GenerateSession:
         if getattr(result, "model_input", None) is not None:
             from .scene import store_preview_image
 
-            context.window_manager.img3d_job.preview_image = store_preview_image(
-                result.model_input
-            )
+            context.window_manager.img3d_job.preview_image = store_preview_image(result.model_input)
         summary = summarise(result, time.monotonic() - self.started_at)
         context.window_manager.img3d_job.last_summary = summary
         self._end(context, FINISHED, summary)
