@@ -222,8 +222,7 @@ def download_model(
     """
     # The hub lookup (two passes: safetensors first, pickles only where needed)
     # lives in .models so loading and downloading fetch exactly the same files.
-    from .models import MODES
-    from .models import _locate_on_hub as locate_on_hub
+    from .models import MODES, locate_on_hub
 
     if Path(repo_id).expanduser().is_dir():
         raise ModelNotFoundError(

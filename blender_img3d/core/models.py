@@ -275,7 +275,7 @@ def _locate(
             f"(model_index.json, prior/, ...) or give a hub id such as {_HUB_ID_BY_MODE[mode]} "
             "(add --allow-download to fetch it)."
         )
-    return _locate_on_hub(
+    return locate_on_hub(
         source,
         mode=mode,
         revision=revision or DEFAULT_REVISION,
@@ -335,7 +335,7 @@ def _weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
 
 
-def _locate_on_hub(
+def locate_on_hub(
     repo_id: str,
     *,
     mode: str,
@@ -382,10 +382,16 @@ def _locate_on_hub(
                 )
             )
         except (LocalEntryNotFoundError, EntryNotFoundError) as error:
+            if allow_download:
+                # huggingface_hub falls back to the cache when it can't reach the hub.
+                raise ModelNotFoundError(
+                    f"Could not download {repo_id} at revision {revision}: the model hub is "
+                    f"unreachable and the model is not in the cache {where}. Check the network "
+                    "connection, or download the model elsewhere and point --model at its folder."
+                ) from error
             raise ModelNotFoundError(
-                f"{repo_id} at revision {revision} is not in the model cache {where}"
-                + ("" if allow_download else " and downloads are off")
-                + f". {how}"
+                f"{repo_id} at revision {revision} is not in the model cache {where} and "
+                f"downloads are off. {how}"
             ) from error
         except (RepositoryNotFoundError, RevisionNotFoundError) as error:
             raise ModelNotFoundError(
