@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Scene import and UI-tick costs of the Generate operator, measured side by side.
+
+1. Import of a coloured ~200k-triangle result: our ``foreach_set`` path
+   (``scene.add_mesh_objects``) vs writing the same mesh as GLB and importing
+   it with Blender's own glTF importer — the design left the choice to a
+   measurement; the ratio is printed.
+2. The modal operator's per-tick cost: ``GenerateSession.tick`` draining a
+   queue that holds thousands of progress messages (target ≤ 2 ms a tick).
+
+Run with the bpy wheel: ``.venv/bin/python benchmarks/bench_blender_import.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from blender_img3d.core.exporters import export_mesh  # noqa: E402
+from blender_img3d.core.meshdata import MeshData  # noqa: E402
+from blender_img3d.core.progress import Phase  # noqa: E402
+from tests.fixtures.meshes import icosphere  # noqa: E402
+
+REPEATS = 3
+TICK_TARGET_SECONDS = 0.002
+
+
+def best_of(function, repeats: int = REPEATS) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        bpy.ops.wm.read_homefile(app_template="")
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def coloured_sphere() -> MeshData:
+    sphere = icosphere(subdivisions=7, radius=1.0)  # 327,680 triangles
+    colors = ((sphere.vertices + 1.0) / 2.0).astype(np.float32)
+    return MeshData(sphere.vertices, sphere.faces, colors=colors, name="bench")
+
+
+def bench_import(mesh: MeshData) -> None:
+    from blender_img3d import scene
+
+    ours = best_of(lambda: scene.add_mesh_objects(bpy.context, [mesh], [{}]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.glb"
+        started = time.perf_counter()
+        export_mesh(mesh, path)
+        write = time.perf_counter() - started
+        gltf = best_of(lambda: bpy.ops.import_scene.gltf(filepath=str(path)))
+    print(f"import of {mesh.face_count:,} triangles with colours")
+    print(f"  foreach_set (ours)        {ours * 1000:8.1f} ms")
+    both = (write + gltf) * 1000
+    print(f"  GLB write + glTF importer {both:8.1f} ms  (import alone {gltf * 1000:.1f})")
+    print(f"  glTF importer / ours      {gltf / ours:8.2f}x")
+
+
+def bench_tick() -> None:
+    from blender_img3d import generate_session as sessions
+    from blender_img3d.core.settings import Request
+
+    def flood(request, progress, cancel):
+        for step in range(20_000):
+            progress(Phase.SAMPLING, step, 20_000)
+        while not cancel.is_set():
+            time.sleep(0.001)
+        raise sessions.Img3DError("stopped")
+
+    bpy.ops.wm.read_homefile(app_template="")
+    session = sessions.GenerateSession(Request(prompt="x"), sessions.ImportOptions(), work=flood)
+    session.start(bpy.context.window_manager)
+    time.sleep(0.5)  # let the worker fill the queue
+    ticks = []
+    for _ in range(200):
+        started = time.perf_counter()
+        session.tick(bpy.context)
+        ticks.append(time.perf_counter() - started)
+    sessions.cancel_active()
+    ticks_ms = [t * 1000 for t in ticks]
+    print("modal tick with a full queue (200 ticks)")
+    print(
+        f"  median {statistics.median(ticks_ms):.3f} ms, max {max(ticks_ms):.3f} ms "
+        f"(target {TICK_TARGET_SECONDS * 1000:.0f} ms)"
+    )
+
+
+def main() -> None:
+    import blender_img3d
+
+    blender_img3d.register()
+    try:
+        bench_import(coloured_sphere())
+        bench_tick()
+    finally:
+        blender_img3d.unregister()
+
+
+if __name__ == "__main__":
+    main()
