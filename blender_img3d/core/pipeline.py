@@ -124,22 +124,8 @@ def run(
             model_input, input_report = _model_input(request, progress)
     raise_if_cancelled(cancel)
 
-    from .models import load_models
-
     with timer("load_model"):
-        report(progress, Phase.LOADING_MODEL, 0, 1)
-        models = load_models(
-            request.model_id(),
-            mode=request.mode,
-            revision=gen.revision,
-            cache_dir=gen.cache_dir,
-            allow_download=gen.allow_download,
-            device=gen.device,
-            dtype=gen.dtype,
-            progress=progress,
-            cancel=cancel,
-        )
-        report(progress, Phase.LOADING_MODEL, 1, 1)
+        models = _load_models(request.model_id(), request.mode, gen, gen.revision, progress, cancel)
 
     from .engine import sample_latents
 
@@ -167,17 +153,7 @@ def run(
         save_latents(request.latents_out, latents_np, metadata)
 
     with timer("decode"):
-        from .decode import decode_latents
-
-        raw = decode_latents(
-            models.renderer,
-            latents,
-            grid_size=gen.grid_size,
-            query_batch=gen.query_batch,
-            progress=progress,
-            cancel=cancel,
-            name=label,
-        )
+        raw = _decode(models, latents, gen, label, progress, cancel)
     result = Result(
         meshes=[],
         metrics=[],
@@ -190,6 +166,53 @@ def run(
     )
     _finish(result, raw, label, request, metadata, timer, progress, cancel)
     return result
+
+
+def _load_models(
+    source: str,
+    mode: str,
+    gen: defaults.GenerationSettings,
+    revision: Optional[str],
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+):
+    from .models import load_models
+
+    report(progress, Phase.LOADING_MODEL, 0, 1)
+    models = load_models(
+        source,
+        mode=mode,
+        revision=revision,
+        cache_dir=gen.cache_dir,
+        allow_download=gen.allow_download,
+        device=gen.device,
+        dtype=gen.dtype,
+        progress=progress,
+        cancel=cancel,
+    )
+    report(progress, Phase.LOADING_MODEL, 1, 1)
+    return models
+
+
+def _decode(
+    models: Any,
+    latents: Any,
+    gen: defaults.GenerationSettings,
+    label: str,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+) -> list[MeshData]:
+    from .decode import decode_latents
+
+    return decode_latents(
+        models.renderer,
+        latents,
+        grid_size=gen.grid_size,
+        query_batch=gen.query_batch,
+        progress=progress,
+        cancel=cancel,
+        name=label,
+    )
 
 
 def _model_input(request: defaults.Request, progress: Optional[ProgressCallback]):
@@ -332,7 +355,6 @@ def decode_saved(
     """
     from . import deps
     from .latents_io import load_latents
-    from .models import load_models
 
     deps.require()
     gen = request.generation
@@ -347,32 +369,12 @@ def decode_saved(
     saved_revision = saved.get("revision")
     revision = gen.revision or (saved_revision if saved_revision not in (None, "local") else None)
     with timer("load_model"):
-        models = load_models(
-            source,
-            mode=mode,
-            revision=revision,
-            cache_dir=gen.cache_dir,
-            allow_download=gen.allow_download,
-            device=gen.device,
-            dtype=gen.dtype,
-            progress=progress,
-            cancel=cancel,
-        )
+        models = _load_models(source, mode, gen, revision, progress, cancel)
     label = request.name or str(
         saved.get("prompt") or saved.get("image") or Path(latents_path).stem
     )
     with timer("decode"):
-        from .decode import decode_latents
-
-        raw = decode_latents(
-            models.renderer,
-            latents,
-            grid_size=gen.grid_size,
-            query_batch=gen.query_batch,
-            progress=progress,
-            cancel=cancel,
-            name=label,
-        )
+        raw = _decode(models, latents, gen, label, progress, cancel)
     metadata = {**saved, "grid_size": gen.grid_size, "decoded_from": Path(latents_path).name}
     result = Result(
         meshes=[],

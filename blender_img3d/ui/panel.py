@@ -7,15 +7,13 @@ import bpy
 from .. import __version__
 from ..core.deps import missing_modules
 from ..operators.dependencies import activate_vendor
+from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
 
 
-class IMG3D_PT_main(bpy.types.Panel):
+class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_main"
     bl_label = "Image to 3D"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
 
     def draw_header(self, context):
         self.layout.label(text=f"v{__version__}")
@@ -69,14 +67,9 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width) or [text]
 
 
-class IMG3D_PT_advanced(bpy.types.Panel):
+class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_advanced"
     bl_label = "Advanced"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
-    bl_parent_id = "IMG3D_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
@@ -110,14 +103,9 @@ class IMG3D_PT_advanced(bpy.types.Panel):
         col.prop(props, "shading")
 
 
-class IMG3D_PT_input_preview(bpy.types.Panel):
+class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_input_preview"
     bl_label = "What the Model Saw"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
-    bl_parent_id = "IMG3D_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
 
     @classmethod
     def poll(cls, context):
@@ -130,14 +118,9 @@ class IMG3D_PT_input_preview(bpy.types.Panel):
         self.layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
 
 
-class IMG3D_PT_system(bpy.types.Panel):
+class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_system"
     bl_label = "System"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
-    bl_parent_id = "IMG3D_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
     bl_order = 10  # after the mesh tools and quality report
 
     def draw(self, context):

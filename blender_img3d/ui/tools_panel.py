@@ -5,16 +5,12 @@ from __future__ import annotations
 import bpy
 
 from ..operators.mesh_tools import REPORT_KEYS, stored_report
+from .sidebar import SidebarSubPanel
 
 
-class IMG3D_PT_mesh_tools(bpy.types.Panel):
+class IMG3D_PT_mesh_tools(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_mesh_tools"
     bl_label = "Mesh Tools"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
-    bl_parent_id = "IMG3D_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
@@ -28,14 +24,9 @@ class IMG3D_PT_mesh_tools(bpy.types.Panel):
         layout.operator("img3d.export", text="Export Selected...", icon="EXPORT")
 
 
-class IMG3D_PT_quality(bpy.types.Panel):
+class IMG3D_PT_quality(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_quality"
     bl_label = "Quality Report"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Img3D"
-    bl_parent_id = "IMG3D_PT_main"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
