@@ -34,7 +34,12 @@ def generate(
 ) -> list[bpy.types.Object]:
     """Generate and import synchronously; return the new objects (one per variant)."""
     from .operators.dependencies import activate_vendor
-    from .operators.generate import OVERRIDABLE, import_options, request_from_scene
+    from .operators.generate import (
+        OVERRIDABLE,
+        import_options,
+        keep_model_loaded,
+        request_from_scene,
+    )
 
     context = context or bpy.context
     unknown = set(overrides) - set(OVERRIDABLE)
@@ -44,7 +49,9 @@ def generate(
         overrides[name] = _as_enum(overrides[name])
     activate_vendor()
     request = request_from_scene(context, overrides)
-    session = sessions.GenerateSession(request, import_options(context))
+    session = sessions.GenerateSession(
+        request, import_options(context), release_model=not keep_model_loaded()
+    )
     session.start(context.window_manager)
     state = session.run_to_end(context, timeout=timeout)
     if state == sessions.FAILED:

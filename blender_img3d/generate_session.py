@@ -49,16 +49,28 @@ class GenerateSession:
         request: Request,
         options: ImportOptions,
         work: Optional[Callable[..., Any]] = None,
+        release_model: bool = False,
     ) -> None:
         self.request = request
         self.options = options
         self._work = work or run_pipeline
-        self.job = Job(lambda progress, cancel: self._work(request, progress, cancel))
+        self._release_model = release_model
+        self.job = Job(self._run)
         self.state = RUNNING
         self.objects: list[bpy.types.Object] = []
         self.error: Optional[str] = None
         self.result: Any = None
         self.started_at = 0.0
+
+    def _run(self, progress, cancel):
+        """The worker thread's body; frees the model afterwards unless it should stay warm."""
+        try:
+            return self._work(self.request, progress, cancel)
+        finally:
+            if self._release_model:
+                from .core.models import release
+
+                release()
 
     # --- life cycle ------------------------------------------------------------
     def start(self, window_manager: bpy.types.WindowManager) -> "GenerateSession":

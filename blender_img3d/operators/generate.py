@@ -140,6 +140,12 @@ def request_from_scene(
     return request
 
 
+def keep_model_loaded() -> bool:
+    from ..prefs import get_preferences
+
+    return bool(get_preferences().keep_model_loaded)
+
+
 def import_options(context: bpy.types.Context) -> sessions.ImportOptions:
     props = context.scene.img3d
     return sessions.ImportOptions(
@@ -218,7 +224,9 @@ class IMG3D_OT_generate(bpy.types.Operator):
         activate_vendor()
         try:
             request = request_from_scene(context, self._overrides())
-            self._session = sessions.GenerateSession(request, import_options(context))
+            self._session = sessions.GenerateSession(
+                request, import_options(context), release_model=not keep_model_loaded()
+            )
             self._session.start(context.window_manager)
         except Img3DError as exc:
             context.window_manager.img3d_job.last_error = str(exc)

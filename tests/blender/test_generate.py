@@ -143,3 +143,22 @@ def test_headless_example_script_fails_clearly_on_a_bad_image(surface_image_mode
     assert completed.returncode != 0
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_model_stays_loaded_unless_the_preference_says_otherwise(
+    installed_extension, surface_text_model_dir
+):
+    import importlib
+
+    models = importlib.import_module(f"{installed_extension}.core.models")
+    prefs = bpy.context.preferences.addons[installed_extension].preferences
+    models.release()
+    try:
+        prefs.keep_model_loaded = True
+        generate(prompt="a box", model=str(surface_text_model_dir))
+        assert [m.source for m in models.cached_models()] == [str(surface_text_model_dir)]
+        prefs.keep_model_loaded = False
+        generate(prompt="a box", model=str(surface_text_model_dir))
+        assert models.cached_models() == []
+    finally:
+        prefs.keep_model_loaded = True
