@@ -59,10 +59,12 @@ def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
     )
 
 
-def request_from_scene(
-    context: bpy.types.Context, overrides: dict[str, Any], outputs: list[Path] = ()
-) -> defaults.Request:
-    """Build the core Request from scene settings, preferences and operator overrides."""
+def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) -> defaults.Request:
+    """Build the core Request from scene settings, preferences and operator overrides.
+
+    An ``image_path`` or ``prompt`` override also picks the mode; otherwise the
+    scene's mode and image source decide where the input comes from.
+    """
     from ..prefs import get_preferences
 
     props = context.scene.img3d
@@ -71,24 +73,26 @@ def request_from_scene(
     def value(name: str, scene_value: Any) -> Any:
         return overrides[name] if name in overrides else scene_value
 
-    prompt = value("prompt", props.prompt if props.mode == "TEXT" else None)
-    image_path = value("image_path", props.image_path if props.mode == "IMAGE" else None)
-    if "prompt" in overrides and "image_path" not in overrides:
-        image_path = None
-    if "image_path" in overrides and "prompt" not in overrides:
-        prompt = None
+    if "prompt" in overrides and "image_path" in overrides:
+        raise ConfigError("Give either image_path or prompt, not both.")
+    text_mode = "prompt" in overrides or ("image_path" not in overrides and props.mode == "TEXT")
+    prompt: Any = None
     image: Any = None
     name = None
-    if prompt is None:
-        if image_path:
-            image = Path(bpy.path.abspath(image_path))
-        elif props.image_source == "BLENDER" and props.image is not None:
-            image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
-            name = Path(props.image.name).stem
-        else:
-            raise ConfigError("Pick an image file (or a Blender image), or switch to Text.")
-    elif not prompt.strip():
-        raise ConfigError("Type a prompt first, e.g. 'a red chair'.")
+    if text_mode:
+        prompt = value("prompt", props.prompt)
+        if not prompt.strip():
+            raise ConfigError("Type a prompt first, e.g. 'a red chair'.")
+    elif "image_path" in overrides or props.image_source == "FILE":
+        image_path = value("image_path", props.image_path)
+        if not image_path:
+            raise ConfigError("Pick an image file first (or switch to a Blender image or Text).")
+        image = Path(bpy.path.abspath(image_path))
+    elif props.image is not None:
+        image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
+        name = Path(props.image.name).stem
+    else:
+        raise ConfigError("Pick a Blender image first (or switch to a file or Text).")
 
     mode = "text" if prompt is not None else "image"
     model = value("model", props.model) or (
@@ -134,7 +138,6 @@ def request_from_scene(
             smooth_iterations=props.smooth_iterations,
             size=props.size or None,
         ),
-        outputs=list(outputs),
     )
     request.validate()
     return request

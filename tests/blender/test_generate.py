@@ -162,3 +162,18 @@ def test_model_stays_loaded_unless_the_preference_says_otherwise(
         assert models.cached_models() == []
     finally:
         prefs.keep_model_loaded = True
+
+
+def test_a_blender_image_is_used_through_its_pixels(surface_image_model_dir, example_image):
+    props = bpy.context.scene.img3d
+    props.mode = "IMAGE"
+    props.image_source = "BLENDER"
+    props.image_path = "/a/stale/file/choice.png"  # ignored: the source is the Blender image
+    props.image = bpy.data.images.load(str(example_image))
+    assert generate(model=str(surface_image_model_dir)) == {"FINISHED"}
+    assert bpy.context.view_layer.objects.active.name == "stool"
+
+
+def test_image_and_prompt_together_are_refused(surface_image_model_dir, example_image):
+    with pytest.raises(RuntimeError, match="either image_path or prompt"):
+        generate(image_path=str(example_image), prompt="a chair")
