@@ -1,0 +1,60 @@
+"""GPU checks (run on a machine with CUDA; skipped elsewhere): same seed, same shape, anywhere.
+
+A seed must mean the same thing on every device (the noise is drawn on the
+CPU), fp16 must stay close to fp32, decoding must agree with the CPU, and
+``release()`` must hand the memory back. ``benchmarks/device_check.sh`` runs
+these on a lent GPU machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def sample(model_dir, device, dtype="auto", seed=3):
+    from blender_img3d.core import engine, models
+
+    loaded = models.load_models(str(model_dir), mode="text", device=device, dtype=dtype)
+    return engine.sample_latents(loaded, prompt="a chair", steps=8, seed=seed, batch=2)
+
+
+def test_a_seed_gives_the_same_latents_on_cuda_as_on_the_cpu(surface_text_model_dir):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cpu = sample(surface_text_model_dir, "cpu")
+    gpu = sample(surface_text_model_dir, "cuda", dtype="float32")
+    assert gpu.device.type == "cpu" and gpu.dtype == torch.float32
+    np.testing.assert_allclose(gpu.numpy(), cpu.numpy(), atol=2e-3)
+
+
+def test_fp16_on_cuda_stays_close_to_fp32(surface_text_model_dir):
+    full = sample(surface_text_model_dir, "cuda", dtype="float32")
+    half = sample(surface_text_model_dir, "cuda", dtype="float16")
+    assert half.dtype == torch.float32
+    assert float((half - full).abs().mean()) < 0.05
+
+
+def test_decoding_on_cuda_matches_the_cpu(surface_text_model_dir):
+    from blender_img3d.core import decode, models
+
+    latents = sample(surface_text_model_dir, "cpu")
+    renderer = models.load_models(str(surface_text_model_dir), mode="text", device="cpu").renderer
+    on_cpu = decode.decode_latents(renderer, latents, grid_size=32, device="cpu")
+    on_gpu = decode.decode_latents(renderer, latents, grid_size=32, device="cuda")
+    for a, b in zip(on_cpu, on_gpu):
+        assert abs(a.face_count - b.face_count) <= max(8, a.face_count // 100)
+
+
+def test_release_returns_cuda_memory(surface_text_model_dir):
+    from blender_img3d.core import models
+
+    models.release()
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    models.load_models(str(surface_text_model_dir), mode="text", device="cuda")
+    assert torch.cuda.memory_allocated() > before
+    models.release()
+    assert torch.cuda.memory_allocated() == before
