@@ -31,6 +31,46 @@ dtype, like the reference's autocast. Timesteps reach the prior as int64 or
 float32 tensors, so its sinusoidal time embedding is computed in float32 even
 when the prior runs in float16 (float16 can't hold e.g. 1000.37).
 
+How this maps onto the reference (openai/shap-e, ``shap_e/diffusion/``):
+
+* ``sample.sample_latents`` duplicates every ``model_kwargs`` entry as
+  ``cat([cond, zeros_like(cond)])`` when guidance is not 0 or 1, so the
+  unconditional branch is a zero conditioning tensor, not an empty prompt.
+  For image300M (``CLIPImageGridPointDiffusionTransformer``) that tensor is the
+  CLIP ViT-L/14 patch grid *before* the prior's ``clip_embed`` LayerNorm +
+  Linear, which diffusers ports as ``embedding_proj_norm`` + ``embedding_proj``
+  applied to ``proj_embedding``: zeros in, the LayerNorm's bias out, in both.
+  For text300M (``CLIPImagePointDiffusionTransformer``) it is the normalised
+  CLIP text embedding that the model multiplies by sqrt(768) itself; diffusers
+  (and we) scale before the prior, which leaves the zero rows zero. The grid is
+  the vision transformer's output without ``ln_post``, i.e. transformers'
+  ``last_hidden_state`` minus the CLS token. With guidance 0 or 1 the reference
+  runs the conditional model alone; so does ``"shap-e"`` here.
+* The reference orders rows conditional first; we put the unconditional rows
+  first. Rows don't interact in the prior, so only the batch position differs.
+* ``GaussianToKarrasDenoiser`` feeds ``p_mean_variance`` with ``x * c_in`` and
+  ``torch.long`` timesteps; the model output's first half is ``pred_xstart``
+  directly (the diffusion config's mean type is ``x_start``: diffusers ports it
+  as ``prediction_type="sample"``), clipped there, then guided in
+  ``karras_sample_progressive``. Its ``timestep_embedding`` multiplies the long
+  timesteps by float32 frequencies, exactly what diffusers' ``Timesteps`` does.
+* Channel scales/biases: ``GaussianDiffusion`` supports them and
+  ``karras_sample_progressive`` yields ``diffusion.unscale_out_dict(...)``, but
+  the scales come from ``diffusion_config.yaml`` (downloaded, not in the
+  repository). Shap-E's, as far as we can tell, sets none (schedule "exp", 1024
+  steps, mean type x_start): the repository's latent bottlenecks
+  (``transmitter/bottleneck.py``) already bound latents with tanh (hence
+  ``clip_denoised``), diffusers' port applies no scaling anywhere between
+  prior and renderer, and its authors report samples matching the
+  reference's. So ``unscale_out_dict`` is the identity and neither schedule
+  scales. This is inferred, not read from the YAML; if a
+  future config carried scales, both schedules would need ``(x - b) / s`` on
+  the output.
+* Precision: the reference wraps sampling in ``torch.autocast`` (fp16 matmuls
+  over an fp32 model, its CLIP in fp16 on CUDA), so its guidance arithmetic
+  runs in fp16; we cast the prior itself and keep x0, guidance and the Heun
+  state in float32, so fp16 runs differ from the reference by rounding only.
+
 Seeds: the initial noise is ``torch.randn((batch, num_embeddings *
 embedding_dim), generator=torch.Generator("cpu").manual_seed(seed))`` - the
 shape and order diffusers draws - made on the CPU and then moved, so a seed
@@ -48,6 +88,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -167,9 +208,12 @@ def sample_latents(
     :class:`CancelledError`. See the module docstring for the schedules and
     how seeds map to noise.
     """
-    _check_arguments(models, images, prompt, steps, batch, schedule, sigma_min, sigma_max)
+    _check_arguments(models, images, prompt, steps, seed, batch, schedule, sigma_min, sigma_max)
+    steps, seed, batch = int(steps), int(seed), int(batch)
     if guidance is None:
         guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
+    if not isinstance(guidance, numbers.Real) or isinstance(guidance, bool):
+        raise ConfigError(f"guidance must be a number (e.g. 3.0), got {guidance!r}.")
     guidance = float(guidance)
     if not math.isfinite(guidance) or guidance < 0.0:
         raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}.")
@@ -214,11 +258,17 @@ def initial_noise(seed: int, batch: int, latent_shape: tuple[int, int]) -> Any:
     )
 
 
+def _is_integer(value: Any) -> bool:
+    # numpy integers count (values read from arrays); bools and floats don't.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_arguments(
     models: Any,
     images: Any,
     prompt: Optional[str],
     steps: int,
+    seed: int,
     batch: int,
     schedule: str,
     sigma_min: float,
@@ -226,12 +276,23 @@ def _check_arguments(
 ) -> None:
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}.")
-    if not isinstance(steps, int) or not 1 <= steps <= 1000:
+    if not _is_integer(steps) or not 1 <= steps <= 1000:
         raise ConfigError(f"steps must be an integer between 1 and 1000, got {steps!r}.")
-    if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+    if not _is_integer(batch) or not 1 <= batch <= MAX_BATCH:
         raise ConfigError(f"batch must be an integer between 1 and {MAX_BATCH}, got {batch!r}.")
-    if not 0.0 < sigma_min < sigma_max:
-        raise ConfigError("sigma_min must be positive and below sigma_max.")
+    # torch.Generator.manual_seed takes any 64-bit pattern, negative or not.
+    if not _is_integer(seed) or not -(2**63) <= seed < 2**64:
+        raise ConfigError(f"seed must be a whole number that fits in 64 bits, got {seed!r}.")
+    if not (
+        isinstance(sigma_min, numbers.Real)
+        and isinstance(sigma_max, numbers.Real)
+        and math.isfinite(sigma_max)
+        and 0.0 < sigma_min < sigma_max
+    ):
+        raise ConfigError(
+            f"sigma_min and sigma_max must be finite with 0 < sigma_min < sigma_max, got "
+            f"{sigma_min!r} and {sigma_max!r}."
+        )
     if models.mode == "image":
         if images is None or prompt is not None:
             raise ConfigError(
@@ -278,15 +339,18 @@ def _text_embeddings(models: Any, prompt: str, batch: int) -> Any:
     tokens = tokenizer(
         [prompt], padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
     )
-    # diffusers pads with id 0, not the tokenizer's pad token; the text encoder
-    # reads the EOS position, so the pad id changes the hidden states.
+    # Pad with id 0 as diffusers (and the reference's clip.tokenize) do, not with
+    # the tokenizer's pad token. CLIP's causal attention and its pooling at the
+    # first EOS make the pad id irrelevant to text_embeds; the ids match anyway.
     ids = tokens.input_ids.masked_fill(tokens.attention_mask == 0, 0)
     full_length = len(tokenizer(prompt).input_ids)
     if full_length > max_length:
         logger.warning(
             "The prompt is %d tokens; CLIP reads only the first %d.", full_length, max_length
         )
-    embeds = models.text_encoder(ids.to(models.device)).text_embeds
+    # Normalised in float32 as the reference does (its CLIP runs in float16 on
+    # CUDA, then ``.float()``): a half-precision norm costs digits for nothing.
+    embeds = models.text_encoder(ids.to(models.device)).text_embeds.float()
     embeds = embeds.repeat_interleave(batch, dim=0)
     embeds = embeds / torch.linalg.norm(embeds, dim=-1, keepdim=True)
     return (math.sqrt(embeds.shape[1]) * embeds).to(models.prior.dtype)

@@ -46,10 +46,14 @@ class CountingPrior:
     def __init__(self, prior):
         self.prior = prior
         self.calls = 0
+        self.batch_sizes: list[int] = []
+        self.seen: list[tuple[torch.dtype, torch.dtype, torch.dtype]] = []
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, hidden_states, *, timestep, proj_embedding):
         self.calls += 1
-        return self.prior(*args, **kwargs)
+        self.batch_sizes.append(hidden_states.shape[0])
+        self.seen.append((hidden_states.dtype, proj_embedding.dtype, timestep.dtype))
+        return self.prior(hidden_states, timestep=timestep, proj_embedding=proj_embedding)
 
     def __getattr__(self, name):
         return getattr(self.prior, name)
@@ -197,14 +201,20 @@ def reference_sample(models_, embeds, *, steps, guidance, seed, batch, sigma_min
     sigmas = reference_karras(steps, sigma_min, sigma_max)
     generator = torch.Generator("cpu").manual_seed(seed)
     x = torch.randn((batch, n * d), generator=generator) * sigma_max
-    cond = torch.cat([embeds, torch.zeros_like(embeds)])
+    # sample.py: model_kwargs become cat([cond, zeros]) unless guidance is 0 or 1,
+    # and karras_sample then runs the conditional model alone.
+    guided = guidance not in (0.0, 1.0)
+    cond = torch.cat([embeds, torch.zeros_like(embeds)]) if guided else embeds
 
     def denoiser(x_t, sigma):
-        x_t = torch.cat([x_t, x_t])
+        if guided:
+            x_t = torch.cat([x_t, x_t])
         t = reference_sigma_to_t(sigma.reshape(1))[0]
         c_in = 1.0 / (sigma**2 + 1) ** 0.5
         out = prior((x_t * c_in).reshape(-1, n, d), timestep=t, proj_embedding=cond)
         x0 = out.predicted_image_embedding[..., :d].reshape(len(x_t), -1).clamp(-1, 1)
+        if not guided:
+            return x0
         cond_x0, uncond_x0 = torch.split(x0, len(x0) // 2)
         return uncond_x0 + guidance * (cond_x0 - uncond_x0)
 
@@ -245,20 +255,44 @@ def test_shap_e_schedule_matches_the_reference_algorithm(image_models, picture, 
     assert torch.allclose(ours, expected, atol=1e-5, rtol=0)
 
 
-def test_shap_e_text_sampling_uses_the_normalised_clip_embedding(text_models):
-    tokens = text_models.tokenizer(
-        [PROMPT], padding="max_length", max_length=32, truncation=True, return_tensors="pt"
+def text_embeds(models_, prompt, batch):
+    tokens = models_.tokenizer(
+        [prompt], padding="max_length", max_length=32, truncation=True, return_tensors="pt"
     )
     ids = tokens.input_ids.masked_fill(tokens.attention_mask == 0, 0)
     with torch.no_grad():
-        embeds = text_models.text_encoder(ids).text_embeds
+        embeds = models_.text_encoder(ids).text_embeds
     embeds = embeds / embeds.norm(dim=-1, keepdim=True) * embeds.shape[1] ** 0.5
+    return embeds.repeat_interleave(batch, dim=0)
+
+
+@pytest.mark.parametrize("seed", [2, 13])
+@pytest.mark.parametrize("steps", [3, 6])
+def test_shap_e_text_sampling_matches_the_reference_algorithm(text_models, seed, steps):
     expected = reference_sample(
-        text_models, embeds, steps=3, guidance=15.0, seed=2, batch=1, sigma_min=1e-3,
-        sigma_max=160.0,
+        text_models, text_embeds(text_models, PROMPT, 1), steps=steps, guidance=15.0,
+        seed=seed, batch=1, sigma_min=1e-3, sigma_max=160.0,
     )  # fmt: skip
-    ours = engine.sample_latents(text_models, prompt=PROMPT, steps=3, seed=2)
+    ours = engine.sample_latents(text_models, prompt=PROMPT, steps=steps, seed=seed)
     assert torch.allclose(ours, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
+def test_shap_e_schedule_without_guidance_runs_the_conditional_model_alone(
+    image_models, picture, guidance
+):
+    # The reference skips the zero branch for guidance 0 *and* 1 (not "uncond only" at 0).
+    expected = reference_sample(
+        image_models, image_embeds(image_models, picture, 2), steps=4, guidance=guidance,
+        seed=3, batch=2, sigma_min=1e-3, sigma_max=160.0,
+    )  # fmt: skip
+    counting = CountingPrior(image_models.prior)
+    wrapped = dataclasses.replace(image_models, prior=counting)
+    ours = engine.sample_latents(
+        wrapped, images=picture, steps=4, seed=3, batch=2, guidance=guidance
+    )
+    assert torch.allclose(ours, expected, atol=1e-5, rtol=0)
+    assert counting.batch_sizes == [2] * (2 * 4 - 1)
 
 
 def test_the_two_schedules_give_different_latents(image_models, picture):
@@ -288,6 +322,7 @@ def test_variant_noise_is_row_i_of_one_draw():
     assert torch.equal(engine.initial_noise(5, 4, (32, 16)), batch)
 
 
+@pytest.mark.slow
 def test_batch_gives_distinct_variants_and_variant_zero_is_the_single_result(image_models, picture):
     single = engine.sample_latents(image_models, images=picture, steps=8, seed=5)
     batch = engine.sample_latents(image_models, images=picture, steps=8, seed=5, batch=4)
@@ -299,6 +334,7 @@ def test_batch_gives_distinct_variants_and_variant_zero_is_the_single_result(ima
     assert torch.allclose(batch[:1], single, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_one_image_per_variant_conditions_each_row(image_models, picture):
     flipped = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     paired = engine.sample_latents(image_models, images=[picture, flipped], steps=8, batch=2)
@@ -362,3 +398,48 @@ def test_wrong_inputs_raise_typed_errors(image_models, text_models, picture):
         engine.sample_latents(text_models, prompt=PROMPT, batch=0)
     with pytest.raises(ConfigError, match="guidance"):
         engine.sample_latents(text_models, prompt=PROMPT, guidance=float("nan"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_prior_gets_its_dtype_and_the_state_stays_float32(
+    tiny_image_model_dir, image_models, picture, dtype
+):
+    half = models.load_models(tiny_image_model_dir, mode="image", device="cpu", dtype=dtype)
+    counting = CountingPrior(half.prior)
+    wrapped = dataclasses.replace(half, prior=counting)
+    for schedule in ("shap-e", "diffusers"):
+        counting.seen.clear()
+        ours = engine.sample_latents(wrapped, images=picture, steps=4, seed=4, schedule=schedule)
+        full = engine.sample_latents(
+            image_models, images=picture, steps=4, seed=4, schedule=schedule
+        )
+        assert ours.dtype == torch.float32 and torch.isfinite(ours).all()
+        # Latents and conditioning in the prior's dtype; timesteps as int64 (reference) or
+        # float32 (diffusers) so the sinusoidal embedding is computed in float32.
+        expected_t = torch.int64 if schedule == "shap-e" else torch.float32
+        assert set(counting.seen) == {(half.prior.dtype, half.prior.dtype, expected_t)}
+        # Half precision changes rounding, not the result: a state kept in half
+        # precision, or a cast in the wrong place, is far off.
+        error = (ours - full).abs().max() / full.abs().max()
+        assert error < (0.05 if dtype == "float16" else 0.3)
+        assert torch.corrcoef(torch.stack([ours.flatten(), full.flatten()]))[0, 1] > 0.98
+
+
+def test_numpy_integers_are_accepted_and_bad_numbers_rejected(image_models, picture):
+    ours = engine.sample_latents(
+        image_models, images=picture, steps=np.int64(2), seed=np.int64(3), batch=np.int32(1)
+    )
+    assert torch.equal(ours, engine.sample_latents(image_models, images=picture, steps=2, seed=3))
+    bad = [
+        ({"seed": 2**64}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"steps": 2.0}, "steps"),
+        ({"batch": True}, "batch"),
+        ({"guidance": "high"}, "guidance"),
+        ({"sigma_max": float("inf")}, "sigma"),
+        ({"sigma_min": 0.0}, "sigma"),
+    ]
+    for kwargs, word in bad:
+        with pytest.raises(ConfigError, match=word):
+            engine.sample_latents(image_models, images=picture, **{"steps": 2, **kwargs})
