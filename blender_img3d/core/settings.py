@@ -145,6 +145,8 @@ class Request:
             raise ConfigError(f"steps must be between 1 and 1000, got {g.steps}.")
         if g.guidance is not None and not 0.0 <= g.guidance <= 100.0:
             raise ConfigError(f"guidance must be between 0 and 100, got {g.guidance}.")
+        if not 0 <= g.seed < 2**63:
+            raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {g.seed}.")
         if not 1 <= g.batch <= MAX_BATCH:
             raise ConfigError(f"batch must be between 1 and {MAX_BATCH}, got {g.batch}.")
         if g.schedule not in SCHEDULES:

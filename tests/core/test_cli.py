@@ -100,6 +100,7 @@ def test_bad_flags_exit_2_with_argparse_message(args, message, capsys):
         (["generate", "--image", "missing.png", "--out", "x.glb"], "No image file at missing.png"),
         (["generate", "--prompt", "x", "--out", "x.fbx"], "use one of .glb"),
         (["generate", "--prompt", "x", "--out", "x.glb", "--steps", "0"], "steps must be"),
+        (["generate", "--prompt", "x", "--out", "x.glb", "--seed", "-1"], "seed must be"),
         (["generate", "--prompt", "x", "--out", "x.glb", "--model", "/nonexistent/model"], "model"),
         (["decode", "--latents", "none.npy", "--out", "x.glb"], "none.npy"),
         (["export", "--in", "none.glb", "--out", "x.step"], "none.glb"),
