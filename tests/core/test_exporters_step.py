@@ -11,7 +11,16 @@ import pytest
 from blender_img3d.core.exporters.brep_mesh import brep_mesh, is_closed
 from blender_img3d.core.exporters.step import step_string, write_step
 from blender_img3d.core.meshdata import MeshData
-from tests.fixtures.meshes import combine, cube, icosphere, open_box, torus, two_cubes
+from tests.fixtures.meshes import (
+    combine,
+    cube,
+    cube_with_pocket,
+    icosphere,
+    inverted,
+    open_box,
+    torus,
+    two_cubes,
+)
 
 pytest.importorskip("OCP", reason="OpenCascade (cadquery-ocp-novtk) checks STEP files")
 from OCP.BRepCheck import BRepCheck_Analyzer  # noqa: E402
@@ -106,6 +115,30 @@ def test_two_separate_cubes_become_two_solids(tmp_path):
     assert_valid_solid(write_step(mesh, tmp_path / "two.step"), mesh, solids=2)
 
 
+def test_inner_void_is_taken_away_from_its_solid_not_added_as_another(tmp_path):
+    # Marching cubes of a body with a cavity: an outer shell and an inward-wound inner one.
+    mesh = combine(cube_with_pocket(), MeshData(cube(0.5).vertices + 3.0, cube(0.5).faces))
+    path = write_step(mesh, tmp_path / "pocket.step")
+    text = path.read_text()
+    assert text.count("=BREP_WITH_VOIDS(") == 1 and text.count("=MANIFOLD_SOLID_BREP(") == 1
+    assert "ORIENTED_CLOSED_SHELL('',*," in text and ",.F.);" in text
+    shape = assert_valid_solid(path, mesh, solids=2)  # volume 8 - 0.125 + 0.125
+    assert count(shape, TopAbs_SHELL) == 3
+
+
+def test_inside_out_piece_that_nothing_encloses_is_written_as_a_proper_solid(tmp_path):
+    mesh = combine(cube(), MeshData(inverted(cube()).vertices + 3.0, inverted(cube()).faces))
+    topo = brep_mesh(mesh.vertices, mesh.faces, 9)
+    turned = MeshData(topo.points, topo.faces)
+    assert mesh_volume(turned) == pytest.approx(2.0)  # both pieces wound outwards now
+    assert (topo.void_of == -1).all()
+    path = write_step(mesh, tmp_path / "inside_out.step")
+    assert "BREP_WITH_VOIDS" not in path.read_text()
+    _, shape = read_step(path)
+    assert BRepCheck_Analyzer(shape).IsValid() and count(shape, TopAbs_SOLID) == 2
+    assert occ_volume(shape) == pytest.approx(2 * 1000.0**3, rel=1e-6)
+
+
 def test_open_mesh_becomes_a_surface_model_with_its_boundary_free(tmp_path):
     mesh = open_box()
     path = write_step(mesh, tmp_path / "open.step")
@@ -137,6 +170,32 @@ def test_duplicated_and_near_coincident_vertices_are_welded(tmp_path):
     assert not is_closed(mesh.faces, mesh.vertex_count)
     shape = assert_valid_solid(write_step(mesh, tmp_path / "weld.step"), cube())
     assert count(shape, TopAbs_FACE) == 12
+
+
+def hourglass(neck: float) -> MeshData:
+    """A closed square tube, 1 wide and 2 tall, squeezed at half height to 0.5 x ``neck``."""
+    rings = [(1.0, 1.0, 0.0), (0.5, neck, 1.0), (1.0, 1.0, 2.0)]
+    vertices = [
+        (sx * wx / 2, sy * wy / 2, z)
+        for wx, wy, z in rings
+        for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+    ]
+    faces = [(0, 2, 1), (0, 3, 2), (8, 9, 10), (8, 10, 11)]  # bottom and top caps
+    for ring in (0, 4):
+        for k in range(4):
+            a, b = ring + k, ring + (k + 1) % 4
+            faces += [(a, b, b + 4), (a, b + 4, a + 4)]
+    return MeshData(np.asarray(vertices, dtype=np.float64), np.asarray(faces))
+
+
+def test_a_neck_thinner_than_the_weld_tolerance_is_kept_and_the_solid_stays_closed(tmp_path):
+    # Marching cubes makes such necks where a thin part is nearly cut; welding across
+    # the neck (1e-6 of the size here) would tear the surface into an open shell.
+    mesh = hourglass(neck=1e-6)
+    assert is_closed(mesh.faces, mesh.vertex_count)
+    topo = brep_mesh(mesh.vertices * 1000.0, mesh.faces, 9)
+    assert topo.closed and len(topo.points) == mesh.vertex_count
+    assert_valid_solid(write_step(mesh, tmp_path / "neck.step"), mesh)
 
 
 def test_brep_mesh_gives_each_edge_once_with_senses_that_cancel():

@@ -217,6 +217,31 @@ def test_decimation_hits_the_target_and_keeps_a_closed_mesh_closed():
     assert np.all(reduced.colors >= lo - 1e-6) and np.all(reduced.colors <= hi + 1e-6)
 
 
+def sphere_with_thin_handle(grid: int = 40, tube: float = 0.03) -> MeshData:
+    """Marching cubes of a ball with a torus handle about one grid cell thick."""
+    from blender_img3d.core.decode import marching_cubes_mesh
+
+    axis = np.linspace(-1.0, 1.0, grid)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    ball = 0.45 - np.sqrt(x**2 + y**2 + z**2)
+    ring = np.sqrt((np.sqrt((x - 0.45) ** 2 + y**2) - 0.3) ** 2 + z**2)
+    vertices, faces = marching_cubes_mesh(np.maximum(ball, tube - ring))
+    return MeshData(vertices, faces, expected_position_colors(vertices, [-1] * 3, [1] * 3))
+
+
+def test_decimation_mends_a_thin_handle_it_pinches_and_stays_closed():
+    # fast-simplification folds this handle onto itself at every aggressiveness we try
+    # (edges with one and three faces); the mesh must still come out closed.
+    mesh = sphere_with_thin_handle()
+    assert compute_metrics(mesh).watertight
+    reduced = meshops.decimate(mesh, ratio=0.2)
+    m = compute_metrics(reduced)
+    assert m.watertight and m.winding_consistent and m.vertex_manifold
+    assert abs(m.faces - 0.2 * mesh.face_count) <= 0.05 * mesh.face_count
+    assert m.volume == pytest.approx(compute_metrics(mesh).volume, rel=0.05)
+    assert reduced.colors is not None and len(reduced.colors) == reduced.vertex_count
+
+
 @pytest.mark.parametrize("transfer", ["mean", "nearest"])
 def test_decimated_colours_match_their_positions(transfer):
     sphere = meshes.icosphere(5, colors=True)

@@ -8,6 +8,11 @@ each remaining "cap" (a triangle whose third vertex lies on its longest edge),
 which removes it without moving any surface, so a closed mesh stays closed and
 keeps its volume. Then the shared edges, their orientation in each face, and the
 connected components are worked out once, as arrays, for the writer.
+
+Marching cubes of a field with holes inside gives closed pieces wound inwards:
+the walls of voids. A void is not a solid of its own (that would add its volume
+instead of taking it away); it belongs to the smallest solid that encloses it,
+and STEP writes the pair as a BREP_WITH_VOIDS.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Welding and cap tolerance as a fraction of the bounding-box diagonal.
 RELATIVE_TOLERANCE = 1e-6
+# When welding at the full tolerance would open a closed mesh, these fractions of it
+# are tried in turn (the last one is still 100 times the precision the file carries).
+_TOLERANCE_SCALES = (1.0, 0.1, 0.01)
 _MAX_FLIP_PASSES = 16
 
 
@@ -34,6 +42,10 @@ class BrepMesh:
     ``face_edges`` (F, 3) the edge under each face corner k (from corner k to k+1),
     and ``face_edge_forward`` whether the face runs along it low → high.
     ``face_component`` labels each face with its connected component.
+    ``void_of`` gives, per component, the component whose void it is, or -1 for a
+    solid's outer shell (and for every shell of an open mesh). A void's faces are
+    stored reversed, wound outwards from the void as ISO 10303-42 wants of the
+    closed shell that an ORIENTED_CLOSED_SHELL(.F.) turns into the void.
     """
 
     points: np.ndarray
@@ -45,6 +57,7 @@ class BrepMesh:
     component_count: int
     closed: bool
     tolerance: float
+    void_of: np.ndarray
 
 
 def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
@@ -54,11 +67,20 @@ def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
     it first, so every later test (zero area, welding) judges what a reader will see.
     """
     points = np.round(np.asarray(points, dtype=np.float64), decimals)
-    tolerance = tolerance_for(points)
-    points, faces = _weld(points, faces, tolerance)
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])]
-    faces = faces[faces[:, 2] != faces[:, 0]]
-    faces = _flip_caps(points, faces, tolerance)
+    faces = np.asarray(faces, dtype=np.int64)
+    was_closed = is_closed(faces, len(points))
+    full_tolerance = tolerance_for(points)
+    for scale in _TOLERANCE_SCALES:
+        tolerance = full_tolerance * scale
+        welded, kept, dropped = _weld_and_flatten(points, faces, tolerance)
+        if not was_closed or is_closed(kept, len(welded)):
+            break
+        # Marching cubes pinches thin parts into necks a few micrometres wide; welding
+        # across one tears the surface. Such a neck is real, so weld less.
+        log.info("welding at %.3g opened the closed mesh; trying a smaller tolerance", tolerance)
+    points, faces = welded, kept
+    if dropped:
+        log.warning("dropped %d flat triangles that no edge flip could remove", dropped)
     if len(faces) == 0:
         raise ExportError(
             "Every triangle of the mesh has zero area at the chosen units; "
@@ -66,24 +88,96 @@ def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
         )
     points, faces = _drop_unused(points, faces)
 
-    corners = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
-    low = corners.min(axis=1)
-    high = corners.max(axis=1)
-    keys = low * len(points) + high
-    unique_keys, edge_of_corner = np.unique(keys, return_inverse=True)
-    edges = np.stack([unique_keys // len(points), unique_keys % len(points)], axis=1)
+    edges, edge_of_corner, forward = _edges(faces, len(points))
     component_of_vertex, count = _components(len(points), edges)
+    face_component = component_of_vertex[faces[:, 0]]
+    closed = is_closed(faces, len(points))
+    void_of = np.full(count, -1, dtype=np.int64)
+    if closed and count > 1:
+        void_of, reversed_faces = _voids(points, faces, face_component, count)
+        if reversed_faces.any():
+            faces = faces.copy()
+            faces[reversed_faces] = faces[reversed_faces][:, ::-1]
+            # The same undirected edges, so unique() numbers them as before.
+            edges, edge_of_corner, forward = _edges(faces, len(points))
     return BrepMesh(
         points=points,
         faces=faces,
         edges=edges,
-        face_edges=edge_of_corner.reshape(-1, 3),
-        face_edge_forward=(corners[:, 0] < corners[:, 1]).reshape(-1, 3),
-        face_component=component_of_vertex[faces[:, 0]],
+        face_edges=edge_of_corner,
+        face_edge_forward=forward,
+        face_component=face_component,
         component_count=count,
-        closed=is_closed(faces, len(points)),
+        closed=closed,
         tolerance=tolerance,
+        void_of=void_of,
     )
+
+
+def _edges(faces: np.ndarray, vertex_count: int):
+    """Unique undirected edges (low, high), the edge under each face corner, and its sense."""
+    corners = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
+    keys = corners.min(axis=1) * vertex_count + corners.max(axis=1)
+    unique_keys, edge_of_corner = np.unique(keys, return_inverse=True)
+    edges = np.stack([unique_keys // vertex_count, unique_keys % vertex_count], axis=1)
+    forward = (corners[:, 0] < corners[:, 1]).reshape(-1, 3)
+    return edges, edge_of_corner.reshape(-1, 3), forward
+
+
+def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, count: int):
+    """Which closed component is a void of which solid, and which faces to reverse.
+
+    Components wound inwards (negative volume) are voids; each goes to the smallest
+    outward one that encloses it (bounding box first, then a ray test of one face
+    centre). An inward piece that nothing encloses is a solid written inside out:
+    its faces are reversed and it stays a solid of its own.
+    """
+    from ..topology import points_inside, signed_volumes
+
+    volume = np.bincount(face_component, weights=signed_volumes(points, faces), minlength=count)
+    void_of = np.full(count, -1, dtype=np.int64)
+    inward = np.flatnonzero(volume < 0)
+    if len(inward) == 0:
+        return void_of, np.zeros(len(faces), dtype=bool)
+    corners = points[faces]
+    lo = np.full((count, 3), np.inf)
+    hi = np.full((count, 3), -np.inf)
+    np.minimum.at(lo, face_component, corners.min(axis=1))
+    np.maximum.at(hi, face_component, corners.max(axis=1))
+    # A face centre, not a vertex: vertices of a grid mesh sit where rays could graze edges.
+    first_face = np.unique(face_component, return_index=True)[1]
+    probe = corners[first_face].mean(axis=1)
+    unassigned = np.ones(count, dtype=bool)
+    for solid in sorted(np.flatnonzero(volume > 0), key=lambda c: volume[c]):
+        candidates = inward[
+            unassigned[inward]
+            & np.all(lo[inward] >= lo[solid], axis=1)
+            & np.all(hi[inward] <= hi[solid], axis=1)
+        ]
+        if len(candidates) == 0:
+            continue
+        enclosed = candidates[
+            points_inside(points, faces[face_component == solid], probe[candidates])
+        ]
+        void_of[enclosed] = solid
+        unassigned[enclosed] = False
+    orphans = int(np.count_nonzero(unassigned[inward]))
+    if orphans:
+        log.warning("%d closed pieces are wound inside out; writing them turned right", orphans)
+    # Voids are reversed for their ORIENTED_CLOSED_SHELL, orphans to become proper solids.
+    return void_of, np.isin(face_component, inward)
+
+
+def _weld_and_flatten(points: np.ndarray, faces: np.ndarray, tolerance: float):
+    """Weld within ``tolerance``, drop collapsed triangles and flip away flat ones.
+
+    Also says how many flat triangles had to be dropped instead (which may open the mesh).
+    """
+    points, faces = _weld(points, faces, tolerance)
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])]
+    faces = faces[faces[:, 2] != faces[:, 0]]
+    flipped = _flip_caps(points, faces, tolerance)
+    return points, flipped, len(faces) - len(flipped)
 
 
 def tolerance_for(points: np.ndarray) -> float:
@@ -177,12 +271,12 @@ def _flip_caps(points: np.ndarray, faces: np.ndarray, tolerance: float) -> np.nd
             faces[neighbour] = (d, b, c)
             touched.update((cap, neighbour))
         if unflippable and not touched:
-            log.warning("dropping %d flat triangles that can't be flipped", len(unflippable))
+            log.debug("dropping %d flat triangles that can't be flipped", len(unflippable))
             faces = np.delete(faces, unflippable, axis=0)
     heights, _ = _cap_heights(points, faces)
     flat = heights < tolerance
     if flat.any():
-        log.warning("dropping %d flat triangles left after edge flips", int(flat.sum()))
+        log.debug("dropping %d flat triangles left after edge flips", int(flat.sum()))
     return faces[~flat]
 
 

@@ -5,7 +5,8 @@ triangle soup: every vertex is one CARTESIAN_POINT + VERTEX_POINT, every edge on
 EDGE_CURVE on a LINE shared by its two faces (each face runs along it through an
 ORIENTED_EDGE with the matching sense), and every triangle an ADVANCED_FACE on a
 PLANE. A closed mesh becomes a CLOSED_SHELL inside a MANIFOLD_SOLID_BREP per
-connected component (an ADVANCED_BREP_SHAPE_REPRESENTATION), an open one an
+connected component (an ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS
+for a solid with closed cavities inside (see :mod:`.brep_mesh`), an open one an
 OPEN_SHELL inside a SHELL_BASED_SURFACE_MODEL (a MANIFOLD_SURFACE_SHAPE_REPRESENTATION).
 
 Entities of one kind get consecutive ids, so each block is written by one
@@ -210,6 +211,30 @@ class _DataWriter:
         )
         yield self._product(product, shell, topo.component_count)
 
+    def _solids(self, shell: int) -> tuple[str, str]:
+        """One solid per outer shell, with its voids; the entities and their references."""
+        void_of = self.topo.void_of
+        outer = np.flatnonzero(void_of < 0)
+        voids = np.flatnonzero(void_of >= 0)
+        solid = self.reserve(len(outer))
+        oriented = self.reserve(len(voids))
+        # ORIENTED_CLOSED_SHELL(.F.): the void's shell, seen from the solid's material.
+        lines = [f"#{oriented + i}=ORIENTED_CLOSED_SHELL('',*,#{shell + v},.F.);\n"
+                 for i, v in enumerate(voids.tolist())]  # fmt: skip
+        oriented_of = {int(v): oriented + i for i, v in enumerate(voids.tolist())}
+        voids_of: dict[int, list[int]] = {}
+        for v in voids.tolist():
+            voids_of.setdefault(int(void_of[v]), []).append(oriented_of[v])
+        for i, component in enumerate(outer.tolist()):
+            if component in voids_of:
+                lines.append(f"#{solid + i}=BREP_WITH_VOIDS({self.name},#{shell + component},"
+                             f"({_refs(voids_of[component])}));\n")  # fmt: skip
+            else:
+                lines.append(
+                    f"#{solid + i}=MANIFOLD_SOLID_BREP({self.name},#{shell + component});\n"
+                )
+        return "".join(lines), _refs(range(solid, solid + len(outer)))
+
     def _product(self, first: int, shell: int, shells: int) -> str:
         """Product structure, units, context and the shape representation.
 
@@ -217,16 +242,12 @@ class _DataWriter:
         """
         n = first
         name = self.name
-        solid = self.reserve(shells if self.topo.closed else 1)
         shell_refs = range(shell, shell + shells)
         if self.topo.closed:
-            items = "".join(
-                f"#{solid + i}=MANIFOLD_SOLID_BREP({name},#{ref});\n"
-                for i, ref in enumerate(shell_refs)
-            )
+            items, item_refs = self._solids(shell)
             representation = "ADVANCED_BREP_SHAPE_REPRESENTATION"
-            item_refs = _refs(range(solid, solid + shells))
         else:
+            solid = self.reserve(1)
             items = f"#{solid}=SHELL_BASED_SURFACE_MODEL({name},({_refs(shell_refs)}));\n"
             representation = "MANIFOLD_SURFACE_SHAPE_REPRESENTATION"
             item_refs = f"#{solid}"
