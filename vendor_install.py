@@ -187,15 +187,7 @@ def parse_blender_args(argv: list[str]) -> argparse.Namespace:
         prog="blender -b --python vendor_install.py --",
         description="Install the runtime packages into the extension's vendor folder.",
     )
-    build = parser.add_mutually_exclusive_group()
-    build.add_argument("--cpu", dest="variant", action="store_const", const="cpu")
-    build.add_argument("--cuda", dest="variant", action="store_const", const="cuda")
-    parser.set_defaults(variant="cpu")
-    parser.add_argument(
-        "--torch-index-url",
-        help="extra index for torch builds, e.g. "
-        + " or ".join(vendor.PYTORCH_INDEX_URLS.values()),
-    )
+    vendor.add_torch_build_options(parser)
     parser.add_argument("--package", help="the add-on module (default: found automatically)")
     parser.add_argument("--force", action="store_true", help="reinstall even if up to date")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, install nothing")

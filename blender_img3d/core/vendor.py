@@ -422,6 +422,20 @@ def subprocess_command(
     return command, env
 
 
+def add_torch_build_options(parser: argparse.ArgumentParser) -> None:
+    """``--cpu``/``--cuda`` and ``--torch-index-url``: shared by every installer front end."""
+    build = parser.add_mutually_exclusive_group()
+    build.add_argument("--cpu", dest="variant", action="store_const", const="cpu")
+    build.add_argument("--cuda", dest="variant", action="store_const", const="cuda")
+    parser.set_defaults(variant="cpu")
+    parser.add_argument(
+        "--torch-index-url",
+        help="extra index for torch builds, e.g. "
+        + " or ".join(PYTORCH_INDEX_URLS.values())
+        + " (default: PyPI)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vendor",
@@ -431,16 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--numpy-version", help="pin numpy to this version (default: this Python's numpy)"
     )
-    build = parser.add_mutually_exclusive_group()
-    build.add_argument("--cpu", dest="variant", action="store_const", const="cpu")
-    build.add_argument("--cuda", dest="variant", action="store_const", const="cuda")
-    parser.set_defaults(variant="cpu")
-    parser.add_argument(
-        "--torch-index-url",
-        help="extra index for torch, e.g. "
-        + " or ".join(PYTORCH_INDEX_URLS.values())
-        + " (default: PyPI)",
-    )
+    add_torch_build_options(parser)
     parser.add_argument("--required-free-bytes", type=int, help="free space to insist on")
     parser.add_argument("--packages", nargs="+", help="install these instead of the runtime list")
     parser.add_argument("--force", action="store_true", help="reinstall even if up to date")

@@ -43,6 +43,18 @@ def vendor_folder() -> Path:
     return user_data_dir("vendor")
 
 
+def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """The installer child process, its stdout and stderr merged into one line stream."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def activate_vendor() -> bool:
     """Append the vendor folder to ``sys.path`` if it holds an install."""
     return vendor.activate(vendor_folder())
@@ -125,14 +137,7 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
             return {"CANCELLED"}
         INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
         progress = _progress_for(plan)
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+        process = _start_install(command, env)
         assert process.stdout is not None
         for line in process.stdout:
             self._take_line(line.rstrip(), progress)
@@ -151,14 +156,7 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
         INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
         self._progress = _progress_for(plan)
         self._lines: queue.Queue[str] = queue.Queue()
-        self._process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+        self._process = _start_install(command, env)
         self._reader = threading.Thread(target=self._read_lines, daemon=True)
         self._reader.start()
         self._timer = context.window_manager.event_timer_add(
