@@ -187,7 +187,7 @@ class Request:
         return {
             "mode": self.mode,
             "prompt": self.prompt,
-            "image": None if self.image is None else _describe_source(self.image),
+            "image": None if self.image is None else _describe_source(self.image, self.name),
             "model": self.model_id(),
             "guidance_used": self.guidance(),
             "generation": asdict(self.generation),
@@ -196,7 +196,8 @@ class Request:
         }
 
 
-def _describe_source(image: Any) -> str:
+def _describe_source(image: Any, name: Optional[str]) -> str:
+    """A file's name, else the request's name (a Blender image's), else the kind of object."""
     if isinstance(image, (str, Path)):
         return Path(image).name
-    return type(image).__name__
+    return name or type(image).__name__

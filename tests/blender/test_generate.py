@@ -171,7 +171,8 @@ def test_a_blender_image_is_used_through_its_pixels(surface_image_model_dir, exa
     props.image_path = "/a/stale/file/choice.png"  # ignored: the source is the Blender image
     props.image = bpy.data.images.load(str(example_image))
     assert generate(model=str(surface_image_model_dir)) == {"FINISHED"}
-    assert bpy.context.view_layer.objects.active.name == "stool"
+    obj = bpy.context.view_layer.objects.active
+    assert obj.name == "stool" and obj["img3d_image"] == "stool"
 
 
 def test_image_and_prompt_together_are_refused(surface_image_model_dir, example_image):
