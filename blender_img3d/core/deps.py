@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -19,13 +20,31 @@ class PackageStatus:
     version: Optional[str]
 
 
-def package_status(module: str) -> PackageStatus:
-    """Whether ``module`` can be imported and its installed version (found via metadata)."""
-    distribution = RUNTIME_MODULES.get(module, module)
+# Modules known to be importable. Packages don't vanish mid-session, so a "yes"
+# is remembered; a "no" is asked again, so an install counts as soon as it lands.
+_IMPORTABLE: set[str] = set()
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it.
+
+    Cheap after the first "yes": Generate's poll and the panel ask on every redraw.
+    """
+    if module in _IMPORTABLE or module in sys.modules:
+        return True
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         found = False
+    if found:
+        _IMPORTABLE.add(module)
+    return found
+
+
+def package_status(module: str) -> PackageStatus:
+    """Whether ``module`` can be imported and its installed version (found via metadata)."""
+    distribution = RUNTIME_MODULES.get(module, module)
+    found = importable(module)
     version = None
     if found:
         try:
@@ -41,8 +60,11 @@ def runtime_status() -> list[PackageStatus]:
 
 
 def missing_modules(modules: Iterable[str] = GENERATION_MODULES) -> list[str]:
-    """The distributions (pip names) among ``modules`` that can't be imported."""
-    return [status.distribution for status in map(package_status, modules) if not status.found]
+    """The distributions (pip names) among ``modules`` that can't be imported.
+
+    Only asks whether each imports (no version metadata), so it is fit for UI polls.
+    """
+    return [RUNTIME_MODULES.get(module, module) for module in modules if not importable(module)]
 
 
 def require(modules: Iterable[str] = GENERATION_MODULES) -> None:
