@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .deps import runtime_status
+from .model_store import format_size
 from .requirements import GENERATION_MODULES
 
 INSTALL_ADVICE = (
@@ -32,14 +33,6 @@ class CheckEntry:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 def python_entries() -> list[CheckEntry]:
@@ -77,7 +70,7 @@ def device_entries() -> list[CheckEntry]:
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             name = torch.cuda.get_device_name(index)
-            detail = f"{name}, {_format_bytes(free)} free of {_format_bytes(total)}"
+            detail = f"{name}, {format_size(free)} free of {format_size(total)}"
             entries.append(CheckEntry(f"cuda:{index}", True, detail))
     elif cuda_build:
         entries.append(
@@ -112,7 +105,7 @@ def disk_entry(folder: Optional[Path]) -> Optional[CheckEntry]:
     free = shutil.disk_usage(probe).free
     ok = free > 6 * 1024**3  # two Shap-E models plus headroom
     advice = "" if ok else "Free some disk space: the two models need about 5 GB"
-    return CheckEntry("disk free", ok, f"{_format_bytes(free)} in {folder}", advice)
+    return CheckEntry("disk free", ok, f"{format_size(free)} in {folder}", advice)
 
 
 def model_entries(
