@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -61,24 +62,18 @@ class Result:
 
 
 class _Timer:
-    """Collects wall time per named step into a dict."""
+    """Collects wall time per named step into a dict (``with timer("decode"): ...``)."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, name: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *_exc):
-                timer.timings[name] = (
-                    timer.timings.get(name, 0.0) + time.perf_counter() - self.start
-                )
-
-        return _Span()
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def output_paths(outputs: list[Path], batch: int) -> list[list[Path]]:
@@ -146,7 +141,7 @@ def run(
         )
     latents_np = latents.numpy() if hasattr(latents, "numpy") else np.asarray(latents)
     settings = request.settings_dict()
-    metadata = _generation_metadata(request, models.source, models.revision)
+    metadata = _generation_metadata(request, settings, models.source, models.revision)
     if request.latents_out is not None:
         from .latents_io import save_latents
 
@@ -242,13 +237,15 @@ def _model_input(request: defaults.Request, progress: Optional[ProgressCallback]
     return image, input_report
 
 
-def _generation_metadata(request: defaults.Request, source: str, revision: str) -> dict[str, Any]:
+def _generation_metadata(
+    request: defaults.Request, settings: dict[str, Any], source: str, revision: str
+) -> dict[str, Any]:
     gen = request.generation
     return {
         "generator": GENERATOR,
         "mode": request.mode,
         "prompt": request.prompt,
-        "image": request.settings_dict()["image"],
+        "image": settings["image"],
         "model": source,
         "revision": revision,
         "seed": gen.seed,
