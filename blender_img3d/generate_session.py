@@ -188,20 +188,11 @@ def active_session() -> Optional[GenerateSession]:
     return _ACTIVE if _ACTIVE is not None and _ACTIVE.state == RUNNING else None
 
 
-def cancel_active(join_timeout: float = JOIN_TIMEOUT_SECONDS) -> bool:
+def cancel_active() -> bool:
     """Cancel and join the running job, if any (file load, disable). True if one was stopped."""
-    global _ACTIVE
     session = _ACTIVE
     if session is None:
         return False
     session.cancel()
-    session.job.join(join_timeout)
-    session.state = CANCELLED if session.state == RUNNING else session.state
-    _ACTIVE = None
-    try:
-        job_state = bpy.context.window_manager.img3d_job
-    except AttributeError:  # properties already unregistered
-        return True
-    job_state.running = False
-    job_state.message = "Cancelled"
+    session._end(bpy.context, CANCELLED, "Cancelled")  # joins the worker
     return True
