@@ -41,14 +41,14 @@ STAMP_FILE = VENV_DIR / ".img3d-install.json"
 EXTENSION_ID = "blender_img3d"
 
 sys.path.insert(0, str(REPO_ROOT))
-from blender_img3d.core import vendor  # noqa: E402
-from blender_img3d.core.requirements import (  # noqa: E402  (the one shared list)
+from blender_img3d.core.system import vendor  # noqa: E402
+from blender_img3d.core.system.requirements import (  # noqa: E402  (the one shared list)
     DEV_REQUIREMENTS,
     NPM_REQUIREMENTS,
     NUMPY_REQUIREMENT,
     RUNTIME_REQUIREMENTS,
 )
-from blender_img3d.core.vendor import (  # noqa: E402  (shared with the Blender mode)
+from blender_img3d.core.system.vendor import (  # noqa: E402  (shared with the Blender mode)
     REQUIRED_PYTHON,
     InstallError,
     check_network,

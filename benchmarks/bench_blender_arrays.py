@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blender_img3d.mesh_arrays import arrays_from_mesh, mesh_from_arrays  # noqa: E402
+from blender_img3d.blender.mesh_arrays import arrays_from_mesh, mesh_from_arrays  # noqa: E402
 
 TARGET_SECONDS = 0.3
 REPEATS = 5

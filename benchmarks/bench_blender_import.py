@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from blender_img3d.core.exporters import export_mesh  # noqa: E402
-from blender_img3d.core.meshdata import MeshData  # noqa: E402
+from blender_img3d.core.mesh.meshdata import MeshData  # noqa: E402
 from blender_img3d.core.progress import Phase  # noqa: E402
 from tests.fixtures.meshes import icosphere  # noqa: E402
 
@@ -49,7 +49,7 @@ def coloured_sphere() -> MeshData:
 
 
 def bench_import(mesh: MeshData) -> None:
-    from blender_img3d import scene
+    from blender_img3d.blender import scene
 
     ours = best_of(lambda: scene.add_mesh_objects(bpy.context, [mesh], [{}]))
     with tempfile.TemporaryDirectory() as folder:
@@ -66,7 +66,7 @@ def bench_import(mesh: MeshData) -> None:
 
 
 def bench_tick() -> None:
-    from blender_img3d import generate_session as sessions
+    from blender_img3d.blender import session as sessions
     from blender_img3d.core.settings import Request
 
     def flood(request, progress, cancel):

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from blender_img3d.core import decode, settings  # noqa: E402
+from blender_img3d.core import settings  # noqa: E402
+from blender_img3d.core.shap_e import decoding as decode  # noqa: E402
 
 
 def main() -> int:

@@ -88,7 +88,7 @@ def build_models(mode: str, device, dtype):
     from diffusers import HeunDiscreteScheduler, PriorTransformer
     from diffusers.pipelines.shap_e import ShapERenderer
 
-    from blender_img3d.core.models import ShapEModels
+    from blender_img3d.core.shap_e.loading import ShapEModels
 
     torch.manual_seed(0)
     prepare = dict(device=device, dtype=dtype)
@@ -157,7 +157,7 @@ def synchronize(device) -> None:
 
 
 def time_ours(models, inputs, steps, schedule, guidance):
-    from blender_img3d.core.engine import sample_latents
+    from blender_img3d.core.shap_e.sampling import sample_latents
 
     synchronize(models.device)
     start = time.perf_counter()
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from blender_img3d.core.models import resolve_device, resolve_dtype
+    from blender_img3d.core.shap_e.loading import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

@@ -5,18 +5,20 @@ diffusers are imported only by ``register()`` (Blender layer) and by the core
 when a job runs.
 """
 
-__version__ = "0.1.0"
+from .core.version import __version__
+
+__all__ = ["__version__", "register", "unregister"]
 
 
 def register() -> None:
     """Register the add-on's classes and handlers with Blender."""
-    from . import addon
+    from .blender import addon
 
     addon.register()
 
 
 def unregister() -> None:
     """Cancel any running job and remove everything ``register()`` added."""
-    from . import addon
+    from .blender import addon
 
     addon.unregister()

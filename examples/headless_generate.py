@@ -54,7 +54,7 @@ def main() -> int:
     args = parser.parse_args(script_args())
 
     module = enable_addon()
-    api = importlib.import_module(module + ".api")
+    api = importlib.import_module(module + ".blender.api")
     errors = importlib.import_module(module + ".core.errors")
 
     bpy.ops.wm.read_homefile(use_empty=True)

@@ -13,7 +13,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 import vendor_install  # noqa: E402
-from blender_img3d.core import requirements  # noqa: E402
+from blender_img3d.core.system import requirements  # noqa: E402
 
 
 def test_dev_list_is_the_runtime_list_plus_blender_numpy_and_test_tools():

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import settings as defaults
 from .errors import ConfigError
-from .meshdata import MeshData
+from .mesh.meshdata import MeshData
 from .progress import Phase, ProgressCallback, raise_if_cancelled, report
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 GENERATOR = "blender_img3d"
 
 
-@dataclass
+@dataclass(eq=False)
 class Result:
-    """What one run produced; ``meshes[i]`` is variant ``i`` in Blender's frame."""
+    """What one run produced; ``meshes[i]`` is variant ``i`` in Blender's frame.
+
+    ``to_dict``/``from_dict`` carry it back from a farm worker or the GPU server
+    (JSON values plus arrays, see ``core.serialize``); ``from_dict(r.to_dict()) == r``.
+    """
 
     meshes: list[MeshData]
     metrics: list[dict[str, Any]]
@@ -43,6 +47,55 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data; meshes, latents and the model input as arrays."""
+        model_input = None
+        if self.model_input is not None:
+            model_input = {"mode": self.model_input.mode, "pixels": np.asarray(self.model_input)}
+        return {
+            "meshes": [mesh.to_dict() for mesh in self.meshes],
+            "metrics": self.metrics,
+            "settings": self.settings,
+            "model_source": self.model_source,
+            "model_revision": self.model_revision,
+            "latents": self.latents,
+            "input_report": self.input_report,
+            "model_input": model_input,
+            "timings": self.timings,
+            "notes": self.notes,
+            "outputs": [str(path) for path in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Result":
+        model_input = data.get("model_input")
+        if model_input is not None:
+            from PIL import Image
+
+            pixels = np.ascontiguousarray(model_input["pixels"], dtype=np.uint8)
+            model_input = Image.fromarray(pixels).convert(model_input["mode"])
+        latents = data.get("latents")
+        return cls(
+            meshes=[MeshData.from_dict(mesh) for mesh in data.get("meshes", [])],
+            metrics=list(data.get("metrics", [])),
+            settings=dict(data.get("settings", {})),
+            model_source=data.get("model_source", ""),
+            model_revision=data.get("model_revision", ""),
+            latents=None if latents is None else np.asarray(latents),
+            input_report=data.get("input_report"),
+            model_input=model_input,
+            timings=dict(data.get("timings", {})),
+            notes=list(data.get("notes", [])),
+            outputs=[Path(path) for path in data.get("outputs", [])],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        from .serialize import deep_equal
+
+        return deep_equal(self.to_dict(), other.to_dict())
 
     def report_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (for ``--report`` and custom properties)."""
@@ -105,7 +158,7 @@ def run(
     cancel: Optional[threading.Event] = None,
 ) -> Result:
     """Generate meshes for ``request``; raises a typed :class:`Img3DError` on any failure."""
-    from . import deps
+    from .system import deps
 
     request.validate()
     deps.require()
@@ -122,7 +175,7 @@ def run(
     with timer("load_model"):
         models = _load_models(request.model_id(), request.mode, gen, gen.revision, progress, cancel)
 
-    from .engine import sample_latents
+    from .shap_e.sampling import sample_latents
 
     with timer("sample"):
         latents = sample_latents(
@@ -143,7 +196,7 @@ def run(
     settings = request.settings_dict()
     metadata = _generation_metadata(request, settings, models.source, models.revision)
     if request.latents_out is not None:
-        from .latents_io import save_latents
+        from .shap_e.latents import save_latents
 
         save_latents(request.latents_out, latents_np, metadata)
 
@@ -171,7 +224,7 @@ def _load_models(
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
 ):
-    from .models import load_models
+    from .shap_e.loading import load_models
 
     report(progress, Phase.LOADING_MODEL, 0, 1)
     models = load_models(
@@ -197,7 +250,7 @@ def _decode(
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
 ) -> list[MeshData]:
-    from .decode import decode_latents
+    from .shap_e.decoding import decode_latents
 
     return decode_latents(
         models.renderer,
@@ -267,8 +320,8 @@ def _finish(
     cancel: Optional[threading.Event],
 ) -> None:
     """Orient, process, measure and export every variant into ``result``."""
-    from .meshops import process_mesh
-    from .metrics import compute_metrics
+    from .mesh.metrics import compute_metrics
+    from .mesh.process import process_mesh
 
     paths = output_paths(request.outputs, len(raw_meshes))
     for index, raw in enumerate(raw_meshes):
@@ -350,8 +403,8 @@ def decode_saved(
     The model comes from ``request.generation.model`` when given, else from the
     latents' metadata; only the renderer is used.
     """
-    from . import deps
-    from .latents_io import load_latents
+    from .shap_e.latents import load_latents
+    from .system import deps
 
     deps.require()
     gen = request.generation
@@ -397,8 +450,8 @@ def convert_mesh_file(
     Mesh processing runs only when ``request.mesh.enabled`` is true. ``up_axis``
     says how to read OBJ/PLY/STL files (glTF is always Y-up).
     """
-    from .exporters.reader import read_mesh
-    from .metrics import compute_metrics
+    from .mesh.metrics import compute_metrics
+    from .mesh.reading import read_mesh
 
     timer = _Timer()
     with timer("read"):
@@ -408,7 +461,7 @@ def convert_mesh_file(
     notes: list[str] = []
     timings: dict[str, float] = {}
     if request.mesh.enabled:
-        from .meshops import process_mesh
+        from .mesh.process import process_mesh
 
         processed = process_mesh(mesh, request.mesh, cancel=cancel, from_shap_e=False)
         mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)

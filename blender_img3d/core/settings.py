@@ -7,10 +7,11 @@ sigma_min=1e-3, sigma_max=160, s_churn=0, clip_denoised=True)``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from . import choices
 from .errors import ConfigError
 
 # --- models -----------------------------------------------------------------
@@ -25,10 +26,11 @@ DEFAULT_GUIDANCE_TEXT = 15.0
 DEFAULT_SIGMA_MIN = 1e-3
 DEFAULT_SIGMA_MAX = 160.0
 DEFAULT_RHO = 7.0
-SCHEDULES = ("shap-e", "diffusers")
-DEFAULT_SCHEDULE = "shap-e"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+SCHEDULES = choices.names(choices.SCHEDULES)
+DEFAULT_SCHEDULE = SCHEDULES[0]
+DEVICES = choices.names(choices.DEVICES)
+DTYPES = choices.names(choices.DTYPES)
+MODES = choices.names(choices.MODES)
 DEFAULT_SEED = 0
 MAX_BATCH = 16
 
@@ -100,9 +102,14 @@ class MeshSettings:
     size: Optional[float] = None  # longest side after scaling; None keeps Shap-E's scale
 
 
-@dataclass
+@dataclass(eq=False)
 class Request:
-    """Everything one generation needs; the same object for panel, operators and CLI."""
+    """Everything one generation needs; the same object for panel, operators and CLI.
+
+    ``to_dict``/``from_dict`` carry it across a process or machine boundary (a
+    farm worker, the GPU server): JSON values plus the image as bytes or pixels
+    (see ``core.serialize``); ``from_dict(r.to_dict()) == r``.
+    """
 
     image: Optional[ImageSource] = None
     prompt: Optional[str] = None
@@ -182,6 +189,53 @@ class Request:
             if suffix not in EXPORT_FORMATS:
                 raise ConfigError(f"Can't write {out}: use one of .glb, .obj, .dxf, .step/.stp.")
 
+    # --- plain data ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data; the image as path text, bytes or a pixel array."""
+        return {
+            "image": _encode_image(self.image),
+            "prompt": self.prompt,
+            "name": self.name,
+            "preprocess": self.preprocess,
+            "image_settings": asdict(self.image_settings),
+            "generation": asdict(self.generation),
+            "mesh": asdict(self.mesh),
+            "outputs": [str(path) for path in self.outputs],
+            "latents_out": _path_text(self.latents_out),
+            "save_input": _path_text(self.save_input),
+            "report_path": _path_text(self.report_path),
+            "units": self.units,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Request":
+        """Rebuild a request; unknown or mistyped keys raise :class:`ConfigError` naming them."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"A request must be a mapping of settings, got {type(data).__name__}."
+            )
+        _refuse_unknown("request", data, {f.name for f in fields(cls)})
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "image":
+                kwargs[key] = _decode_image(value)
+            elif key in _SECTIONS:
+                kwargs[key] = _section_from_dict(key, _SECTIONS[key], value)
+            elif key == "outputs":
+                kwargs[key] = [Path(path) for path in value or []]
+            elif key in ("latents_out", "save_input", "report_path"):
+                kwargs[key] = None if value is None else Path(value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        from .serialize import deep_equal
+
+        return deep_equal(self.to_dict(), other.to_dict())
+
     def settings_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-serialisable data (for reports and custom props)."""
         return {
@@ -194,6 +248,83 @@ class Request:
             "image_settings": asdict(self.image_settings),
             "mesh": asdict(self.mesh),
         }
+
+
+_SECTIONS = {
+    "image_settings": ImageSettings,
+    "generation": GenerationSettings,
+    "mesh": MeshSettings,
+}
+
+
+def _refuse_unknown(where: str, data: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown {where} setting(s): {', '.join(unknown)}; "
+            f"known ones are {', '.join(sorted(known))}."
+        )
+
+
+def _section_from_dict(name: str, cls: type, value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{name}' must be a mapping of settings, got {type(value).__name__}.")
+    _refuse_unknown(name, value, {f.name for f in fields(cls)})
+    return cls(**value)
+
+
+def _path_text(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
+
+
+_PLAIN_PIL_MODES = ("L", "LA", "RGB", "RGBA")
+
+
+def _encode_image(image: Any) -> Optional[dict[str, Any]]:
+    """A source as ``{"kind": ..., "value": ...}`` keeping str and Path apart."""
+    if image is None:
+        return None
+    if isinstance(image, Path):
+        return {"kind": "path", "value": str(image)}
+    if isinstance(image, str):
+        return {"kind": "str", "value": image}
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return {"kind": "bytes", "value": bytes(image)}
+    import numpy as np
+
+    if isinstance(image, np.ndarray):
+        return {"kind": "pixels", "value": image}
+    if hasattr(image, "mode") and hasattr(image, "tobytes"):  # a PIL image
+        # Palette, CMYK, 16-bit... modes travel as RGBA pixels: what loading would make of them.
+        mode = image.mode if image.mode in _PLAIN_PIL_MODES else "RGBA"
+        return {"kind": "pil", "mode": mode, "value": np.asarray(image.convert(mode))}
+    raise ConfigError(f"Can't carry an image of type {type(image).__name__} in a request.")
+
+
+def _decode_image(encoded: Optional[dict[str, Any]]) -> Any:
+    if encoded is None:
+        return None
+    kind = encoded.get("kind") if isinstance(encoded, dict) else None
+    value = encoded.get("value") if isinstance(encoded, dict) else None
+    if kind == "path":
+        return Path(value)
+    if kind == "str":
+        return str(value)
+    if kind == "bytes":
+        return bytes(value)
+    import numpy as np
+
+    if kind == "pixels":
+        return np.asarray(value)
+    if kind == "pil":
+        from PIL import Image
+
+        image = Image.fromarray(np.ascontiguousarray(value, dtype=np.uint8))
+        mode = encoded.get("mode")
+        return image if mode is None or image.mode == mode else image.convert(mode)
+    raise ConfigError(
+        "A request's image must be {'kind': 'path'|'str'|'bytes'|'pixels'|'pil', 'value': ...}."
+    )
 
 
 def _describe_source(image: Any, name: Optional[str]) -> str:

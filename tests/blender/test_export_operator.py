@@ -146,5 +146,5 @@ def test_the_file_extension_follows_the_format(tmp_path):
 
 
 def test_the_operator_is_in_file_export(installed_extension):
-    export = sys.modules[f"{installed_extension}.operators.export"]
+    export = sys.modules[f"{installed_extension}.blender.operators.export"]
     assert export.menu_func_export in bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize()

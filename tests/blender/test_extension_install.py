@@ -68,6 +68,6 @@ def test_disable_and_enable_twice_leaves_nothing_behind(installed_extension):
 
 def test_system_check_runs_without_a_gpu(installed_extension):
     assert bpy.ops.img3d.system_check() == {"FINISHED"}
-    checks = sys.modules[f"{installed_extension}.operators.system"].LAST_CHECK
+    checks = sys.modules[f"{installed_extension}.blender.operators.system"].LAST_CHECK
     names = {entry.name for entry in checks}
     assert {"Blender", "torch", "online access"} <= names

@@ -101,7 +101,7 @@ def test_bad_input_reports_a_clear_error_and_creates_nothing(tmp_path, surface_i
 def test_api_generate_returns_the_objects(installed_extension, surface_text_model_dir):
     import importlib
 
-    api = importlib.import_module(f"{installed_extension}.api")
+    api = importlib.import_module(f"{installed_extension}.blender.api")
     objects = api.generate(prompt="a cup", model=str(surface_text_model_dir), steps=2, grid_size=16)
     assert [obj.name for obj in objects] == ["a cup"]
     with pytest.raises(TypeError, match="unknown setting"):
@@ -150,7 +150,7 @@ def test_model_stays_loaded_unless_the_preference_says_otherwise(
 ):
     import importlib
 
-    models = importlib.import_module(f"{installed_extension}.core.models")
+    models = importlib.import_module(f"{installed_extension}.core.shap_e.loading")
     prefs = bpy.context.preferences.addons[installed_extension].preferences
     models.release()
     try:

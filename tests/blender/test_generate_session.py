@@ -24,7 +24,7 @@ def extension(installed_extension: str, name: str):
 
 def fake_pipeline(installed_extension, steps=20, delay=0.01, record=None):
     pipeline = extension(installed_extension, "core.pipeline")
-    meshdata = extension(installed_extension, "core.meshdata")
+    meshdata = extension(installed_extension, "core.mesh.meshdata")
     progress_mod = extension(installed_extension, "core.progress")
 
     def work(request, progress, cancel):
@@ -58,7 +58,7 @@ def text_request(installed_extension):
 
 
 def start_session(installed_extension, work):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     session = sessions.GenerateSession(
         text_request(installed_extension), sessions.ImportOptions(), work=work
     )
@@ -66,7 +66,7 @@ def start_session(installed_extension, work):
 
 
 def test_ticks_report_increasing_progress_then_import(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     session = start_session(installed_extension, fake_pipeline(installed_extension))
     seen = []
     while session.tick(bpy.context) == sessions.RUNNING:
@@ -82,7 +82,7 @@ def test_ticks_report_increasing_progress_then_import(installed_extension):
 
 
 def test_cancel_stops_within_one_step_and_leaves_no_thread(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     steps_done: list[int] = []
     session = start_session(
         installed_extension, fake_pipeline(installed_extension, steps=500, record=steps_done)
@@ -99,7 +99,7 @@ def test_cancel_stops_within_one_step_and_leaves_no_thread(installed_extension):
 
 
 def test_second_job_is_refused_while_one_runs(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     errors = extension(installed_extension, "core.errors")
     first = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
     try:
@@ -112,7 +112,7 @@ def test_second_job_is_refused_while_one_runs(installed_extension):
 
 
 def test_loading_a_file_cancels_the_running_job(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     session = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
     bpy.ops.wm.read_homefile(app_template="")  # fires load_pre
     assert session.state == sessions.CANCELLED
@@ -121,7 +121,7 @@ def test_loading_a_file_cancels_the_running_job(installed_extension):
 
 
 def test_disabling_the_addon_cancels_and_joins_the_job(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     session = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
     thread_count = threading.active_count()
     addon_utils.disable(installed_extension, default_set=True)
@@ -134,7 +134,7 @@ def test_disabling_the_addon_cancels_and_joins_the_job(installed_extension):
 
 
 def test_errors_from_the_pipeline_show_in_the_panel_state(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     errors = extension(installed_extension, "core.errors")
 
     def failing(request, progress, cancel):
@@ -146,7 +146,7 @@ def test_errors_from_the_pipeline_show_in_the_panel_state(installed_extension):
 
 
 def test_draining_a_tick_stays_within_budget(installed_extension):
-    sessions = extension(installed_extension, "generate_session")
+    sessions = extension(installed_extension, "blender.session")
     session = start_session(
         installed_extension, fake_pipeline(installed_extension, steps=2000, delay=0.0)
     )

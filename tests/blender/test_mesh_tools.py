@@ -37,7 +37,7 @@ def radii(obj) -> np.ndarray:
 
 
 def test_every_tool_declares_undo(installed_extension):
-    module = sys.modules[f"{installed_extension}.operators.mesh_tools"]
+    module = sys.modules[f"{installed_extension}.blender.operators.mesh_tools"]
     for cls in module.CLASSES:
         assert {"REGISTER", "UNDO"} <= cls.bl_options, cls.__name__
 
@@ -83,8 +83,8 @@ def test_smooth_reduces_the_noise_without_shrinking(installed_extension):
 
 
 def test_clean_welds_split_faces_into_a_watertight_mesh(installed_extension):
-    arrays = sys.modules[f"{installed_extension}.mesh_arrays"]
-    meshdata = sys.modules[f"{installed_extension}.core.meshdata"]
+    arrays = sys.modules[f"{installed_extension}.blender.mesh_arrays"]
+    meshdata = sys.modules[f"{installed_extension}.core.mesh.meshdata"]
     solid = cube()
     # Every triangle with its own three vertices: 36 vertices, no shared edge.
     split = meshdata.MeshData(solid.vertices[solid.faces.ravel()], np.arange(36).reshape(-1, 3))
@@ -109,7 +109,7 @@ def test_quality_report_is_stored_on_the_object_and_dropped_after_an_edit(instal
     assert (report["faces"], report["vertices"], report["components"]) == (12, 8, 1)
     assert report["watertight"] and report["boundary_edges"] == 0
     assert report["volume"] == pytest.approx(16.0)  # measured in world space
-    tools = sys.modules[f"{installed_extension}.operators.mesh_tools"]
+    tools = sys.modules[f"{installed_extension}.blender.operators.mesh_tools"]
     assert tools.stored_report(obj)["faces"] == 12
     bpy.ops.img3d.mesh_smooth(iterations=1)
     assert "img3d_metrics" not in obj  # the report described the old mesh

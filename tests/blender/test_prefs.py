@@ -85,7 +85,9 @@ def test_system_check_lists_versions_models_disk_and_online_without_a_gpu(
 ):
     prefs.cache_dir = str(tmp_path)
     assert bpy.ops.img3d.system_check() == {"FINISHED"}
-    entries = {e.name: e for e in sys.modules[f"{installed_extension}.operators.system"].LAST_CHECK}
+    entries = {
+        e.name: e for e in sys.modules[f"{installed_extension}.blender.operators.system"].LAST_CHECK
+    }
     assert entries["Blender"].detail == bpy.app.version_string
     assert entries["Python"].detail.startswith("3.11")
     assert entries["numpy"].ok and entries["numpy"].detail == "1.26.4"
@@ -132,7 +134,7 @@ def test_preferences_page_draws_every_section_and_button(prefs, installed_extens
 def test_a_running_install_shows_a_progress_bar_with_cancel(prefs, installed_extension):
     from tests.blender.ui_layout import RecordingLayout
 
-    status = sys.modules[f"{installed_extension}.operators.dependencies"].INSTALL_STATUS
+    status = sys.modules[f"{installed_extension}.blender.operators.dependencies"].INSTALL_STATUS
     status.start("Installing")
     status.update(0.4, "Collecting torch")
     try:
@@ -155,7 +157,7 @@ def downloads_on(prefs, tmp_path):
 def test_download_progress_reaches_the_status_and_finishes(
     downloads_on, installed_extension, monkeypatch, tmp_path
 ):
-    models = sys.modules[f"{installed_extension}.operators.models"]
+    models = sys.modules[f"{installed_extension}.blender.operators.models"]
     seen = []
 
     def fake_download(repo_id, *, mode, cache_dir, revision, progress, cancel):
@@ -177,7 +179,7 @@ def test_download_progress_reaches_the_status_and_finishes(
 def test_a_cancelled_download_says_it_can_be_resumed(
     downloads_on, installed_extension, monkeypatch
 ):
-    models = sys.modules[f"{installed_extension}.operators.models"]
+    models = sys.modules[f"{installed_extension}.blender.operators.models"]
     errors = sys.modules[f"{installed_extension}.core.errors"]
 
     def cancelled(*_args, cancel, **_kwargs):

@@ -1,7 +1,7 @@
 """Blender mode of the dependency install: the plan for this Blender, and one real install.
 
 The real install goes through the preferences' operator, which runs
-``python -m blender_img3d.core.vendor`` from the *installed* extension in a
+``python -m blender_img3d.core.system.vendor`` from the *installed* extension in a
 child process: the code path of the Install Dependencies button.
 """
 
@@ -15,8 +15,8 @@ import bpy
 import numpy
 import pytest
 
-from blender_img3d.core import vendor
-from blender_img3d.core.requirements import RUNTIME_REQUIREMENTS
+from blender_img3d.core.system import vendor
+from blender_img3d.core.system.requirements import RUNTIME_REQUIREMENTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -54,7 +54,7 @@ def test_blender_plan_targets_the_extension_vendor_folder_with_blenders_numpy(
     assert plan.requirements == RUNTIME_REQUIREMENTS
     assert plan.variant == "cuda" and plan.required_free_bytes >= 6 * 1024**3
     # The preferences button computes the same plan inside the installed extension.
-    operators = sys.modules[f"{installed_extension}.operators.dependencies"]
+    operators = sys.modules[f"{installed_extension}.blender.operators.dependencies"]
     assert operators.install_plan("CUDA").fingerprint() == plan.fingerprint()
 
 
@@ -69,7 +69,7 @@ def test_install_button_installs_a_package_that_activate_makes_importable(
     installed_extension, online_access, clean_vendor_folder
 ):
     assert bpy.ops.img3d.install_dependencies(packages="six==1.16.0") == {"FINISHED"}
-    status = sys.modules[f"{installed_extension}.operators.dependencies"].INSTALL_STATUS
+    status = sys.modules[f"{installed_extension}.blender.operators.dependencies"].INSTALL_STATUS
     assert not status.running and status.error == "" and status.fraction == 1.0
     assert any(line.startswith("Successfully installed six-1.16.0") for line in status.lines)
     assert (clean_vendor_folder / "six.py").is_file()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blender_img3d.cli import main
+from blender_img3d.cli.main import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

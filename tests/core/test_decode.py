@@ -18,7 +18,6 @@ import pytest
 torch = pytest.importorskip("torch")
 trimesh = pytest.importorskip("trimesh")
 
-from blender_img3d.core import decode  # noqa: E402
 from blender_img3d.core.errors import (  # noqa: E402
     CancelledError,
     ConfigError,
@@ -26,8 +25,9 @@ from blender_img3d.core.errors import (  # noqa: E402
     EmptySurfaceError,
     LatentsError,
 )
-from blender_img3d.core.latents_io import load_latents, save_latents, sidecar_path  # noqa: E402
 from blender_img3d.core.progress import Phase  # noqa: E402
+from blender_img3d.core.shap_e import decoding as decode  # noqa: E402
+from blender_img3d.core.shap_e.latents import load_latents, save_latents, sidecar_path  # noqa: E402
 
 TOKENS, WIDTH = 32, 16  # 4 projected layers x 8 vectors, d_latent 16
 GRID = 16

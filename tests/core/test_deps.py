@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from blender_img3d.core import deps
 from blender_img3d.core.errors import DependencyError
+from blender_img3d.core.system import deps
 
 
 def test_missing_modules_are_named_by_their_pip_distribution(monkeypatch):

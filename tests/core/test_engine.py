@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from blender_img3d.core import engine, models
 from blender_img3d.core.errors import CancelledError, ConfigError, ImageInputError
 from blender_img3d.core.progress import Phase
+from blender_img3d.core.shap_e import loading as models
+from blender_img3d.core.shap_e import sampling as engine
 from tests.fixtures.tiny_models import build_diffusers_pipeline
 
 PROMPT = "a red chair"

@@ -10,7 +10,7 @@ import pytest
 from blender_img3d.core.errors import ExportError
 from blender_img3d.core.exporters import dxf as dxf_module
 from blender_img3d.core.exporters.dxf import layer_name, write_dxf
-from blender_img3d.core.meshdata import MeshData
+from blender_img3d.core.mesh.meshdata import MeshData
 from tests.fixtures.meshes import cube, icosphere, open_box, torus
 
 ezdxf = pytest.importorskip("ezdxf")

@@ -7,8 +7,8 @@ import pytest
 
 from blender_img3d.core.errors import ExportError, MeshInputError
 from blender_img3d.core.exporters import SUFFIXES, WRITERS, export_mesh, format_for_path
-from blender_img3d.core.exporters.reader import read_mesh
-from blender_img3d.core.meshdata import MeshData
+from blender_img3d.core.mesh.meshdata import MeshData
+from blender_img3d.core.mesh.reading import read_mesh
 from blender_img3d.core.settings import EXPORT_FORMATS
 from tests.fixtures.meshes import cube, icosphere, torus
 

@@ -47,7 +47,7 @@ def test_importing_the_package_and_core_loads_no_heavy_library():
     names = core_module_names()
     code = (
         "import importlib, json, sys\n"
-        f"for name in ['blender_img3d', 'blender_img3d.cli'] + {names!r}:\n"
+        f"for name in ['blender_img3d', 'blender_img3d.cli.main'] + {names!r}:\n"
         "    importlib.import_module(name)\n"
         "heavy = ['bpy', 'torch', 'diffusers', 'transformers', 'trimesh', 'skimage', 'ezdxf']\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"

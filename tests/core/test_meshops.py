@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from blender_img3d.core import meshops
 from blender_img3d.core.errors import CancelledError, MeshProcessingError
-from blender_img3d.core.meshdata import MeshData
-from blender_img3d.core.metrics import compute_metrics
+from blender_img3d.core.mesh import process as meshops
+from blender_img3d.core.mesh.meshdata import MeshData
+from blender_img3d.core.mesh.metrics import compute_metrics
+from blender_img3d.core.mesh.topology import edge_table, points_inside
 from blender_img3d.core.progress import Phase
 from blender_img3d.core.settings import MeshSettings
-from blender_img3d.core.topology import edge_table, points_inside
 from tests.fixtures import meshes
 
 
@@ -219,7 +219,7 @@ def test_decimation_hits_the_target_and_keeps_a_closed_mesh_closed():
 
 def sphere_with_thin_handle(grid: int = 40, tube: float = 0.03) -> MeshData:
     """Marching cubes of a ball with a torus handle about one grid cell thick."""
-    from blender_img3d.core.decode import marching_cubes_mesh
+    from blender_img3d.core.shap_e.decoding import marching_cubes_mesh
 
     axis = np.linspace(-1.0, 1.0, grid)
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")

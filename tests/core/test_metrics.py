@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from blender_img3d.core.errors import MeshProcessingError
-from blender_img3d.core.meshdata import MeshData
-from blender_img3d.core.metrics import compute_metrics
+from blender_img3d.core.mesh.meshdata import MeshData
+from blender_img3d.core.mesh.metrics import compute_metrics
 from tests.fixtures import meshes
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from blender_img3d.core import model_store
 from blender_img3d.core.errors import ModelNotFoundError
+from blender_img3d.core.system import model_store
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
@@ -154,7 +154,7 @@ def test_download_refuses_a_local_folder(tmp_path):
 
 
 def test_system_check_lines_for_models_say_size_revision_or_what_to_do(tmp_path):
-    from blender_img3d.core import sysinfo
+    from blender_img3d.core.system import sysinfo
 
     add_snapshot(tmp_path, "openai/shap-e-img2img", COMMIT_A, image_model_files())
     image, text = sysinfo.model_entries(

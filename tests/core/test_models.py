@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from blender_img3d.core import models
 from blender_img3d.core.errors import (
     CancelledError,
     ConfigError,
@@ -21,6 +20,7 @@ from blender_img3d.core.errors import (
     ModelNotFoundError,
 )
 from blender_img3d.core.progress import Phase
+from blender_img3d.core.shap_e import loading as models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -217,7 +217,7 @@ def test_unavailable_cuda_raises_device_error_with_advice():
 
 def test_importing_engine_and_models_does_not_import_torch():
     code = (
-        "import sys, blender_img3d.core.engine, blender_img3d.core.models\n"
+        "import sys, blender_img3d.core.shap_e.sampling, blender_img3d.core.shap_e.loading\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'huggingface_hub')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -20,8 +20,8 @@ import pytest
 from blender_img3d.core import pipeline
 from blender_img3d.core.exporters import export_mesh
 from blender_img3d.core.exporters.geometry import y_up_to_z_up
-from blender_img3d.core.meshdata import MeshData
-from blender_img3d.core.metrics import compute_metrics
+from blender_img3d.core.mesh.meshdata import MeshData
+from blender_img3d.core.mesh.metrics import compute_metrics
 from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request
 from tests.core.test_exporters_dxf import read_back
 from tests.core.test_exporters_glb import assert_clean, validate
@@ -47,7 +47,7 @@ MM3_PER_M3 = 1e9
 
 def piece_volumes(mesh: MeshData) -> tuple[int, np.ndarray]:
     """The number of connected pieces and each one's signed volume."""
-    from blender_img3d.core.topology import face_labels, signed_volumes
+    from blender_img3d.core.mesh.topology import face_labels, signed_volumes
 
     pieces, labels = face_labels(mesh.faces, mesh.vertex_count)
     volumes = signed_volumes(mesh.vertices, mesh.faces)
@@ -172,7 +172,7 @@ def messy_field(grid: int = 128, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def messy_raw_mesh() -> MeshData:
     """Marching cubes of :func:`messy_field` exactly as ``core.decode`` extracts it."""
-    from blender_img3d.core.decode import marching_cubes_mesh
+    from blender_img3d.core.shap_e.decoding import marching_cubes_mesh
 
     vertices, faces = marching_cubes_mesh(messy_field())
     colors = ((vertices + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
@@ -184,7 +184,7 @@ def test_big_noisy_marching_cubes_mesh_is_processed_and_passes_every_exporters_r
     tmp_path, messy_raw_mesh
 ):
     # Only the processed mesh: OpenCascade needs about a minute to read a 100k-face solid.
-    from blender_img3d.core.meshops import process_mesh
+    from blender_img3d.core.mesh.process import process_mesh
 
     raw_metrics = compute_metrics(messy_raw_mesh)
     assert raw_metrics.components > 20 and raw_metrics.faces > 80_000  # as messy as meant

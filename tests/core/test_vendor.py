@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from blender_img3d.core import vendor
 from blender_img3d.core.errors import CancelledError, DependencyError
-from blender_img3d.core.requirements import RUNTIME_REQUIREMENTS
+from blender_img3d.core.system import vendor
+from blender_img3d.core.system.requirements import RUNTIME_REQUIREMENTS
 
 
 def offline_plan(tmp_path: Path, *requirements: str) -> vendor.InstallPlan:
@@ -155,7 +155,10 @@ def test_script_mode_reports_errors_on_one_marked_line(tmp_path):
         tmp_path / "v", numpy_version="1.26.4", variant="cuda", required_free_bytes=10**18
     )
     command, env = vendor.subprocess_command(plan)
-    assert command[command.index("-m") + 1] == "blender_img3d.core.vendor" and "--cuda" in command
+    assert (
+        command[command.index("-m") + 1] == "blender_img3d.core.system.vendor"
+        and "--cuda" in command
+    )
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1
     last = completed.stdout.strip().splitlines()[-1]

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def sample(model_dir, device, dtype="auto", seed=3):
-    from blender_img3d.core import engine, models
+    from blender_img3d.core.shap_e import loading as models
+    from blender_img3d.core.shap_e import sampling as engine
 
     loaded = models.load_models(str(model_dir), mode="text", device=device, dtype=dtype)
     return engine.sample_latents(loaded, prompt="a chair", steps=8, seed=seed, batch=2)
@@ -38,7 +39,8 @@ def test_fp16_on_cuda_stays_close_to_fp32(surface_text_model_dir):
 
 
 def test_decoding_on_cuda_matches_the_cpu(surface_text_model_dir):
-    from blender_img3d.core import decode, models
+    from blender_img3d.core.shap_e import decoding as decode
+    from blender_img3d.core.shap_e import loading as models
 
     latents = sample(surface_text_model_dir, "cpu")
     renderer = models.load_models(str(surface_text_model_dir), mode="text", device="cpu").renderer
@@ -49,7 +51,7 @@ def test_decoding_on_cuda_matches_the_cpu(surface_text_model_dir):
 
 
 def test_release_returns_cuda_memory(surface_text_model_dir):
-    from blender_img3d.core import models
+    from blender_img3d.core.shap_e import loading as models
 
     models.release()
     torch.cuda.empty_cache()

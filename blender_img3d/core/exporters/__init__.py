@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ..errors import ExportError
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 from .dxf import write_dxf
 from .glb import write_glb
 from .obj import write_obj

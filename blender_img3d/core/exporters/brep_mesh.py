@@ -132,7 +132,7 @@ def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, co
     centre). An inward piece that nothing encloses is a solid written inside out:
     its faces are reversed and it stays a solid of its own.
     """
-    from ..topology import points_inside, signed_volumes
+    from ..mesh.topology import points_inside, signed_volumes
 
     volume = np.bincount(face_component, weights=signed_volumes(points, faces), minlength=count)
     void_of = np.full(count, -1, dtype=np.int64)

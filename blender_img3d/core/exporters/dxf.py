@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DependencyError, ExportError
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays
 from .metadata import generator_name, json_safe

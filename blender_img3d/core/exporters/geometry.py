@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ExportError
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 
 UP_AXES = ("Y", "Z")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays, srgb_to_linear, vertex_normals, z_up_to_y_up
 from .metadata import generator_name, json_safe

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from ... import __version__
+from ..version import __version__
 
 
 def generator_name() -> str:

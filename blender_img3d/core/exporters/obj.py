@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write, check_target
 from .geometry import checked_arrays, checked_up_axis, vertex_normals, z_up_to_y_up
 from .metadata import generator_name, metadata_json

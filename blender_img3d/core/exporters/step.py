@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..meshdata import MeshData
+from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
 from .brep_mesh import BrepMesh, brep_mesh
 from .geometry import checked_arrays

@@ -1,0 +1,6 @@
+"""The command line outside Blender: ``python -m blender_img3d <command>``.
+
+``main.py`` parses arguments and turns them into a core ``Request``;
+``progress.py`` draws the terminal progress bar. May import ``..core`` only;
+never bpy or ``..blender``.
+"""

@@ -1,0 +1,369 @@
+"""Command line: ``python -m blender_img3d info|generate|decode|export``.
+
+Kept import-light: only argparse runs before a subcommand is chosen, so
+``--help`` is instant; each subcommand imports what it needs. Errors print one
+line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..core import settings as defaults
+from ..core.errors import ImageInputError, Img3DError
+from ..core.exporters.units import UNITS
+from ..core.version import __version__
+
+LENGTH_UNITS = tuple(UNITS)
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print versions, packages and devices."""
+    from ..core.system import sysinfo
+
+    entries = sysinfo.collect(include_devices=not args.no_devices)
+    if args.json:
+        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        return EXIT_OK
+    width = max(len(entry.name) for entry in entries)
+    for entry in entries:
+        mark = "ok " if entry.ok else "!! "
+        line = f"{mark}{entry.name:<{width}}  {entry.detail}"
+        if entry.advice:
+            line += f"  -> {entry.advice}"
+        print(line)
+    return EXIT_OK
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        metavar="DIR_OR_ID",
+        help="local folder in diffusers layout or hub id "
+        f"(default: {defaults.IMAGE_MODEL_ID} for images, {defaults.TEXT_MODEL_ID} for text)",
+    )
+    group.add_argument("--revision", help="hub revision (branch, tag or commit) to pin")
+    group.add_argument("--cache-dir", help="hub cache folder (default: huggingface_hub's)")
+    group.add_argument(
+        "--allow-download", action="store_true", help="download the model if it isn't cached"
+    )
+    group.add_argument("--device", choices=[d for d in defaults.DEVICES if d != "auto"])
+    group.add_argument("--dtype", choices=defaults.DTYPES, default="auto")
+
+
+def _add_decode_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding")
+    group.add_argument(
+        "--grid-size",
+        type=int,
+        default=defaults.DEFAULT_GRID_SIZE,
+        metavar="N",
+        help=f"marching-cubes grid (default {defaults.DEFAULT_GRID_SIZE})",
+    )
+    group.add_argument(
+        "--query-batch",
+        type=int,
+        default=defaults.DEFAULT_QUERY_BATCH,
+        metavar="N",
+        help="SDF points per network call (lower it if memory runs out)",
+    )
+
+
+def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("mesh processing")
+    group.add_argument(
+        "--target-faces",
+        type=int,
+        default=defaults.DEFAULT_TARGET_FACES,
+        metavar="N",
+        help=f"decimate to about N faces, 0 keeps all (default {defaults.DEFAULT_TARGET_FACES})",
+    )
+    group.add_argument(
+        "--smooth",
+        type=int,
+        default=defaults.DEFAULT_SMOOTH_ITERATIONS,
+        metavar="N",
+        help="volume-preserving smoothing iterations (default 0: off)",
+    )
+    group.add_argument("--no-repair", action="store_true", help="don't close holes")
+    group.add_argument(
+        "--keep-components",
+        type=int,
+        default=defaults.DEFAULT_KEEP_COMPONENTS,
+        metavar="N",
+        help="keep the N largest pieces, 0 keeps all (default 1)",
+    )
+    group.add_argument("--size", type=float, metavar="L", help="scale so the longest side is L")
+    group.add_argument(
+        "--raw", action="store_true", help="skip cleanup/repair/decimation (orientation still)"
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--out",
+        action="append",
+        type=Path,
+        required=required,
+        default=[],
+        metavar="FILE",
+        help="write FILE (.glb .obj .dxf .step/.stp); repeat for several formats",
+    )
+    group.add_argument(
+        "--units",
+        choices=LENGTH_UNITS,
+        default=defaults.DEFAULT_UNITS,
+        help="length unit of DXF and STEP files; 1 Blender unit = 1 m (default mm)",
+    )
+    group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
+    group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _mesh_settings(args: argparse.Namespace) -> defaults.MeshSettings:
+    return defaults.MeshSettings(
+        enabled=not args.raw,
+        repair=not args.no_repair,
+        keep_components=args.keep_components,
+        target_faces=args.target_faces,
+        smooth_iterations=args.smooth,
+        size=args.size,
+    )
+
+
+def _generation_settings(args: argparse.Namespace) -> defaults.GenerationSettings:
+    return defaults.GenerationSettings(
+        model=args.model,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        allow_download=args.allow_download,
+        steps=getattr(args, "steps", defaults.DEFAULT_STEPS),
+        guidance=getattr(args, "guidance", None),
+        seed=getattr(args, "seed", defaults.DEFAULT_SEED),
+        batch=getattr(args, "batch", 1),
+        schedule=getattr(args, "schedule", defaults.DEFAULT_SCHEDULE),
+        device=args.device or "auto",
+        dtype=args.dtype,
+        grid_size=getattr(args, "grid_size", defaults.DEFAULT_GRID_SIZE),
+        query_batch=getattr(args, "query_batch", defaults.DEFAULT_QUERY_BATCH),
+    )
+
+
+def _print_result(result, args: argparse.Namespace) -> None:
+    for path in result.outputs:
+        print(f"wrote {path}")
+    for mesh, metrics in zip(result.meshes, result.metrics):
+        flags = "watertight" if metrics.get("watertight") else "open"
+        counts = f"{metrics.get('faces')} faces, {metrics.get('vertices')} vertices"
+        print(f"{mesh.name}: {counts}, {flags}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.report is not None:
+        print(f"wrote {args.report}")
+
+
+def _run_with_progress(args: argparse.Namespace, work) -> int:
+    from .progress import ProgressBar
+
+    bar = ProgressBar(quiet=args.quiet)
+    try:
+        result = work(bar)
+    finally:
+        bar.close()
+    _print_result(result, args)
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Image or prompt → mesh files."""
+    from ..core import pipeline
+
+    request = defaults.Request(
+        image=args.image,
+        prompt=args.prompt,
+        name=args.name,
+        preprocess=not args.no_preprocess,
+        image_settings=defaults.ImageSettings(
+            remove_background=not args.no_remove_background,
+            border=args.border,
+        ),
+        generation=_generation_settings(args),
+        mesh=_mesh_settings(args),
+        outputs=list(args.out),
+        latents_out=args.latents_out,
+        save_input=args.save_input,
+        report_path=args.report,
+        units=args.units,
+    )
+    if args.image is not None and not Path(args.image).is_file():
+        raise ImageInputError(f"No image file at {args.image}: check the path.")
+    return _run_with_progress(args, lambda bar: pipeline.run(request, progress=bar))
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Saved latents → mesh files (e.g. at another grid size)."""
+    from ..core import pipeline
+
+    request = defaults.Request(
+        name=args.name,
+        generation=_generation_settings(args),
+        mesh=_mesh_settings(args),
+        outputs=list(args.out),
+        report_path=args.report,
+        units=args.units,
+    )
+    request.validate_settings()
+    return _run_with_progress(
+        args, lambda bar: pipeline.decode_saved(args.latents, request, progress=bar)
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Mesh file → other formats (optionally cleaned/decimated)."""
+    from ..core import pipeline
+
+    request = defaults.Request(
+        name=args.name,
+        mesh=_mesh_settings(args),
+        outputs=list(args.out),
+        report_path=args.report,
+        units=args.units,
+    )
+    request.mesh.enabled = args.process
+    request.validate_settings()
+    return _run_with_progress(
+        args,
+        lambda bar: pipeline.convert_mesh_file(
+            args.input, request, progress=bar, up_axis=args.up_axis
+        ),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m blender_img3d",
+        description="Image or text to a coloured 3D mesh with Shap-E, outside Blender.",
+    )
+    parser.add_argument("--version", action="version", version=f"blender_img3d {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    info = sub.add_parser("info", help="print versions, packages and devices")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--no-devices", action="store_true", help="don't import torch")
+    info.set_defaults(func=cmd_info)
+
+    gen = sub.add_parser(
+        "generate",
+        help="image or text prompt to mesh files",
+        description="Generate a coloured mesh from a picture (--image) or a prompt (--prompt).",
+    )
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="PATH", help="picture of a single object")
+    source.add_argument("--prompt", metavar="TEXT", help="what to generate, e.g. 'a red chair'")
+    sampling = gen.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
+    sampling.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
+        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
+    )
+    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
+    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
+    sampling.add_argument(
+        "--schedule",
+        choices=defaults.SCHEDULES,
+        default=defaults.DEFAULT_SCHEDULE,
+        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+    )
+    sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
+    image = gen.add_argument_group("image input")
+    image.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="hand the image to the model's own processor unchanged",
+    )
+    image.add_argument("--no-remove-background", action="store_true")
+    image.add_argument(
+        "--border",
+        type=float,
+        default=defaults.DEFAULT_BORDER,
+        metavar="F",
+        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
+    )
+    image.add_argument(
+        "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
+    )
+    _add_model_options(gen)
+    _add_decode_options(gen)
+    _add_mesh_options(gen)
+    _add_output_options(gen, required=True)
+    gen.set_defaults(func=cmd_generate)
+
+    dec = sub.add_parser(
+        "decode",
+        help="saved latents to mesh files",
+        description="Decode latents saved with --latents-out again, e.g. at another grid size.",
+    )
+    dec.add_argument("--latents", type=Path, required=True, metavar="FILE.npy")
+    _add_model_options(dec)
+    _add_decode_options(dec)
+    _add_mesh_options(dec)
+    _add_output_options(dec, required=True)
+    dec.set_defaults(func=cmd_decode)
+
+    exp = sub.add_parser(
+        "export",
+        help="convert a mesh file to GLB/OBJ/DXF/STEP",
+        description="Read a mesh (.glb .gltf .obj .ply .stl) and write other formats.",
+    )
+    exp.add_argument("--in", dest="input", type=Path, required=True, metavar="MESH")
+    exp.add_argument(
+        "--process", action="store_true", help="also clean, repair and decimate (see below)"
+    )
+    exp.add_argument(
+        "--up-axis",
+        choices=("Y", "Z"),
+        help="up axis of an OBJ/PLY/STL input (default: Y for OBJ, Z for PLY/STL)",
+    )
+    _add_mesh_options(exp)
+    _add_output_options(exp, required=True)
+    exp.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except Img3DError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED

@@ -1,0 +1,54 @@
+"""Every closed set of names a user can pick from, defined once with its labels.
+
+The core validates against these names, the CLI offers them as ``choices``, and
+the Blender layer builds its ``EnumProperty`` items from them, storing the core
+names themselves as identifiers (``"shap-e"``, not ``"SHAP_E"``), so a value
+never needs translating on its way between the panel, a script and the core.
+
+Export formats and CAD units are not here: their one list is the exporter
+registry (``core.exporters``) and ``core.exporters.units``, next to the code
+that writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option: the core's name, a short label for menus, a one-line description."""
+
+    name: str
+    label: str
+    description: str
+
+
+def names(choices: tuple[Choice, ...]) -> tuple[str, ...]:
+    """The core names of ``choices``, in menu order (the first is the default)."""
+    return tuple(choice.name for choice in choices)
+
+
+MODES = (
+    Choice("image", "Image", "Generate from a picture of one object"),
+    Choice("text", "Text", "Generate from a text prompt"),
+)
+
+SCHEDULES = (
+    Choice("shap-e", "Shap-E", "OpenAI's reference sampler (Karras sigmas 160 to 0.001)"),
+    Choice("diffusers", "Diffusers", "The diffusers port's schedule (same latents as diffusers)"),
+)
+
+DEVICES = (
+    Choice("auto", "Auto", "CUDA if available, else Apple MPS, else the CPU"),
+    Choice("cpu", "CPU", "Run on the processor (slow but always available)"),
+    Choice("cuda", "CUDA", "Run on an NVIDIA GPU"),
+    Choice("mps", "MPS", "Run on Apple Silicon's GPU"),
+)
+
+DTYPES = (
+    Choice("auto", "Auto", "The fastest faithful precision for the device"),
+    Choice("float32", "Float32", "Full precision (slowest, the reference's CPU numerics)"),
+    Choice("float16", "Float16", "Half precision (GPUs)"),
+    Choice("bfloat16", "BFloat16", "Brain float (GPUs and CPUs with native bf16)"),
+)

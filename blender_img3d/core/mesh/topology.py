@@ -1,0 +1,198 @@
+"""Connectivity facts about a triangle mesh, vectorised with numpy and scipy.sparse.
+
+Shared by :mod:`.meshops` (which changes meshes) and :mod:`.metrics` (which
+measures them) so both agree on what an edge, a boundary or a component is:
+
+* an *edge* is an unordered vertex pair used by at least one face;
+* a *boundary* edge is used by one face, a *non-manifold* edge by three or more;
+* *components* are sets of faces connected through shared vertices (what a
+  user sees as separate pieces, so a bow-tie is one piece with a bad vertex).
+
+scipy is imported inside the functions that need it so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MeshProcessingError
+from .meshdata import MeshData
+
+
+def check_mesh(mesh: MeshData, action: str = "process") -> None:
+    """Raise :class:`MeshProcessingError` for an empty mesh, NaN vertices or bad indices."""
+    vertices, faces = mesh.vertices, mesh.faces
+    if len(faces) == 0 or len(vertices) == 0:
+        raise MeshProcessingError(
+            f"Can't {action} an empty mesh ({len(vertices)} vertices, {len(faces)} faces): "
+            "the surface came out empty; try another seed or input."
+        )
+    if not np.isfinite(vertices).all():
+        bad = int((~np.isfinite(vertices).all(axis=1)).sum())
+        raise MeshProcessingError(
+            f"Can't {action} the mesh: {bad} vertices have NaN or infinite coordinates."
+        )
+    low, high = int(faces.min()), int(faces.max())
+    if low < 0 or high >= len(vertices):
+        raise MeshProcessingError(
+            f"Can't {action} the mesh: face indices run from {low} to {high} "
+            f"but there are only {len(vertices)} vertices."
+        )
+
+
+@dataclass
+class EdgeTable:
+    """The undirected edges of a face list and how faces use them.
+
+    ``edges`` (E, 2) sorted vertex pairs; ``face_edges`` (F, 3) the edge of each face
+    side (side k joins corners k and k+1); ``counts`` (E,) faces per edge;
+    ``forward`` (F, 3) True where the face walks its side from the lower to the higher index.
+    """
+
+    edges: np.ndarray
+    face_edges: np.ndarray
+    counts: np.ndarray
+    forward: np.ndarray
+
+    @property
+    def boundary(self) -> np.ndarray:
+        return self.counts == 1
+
+    @property
+    def non_manifold(self) -> np.ndarray:
+        return self.counts > 2
+
+
+def edge_table(faces: np.ndarray, n_vertices: int) -> EdgeTable:
+    """Build the :class:`EdgeTable` of ``faces`` (one sort of the 3F half-edges)."""
+    starts = faces.reshape(-1)
+    ends = faces[:, [1, 2, 0]].reshape(-1)
+    low = np.minimum(starts, ends)
+    high = np.maximum(starts, ends)
+    keys = low * np.int64(n_vertices) + high
+    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    edges = np.stack([unique // n_vertices, unique % n_vertices], axis=1)
+    return EdgeTable(
+        edges=edges,
+        face_edges=inverse.reshape(-1, 3),
+        counts=counts,
+        forward=(starts < ends).reshape(-1, 3),
+    )
+
+
+def vertex_labels(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
+    """Label vertices by connected piece; unreferenced vertices get label -1.
+
+    Returns ``(count, labels)`` where labels of referenced vertices run 0..count-1.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows = faces.reshape(-1)
+    cols = faces[:, [1, 2, 0]].reshape(-1)
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), (n_vertices,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    used = np.zeros(n_vertices, dtype=bool)
+    used[faces.reshape(-1)] = True
+    # Renumber so isolated vertices don't count as components.
+    kept, labels_used = np.unique(labels[used], return_inverse=True)
+    out = np.full(n_vertices, -1, dtype=np.int64)
+    out[used] = labels_used
+    return int(len(kept)), out
+
+
+def face_labels(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
+    """Label faces by connected piece (pieces joined through shared vertices)."""
+    count, labels = vertex_labels(faces, n_vertices)
+    return count, labels[faces[:, 0]]
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area of every triangle."""
+    tri = vertices[faces]
+    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+
+
+def signed_volumes(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per-face signed volume of the tetrahedron to ``origin``; their sum is the enclosed volume.
+
+    Vertices are shifted to their centroid first so that round-off stays small
+    for meshes far from the origin.
+    """
+    tri = vertices[faces] - vertices.mean(axis=0)
+    return np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0
+
+
+def _rotation(x: float, y: float, z: float) -> np.ndarray:
+    cx, sx, cy, sy, cz, sz = np.cos(x), np.sin(x), np.cos(y), np.sin(y), np.cos(z), np.sin(z)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+# Any rotation far from the grid's symmetries will do.
+_TILT = _rotation(0.3141, 0.5772, 0.2718)
+
+
+def points_inside(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """True for each point enclosed by the closed surface ``faces``.
+
+    Casts three rays from the point, counts crossings (odd: inside) and takes the
+    majority, so a ray grazing an edge can't decide alone. The rays run along the
+    axes of a tilted frame: marching-cubes vertices sit on grid lines, and
+    axis-aligned rays through them would hit edges exactly. Each ray only looks at
+    triangles whose projected bounding box contains the point: about 2 ms per point
+    for 300k faces, where summing solid angles (winding numbers) takes 60.
+    """
+    tri = vertices[faces] @ _TILT.T
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64)) @ _TILT.T
+    votes = np.zeros(len(points), dtype=np.int64)
+    for axis in range(3):
+        u, v = [k for k in range(3) if k != axis]
+        tu, tv, tw = tri[:, :, u], tri[:, :, v], tri[:, :, axis]
+        u_lo, u_hi, v_lo, v_hi = tu.min(1), tu.max(1), tv.min(1), tv.max(1)
+        for i, p in enumerate(points):
+            near = np.flatnonzero((u_lo <= p[u]) & (p[u] <= u_hi) & (v_lo <= p[v]) & (p[v] <= v_hi))
+            if len(near) == 0:
+                continue
+            du, dv = tu[near] - p[u], tv[near] - p[v]
+            # Twice the signed areas of the sub-triangles opposite each corner.
+            d = du[:, [1, 2, 0]] * dv[:, [2, 0, 1]] - dv[:, [1, 2, 0]] * du[:, [2, 0, 1]]
+            total = d.sum(axis=1)
+            hit = (np.all(d >= 0, axis=1) | np.all(d <= 0, axis=1)) & (total != 0)
+            if not hit.any():
+                continue
+            depth = (d[hit] * tw[near][hit]).sum(axis=1) / total[hit]
+            votes[i] += int(np.count_nonzero(depth > p[axis]) % 2)
+    return votes >= 2
+
+
+def non_manifold_vertex_mask(faces: np.ndarray, n_vertices: int, table: EdgeTable) -> np.ndarray:
+    """True for vertices whose faces form more than one fan (e.g. the centre of a bow-tie).
+
+    Around a manifold vertex the faces are linked into one fan through the edges
+    they share there. Each corner (wedge) of a face links its two edges at that
+    vertex; counting the linked groups per vertex finds the pinched ones.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n_edges = len(table.edges)
+    # Node 2e + s is edge e seen from its endpoint edges[e, s].
+    side_in = table.face_edges[:, [2, 0, 1]]  # side arriving at corner k
+    side_out = table.face_edges  # side leaving corner k
+    at_high_in = table.edges[side_in, 1] == faces
+    at_high_out = table.edges[side_out, 1] == faces
+    node_in = (2 * side_in + at_high_in).reshape(-1)
+    node_out = (2 * side_out + at_high_out).reshape(-1)
+    graph = coo_matrix(
+        (np.ones(len(node_in), dtype=np.int8), (node_in, node_out)), (2 * n_edges,) * 2
+    )
+    _, groups = connected_components(graph, directed=False)
+    node_vertex = table.edges.reshape(-1)
+    pairs = np.unique(node_vertex * np.int64(2 * n_edges) + groups)
+    fans = np.bincount(pairs // (2 * n_edges), minlength=n_vertices)
+    return fans > 1

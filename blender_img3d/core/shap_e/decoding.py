@@ -1,0 +1,614 @@
+"""Shap-E latents → coloured triangle meshes, without diffusers' marching-cubes tables.
+
+For each latent:
+
+1. ``renderer.params_proj`` turns the latent into the weights of the first layers of
+   the NeRSTF MLP; the remaining layers and all biases come from the renderer
+   checkpoint. We evaluate that MLP functionally, for the whole batch at once, and
+   never write into ``renderer.mlp`` (diffusers' ``decode_to_mesh`` does, which makes
+   it unsafe to share a renderer between threads and limits it to one latent).
+2. The signed-distance head (``tanh`` of output channel 0) is queried on a
+   ``grid_size``³ lattice whose first and last samples lie on the bounding box
+   faces, [-1, 1]³, in chunks of at most ``query_batch`` points.
+3. The grid gets a border of -1 (outside) so every surface is closed, and
+   scikit-image's marching cubes extracts the zero level set. Shap-E's convention:
+   field > 0 is inside. diffusers' ``MeshDecoder`` would need lookup tables that
+   only a real checkpoint fills (they are zero-initialised buffers), so it is not used.
+4. The STF colour head (``sigmoid`` of output channels 3-5, "R", "G", "B") is
+   queried at the surface vertices only.
+
+Frame of the result: Shap-E's own, right-handed with +Z up (its pan cameras orbit
+the Z axis and look slightly down; the front view looks along +Y), the object
+inside [-1, 1]³. Converting to the product's frame is ``meshops``' job.
+Triangles wind counter-clockwise seen from outside (positive signed volume).
+
+Vertex placement differs slightly from the reference on purpose: OpenAI's and
+diffusers' marching cubes map the *padded* (grid_size + 2)³ array onto [-1, 1]³,
+which shrinks the mesh by (grid_size - 1) / (grid_size + 1) relative to where
+the field was sampled (1.6 % at grid 128) and makes the size depend on the grid.
+We place every vertex where the sampled field crosses zero, so colours are
+queried exactly on the surface and decoding at another grid size keeps the size.
+
+Colours are the network's own values, sRGB-encoded in [0, 1] (what
+:class:`~.meshdata.MeshData` stores). The reference pipelines pass them through
+sRGB → linear before attaching them to their meshes; exporters that need linear
+colour (glTF) convert themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+import numpy as np
+
+from .. import settings
+from ..errors import (
+    ConfigError,
+    DeviceError,
+    EmptySurfaceError,
+    LatentsError,
+    ModelLoadError,
+)
+from ..mesh.meshdata import MeshData
+from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+BBOX_MIN = -1.0
+BBOX_MAX = 1.0
+# Smallest query batch the out-of-memory back-off goes down to before giving up:
+# below this the per-batch overhead dominates and the device is hopelessly full.
+MIN_QUERY_BATCH = 1024
+
+# Output channels of the NeRSTF MLP (diffusers' MLPNeRSTFModel.map_indices_to_keys).
+_SDF_ROWS = slice(0, 1)
+_STF_ROWS = slice(3, 6)
+_POSENC_OCTAVES = 15  # NeRF encoding of the position: 2**0 ... 2**14
+# Points are queried in whole blocks of this many (see STFField.query).
+_POINT_BLOCK = 64
+FRAME = "shap-e: right-handed, +Z up, object inside [-1, 1]^3"
+
+LatentsLike = Union["torch.Tensor", np.ndarray]
+DeviceLike = Union[str, "torch.device", None]
+
+
+class STFField:
+    """The NeRSTF MLPs of a batch of latents, ready to query.
+
+    ``layers`` holds one ``(weight, bias)`` pair per linear layer; a weight (or
+    bias) with a leading batch dimension belongs to one latent each, one without
+    is shared by the batch. Build it with :func:`project_latents`.
+    """
+
+    def __init__(self, layers: list, insert_direction_at: Optional[int], batch_size: int) -> None:
+        self.layers = layers
+        self.insert_direction_at = insert_direction_at
+        self.batch_size = batch_size
+        weight = layers[0][0]
+        self.device = weight.device
+        self.dtype = weight.dtype
+
+    def select(self, index: int) -> "STFField":
+        """The field of latent ``index`` alone (views, no copies)."""
+        layers = [(_pick(weight, index, 3), _pick(bias, index, 2)) for weight, bias in self.layers]
+        return STFField(layers, self.insert_direction_at, 1)
+
+    def query(self, positions: "torch.Tensor", head: str) -> "torch.Tensor":
+        """Evaluate every latent's MLP at ``positions`` (N, 3), shared by the batch.
+
+        ``head`` is ``"sdf"`` → (B, N) signed distance in (-1, 1), positive inside,
+        or ``"rgb"`` → (B, N, 3) sRGB colour in [0, 1].
+        """
+        import torch
+        import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+
+        rows = _SDF_ROWS if head == "sdf" else _STF_ROWS
+        count = len(positions)
+        positions = positions.to(self.device, self.dtype)
+        # Pad to whole blocks of points: elementwise kernels finish a buffer's ragged
+        # end with scalar code and matrix products take other paths for a few rows,
+        # both rounding differently, so without this a point's value would depend on
+        # where the query batches happened to split the grid.
+        padding = -count % _POINT_BLOCK
+        if padding:
+            positions = torch.cat([positions, positions.new_zeros(padding, 3)])
+        last = len(self.layers) - 1
+        with torch.inference_mode():
+            h = _encode_position(positions)
+            # The last layer computes every output channel although one head is used:
+            # a one-row product takes a matrix-vector path whose rounding depends on
+            # the number of points.
+            for i, (weight, bias) in enumerate(self.layers):
+                if i == self.insert_direction_at:
+                    # diffusers appends a direction encoding here; without a view direction
+                    # it is all zeros, so only the weight's leading columns contribute.
+                    weight = weight[..., : h.shape[-1]]
+                h = _linear(h, weight, bias)
+                if i < last:
+                    h = F.silu(h, inplace=True)
+            if h.dim() == 2:  # no per-latent layer at all: every latent is the same MLP
+                h = h.unsqueeze(0).expand(self.batch_size, *h.shape)
+            h = h[:, :count]
+            if head == "sdf":
+                return torch.tanh(h[..., rows.start])
+            return torch.sigmoid(h[..., rows])
+
+
+def latent_shape(renderer: Any) -> tuple[int, int]:
+    """``(tokens, width)`` of one latent for ``renderer``: (1024, 1024) for Shap-E."""
+    config = renderer.params_proj.config
+    return int(sum(shape[0] for shape in config.param_shapes)), int(config.d_latent)
+
+
+def project_latents(renderer: Any, latents: LatentsLike, device: DeviceLike = None) -> STFField:
+    """Turn latents (B, D), (D,) or (B, tokens, width) into queryable MLPs on ``device``.
+
+    The projection runs where the renderer lives; only the small per-latent
+    weights travel to ``device``. It runs latent by latent: projecting the batch in
+    one einsum costs the same but rounds differently by batch size, and the
+    positional encoding (frequencies up to 2**14) amplifies a 1e-7 weight change
+    into visible colour noise, so a seed would decode differently in a batch.
+    """
+    import torch
+
+    _check_renderer(renderer)
+    home = next(renderer.parameters()).device
+    target = _resolve_device(device, home)
+    dtype = next(renderer.mlp.parameters()).dtype
+    batch = _latent_batch(renderer, latents)
+    with torch.inference_mode():
+        proj_dtype = next(renderer.params_proj.parameters()).dtype
+        batch = batch.to(home, proj_dtype)
+        singles = [renderer.params_proj(batch[i : i + 1]) for i in range(len(batch))]
+        projected = {key: torch.cat([p[key] for p in singles]) for key in singles[0]}
+    layers = []
+    used = set()
+    for i, layer in enumerate(renderer.mlp.mlp):
+        pair = []
+        for kind in ("weight", "bias"):
+            key = f"nerstf.mlp.{i}.{kind}"
+            shared = getattr(layer, kind)
+            value = projected.get(key)
+            if value is None:
+                value = None if shared is None else shared.detach()
+            else:
+                used.add(key)
+                if tuple(value.shape[1:]) != tuple(shared.shape):
+                    raise ModelLoadError(
+                        f"The renderer's latent projection makes {key} of shape "
+                        f"{tuple(value.shape[1:])}, but the MLP expects {tuple(shared.shape)}: "
+                        "the renderer files are inconsistent. Re-download the model."
+                    )
+            pair.append(None if value is None else value.to(target, dtype))
+        layers.append(tuple(pair))
+    unknown = sorted(set(projected) - used)
+    if unknown:
+        raise ModelLoadError(
+            f"The renderer projects latents onto unknown parameters {unknown}: "
+            "this renderer layout is not supported. Use a Shap-E (NeRSTF) model."
+        )
+    return STFField(layers, renderer.mlp.config.insert_direction_at, len(batch))
+
+
+def grid_positions(grid_size: int, start: int, stop: int, device: Any = None) -> "torch.Tensor":
+    """World positions of flat grid indices ``start:stop`` (x slowest, z fastest), float32.
+
+    Index (i, j, k) sits at ``-1 + 2 * (i, j, k) / (grid_size - 1)``, as in Shap-E's
+    ``volume_query_points``; the arithmetic matches it so the points are bit-identical.
+    """
+    import torch
+
+    index = torch.arange(start, stop, device=device)
+    xs = torch.div(index, grid_size * grid_size, rounding_mode="trunc")
+    ys = torch.div(index, grid_size, rounding_mode="trunc") % grid_size
+    zs = index % grid_size
+    ijk = torch.stack([xs, ys, zs], dim=1).float()
+    return ijk / (grid_size - 1) * (BBOX_MAX - BBOX_MIN) + BBOX_MIN
+
+
+def sdf_grid(
+    field: STFField,
+    grid_size: int = settings.DEFAULT_GRID_SIZE,
+    *,
+    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> np.ndarray:
+    """Signed distance of every latent on the grid: float32 (B, G, G, G), indexed [x, y, z]."""
+    _check_grid(grid_size, query_batch)
+    runner = _QueryRunner(query_batch, progress, cancel, field.device)
+    return _sdf_grid(field, grid_size, runner, later_batches=0)
+
+
+def marching_cubes_mesh(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Extract the closed surface field = 0 of one (G, G, G) grid sampled on [-1, 1]³.
+
+    Returns float64 vertices (N, 3) in world units and int64 faces (M, 3) wound
+    counter-clockwise seen from outside. Raises :class:`EmptySurfaceError` when no
+    sample is inside (field > 0).
+    """
+    from skimage import measure
+
+    grid = np.asarray(grid, dtype=np.float32)
+    if grid.ndim != 3 or min(grid.shape) < 2:
+        raise ValueError(f"expected a 3D grid of at least 2 samples a side, got {grid.shape}")
+    if not np.isfinite(grid).all():
+        raise DeviceError(
+            "The decoder produced invalid numbers (NaN): half precision overflowed or "
+            "the renderer weights are damaged. Decode in float32, or re-download the model."
+        )
+    if not (grid > 0).any():
+        raise EmptySurfaceError(_empty_message(None, 1))
+    # The -1 border closes surfaces that touch the bounding box.
+    padded = np.pad(grid, 1, mode="constant", constant_values=-1.0)
+    # Lewiner's method resolves ambiguous cubes consistently, so the mesh is closed.
+    # "ascent": skimage's winding is then outward for an inside-positive field.
+    verts, faces, _normals, _values = measure.marching_cubes(
+        padded, level=0.0, method="lewiner", gradient_direction="ascent"
+    )
+    spacing = (BBOX_MAX - BBOX_MIN) / (np.asarray(grid.shape, dtype=np.float64) - 1.0)
+    # Padded index 0 is one cell outside the box: shift by the border before scaling.
+    vertices = (verts.astype(np.float64) - 1.0) * spacing + BBOX_MIN
+    return vertices, faces.astype(np.int64)
+
+
+def vertex_colors(
+    field: STFField,
+    vertices: np.ndarray,
+    *,
+    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> np.ndarray:
+    """sRGB colours in [0, 1], float32 (N, 3), of a one-latent ``field`` at ``vertices``."""
+    if field.batch_size != 1:
+        raise ValueError("vertex_colors takes the field of one latent: use field.select(i)")
+    _check_query_batch(query_batch)
+    runner = _QueryRunner(query_batch, progress, cancel, field.device)
+    return _vertex_colors(field, vertices, runner, later_batches=0)
+
+
+def decode_latents(
+    renderer: Any,
+    latents: LatentsLike,
+    *,
+    grid_size: int = settings.DEFAULT_GRID_SIZE,
+    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    device: DeviceLike = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+    name: str = "img3d",
+) -> list[MeshData]:
+    """Decode latents (B, D) or (D,) with a diffusers ``ShapERenderer`` into B coloured meshes.
+
+    ``query_batch`` bounds the points evaluated per MLP call across the whole batch
+    (memory stays bounded at any grid size), in whole blocks of 64 points per
+    latent; on out-of-memory it is halved down to :data:`MIN_QUERY_BATCH`, then
+    :class:`DeviceError` is raised. The result does not depend on it, nor on the
+    other latents in the batch: a latent decodes bit-identically alone. Progress is
+    ``(Phase.DECODING, k, total)`` once per query batch; ``total`` grows if the
+    batch is halved or once the vertex count is known. ``cancel`` is checked
+    between batches. Any latent without a surface raises :class:`EmptySurfaceError`.
+    Meshes are in Shap-E's frame (see the module docstring).
+    """
+    import torch
+
+    _check_grid(grid_size, query_batch)
+    raise_if_cancelled(cancel)
+    field = project_latents(renderer, latents, device)
+    count = field.batch_size
+    runner = _QueryRunner(query_batch, progress, cancel, field.device)
+
+    with torch.inference_mode():
+        started = time.perf_counter()
+        # One colour batch per mesh is the least still to come after the SDF pass.
+        grids = _sdf_grid(field, grid_size, runner, later_batches=count)
+        sdf_seconds = time.perf_counter() - started
+
+        surfaces = []
+        mc_seconds = []
+        empty = []
+        for index in range(count):
+            raise_if_cancelled(cancel)
+            started = time.perf_counter()
+            try:
+                surfaces.append(marching_cubes_mesh(grids[index]))
+            except EmptySurfaceError:
+                empty.append(index)
+            mc_seconds.append(time.perf_counter() - started)
+        if empty:
+            raise EmptySurfaceError(_empty_message(empty, count))
+        del grids
+
+        meshes = []
+        for index, (vertices, faces) in enumerate(surfaces):
+            started = time.perf_counter()
+            colors = _vertex_colors(
+                field.select(index), vertices, runner, later_batches=count - index - 1
+            )
+            meshes.append(
+                MeshData(
+                    vertices=vertices,
+                    faces=faces,
+                    colors=colors,
+                    name=name if count == 1 else f"{name}_{index}",
+                    metadata={
+                        "frame": FRAME,
+                        "color_space": "sRGB",
+                        "grid_size": int(grid_size),
+                        "sample_index": index,
+                        "timings": {
+                            "sdf_query_s": round(sdf_seconds, 4),
+                            "marching_cubes_s": round(mc_seconds[index], 4),
+                            "color_query_s": round(time.perf_counter() - started, 4),
+                        },
+                    },
+                )
+            )
+    log.info(
+        "decoded %d mesh(es) at grid %d: %s vertices, final query batch %d",
+        count,
+        grid_size,
+        [m.vertex_count for m in meshes],
+        runner.query_batch,
+    )
+    return meshes
+
+
+# --- internals ----------------------------------------------------------------
+
+
+class _QueryRunner:
+    """Runs query batches with progress, cancellation and out-of-memory back-off.
+
+    One runner serves a whole decode, so a batch size halved during the SDF pass
+    stays halved for the colours, and progress counts every batch of both.
+    """
+
+    def __init__(
+        self,
+        query_batch: int,
+        progress: Optional[ProgressCallback],
+        cancel: Optional[threading.Event],
+        device: Any,
+    ) -> None:
+        self.query_batch = int(query_batch)
+        self.progress = progress
+        self.cancel = cancel
+        self.device = device
+        self.done = 0
+
+    def map(
+        self,
+        count: int,
+        width: int,
+        compute: Callable[[int, int], "torch.Tensor"],
+        later_batches: int,
+    ) -> list:
+        """``compute(start, stop)`` over ``range(count)`` in chunks of query_batch // width."""
+        results = []
+        start = 0
+        while start < count:
+            raise_if_cancelled(self.cancel)
+            # Whole blocks only, so no batch but the last is padded.
+            chunk = max(_POINT_BLOCK, self.query_batch // width // _POINT_BLOCK * _POINT_BLOCK)
+            stop = min(count, start + chunk)
+            out_of_memory = None
+            try:
+                results.append(compute(start, stop))
+            except Exception as error:  # noqa: BLE001 (only out-of-memory is handled)
+                if not _is_out_of_memory(error):
+                    raise
+                out_of_memory = str(error).splitlines()[0]
+            if out_of_memory is not None:
+                # Outside the except block so the failed batch's tensors are freed first.
+                self._back_off(out_of_memory)
+                continue
+            start = stop
+            self.done += 1
+            remaining = math.ceil((count - start) / chunk)
+            report(self.progress, Phase.DECODING, self.done, self.done + remaining + later_batches)
+        return results
+
+    def _back_off(self, reason: str) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if self.query_batch <= MIN_QUERY_BATCH:
+            raise DeviceError(
+                f"Out of memory on {self.device} while decoding, even with {self.query_batch} "
+                "points per query batch. Close other programs using the GPU, lower the grid "
+                "size, decode fewer samples at once, or decode on the CPU."
+            )
+        self.query_batch = max(MIN_QUERY_BATCH, self.query_batch // 2)
+        log.warning(
+            "out of memory on %s (%s); retrying with query batch %d",
+            self.device,
+            reason,
+            self.query_batch,
+        )
+
+
+def _sdf_grid(field: STFField, grid_size: int, runner: _QueryRunner, later_batches: int):
+    import torch
+
+    def compute(start: int, stop: int) -> "torch.Tensor":
+        positions = grid_positions(grid_size, start, stop, device=field.device)
+        return field.query(positions, "sdf").float().cpu()
+
+    with torch.inference_mode():
+        chunks = runner.map(grid_size**3, field.batch_size, compute, later_batches)
+        values = torch.cat(chunks, dim=1)
+    return values.reshape(field.batch_size, grid_size, grid_size, grid_size).numpy()
+
+
+def _vertex_colors(
+    field: STFField, vertices: np.ndarray, runner: _QueryRunner, later_batches: int
+) -> np.ndarray:
+    import torch
+
+    positions = torch.from_numpy(np.asarray(vertices, dtype=np.float32)).to(field.device)
+
+    def compute(start: int, stop: int) -> "torch.Tensor":
+        return field.query(positions[start:stop], "rgb")[0].float().cpu()
+
+    with torch.inference_mode():
+        chunks = runner.map(len(positions), 1, compute, later_batches)
+        colors = torch.cat(chunks, dim=0).numpy() if chunks else np.zeros((0, 3), np.float32)
+    # Reduced precision can round a sigmoid just past its range.
+    return np.clip(colors, 0.0, 1.0).astype(np.float32)
+
+
+def _encode_position(position: "torch.Tensor") -> "torch.Tensor":
+    """NeRF encoding as the NeRSTF MLP was trained with: x, sin(2^k x), cos(2^k x) as sin(+π/2)."""
+    import torch
+
+    scales = 2.0 ** torch.arange(_POSENC_OCTAVES, dtype=position.dtype, device=position.device)
+    scaled = (position[..., None, :] * scales[:, None]).reshape(*position.shape[:-1], -1)
+    return torch.cat([position, torch.sin(torch.cat([scaled, scaled + math.pi / 2.0], -1))], -1)
+
+
+def _linear(h: "torch.Tensor", weight: "torch.Tensor", bias: Optional["torch.Tensor"]):
+    """A linear layer whose weight/bias may carry a leading per-latent batch dimension.
+
+    ``h`` is (N, in) while shared by every latent, (B, N, in) once per-latent.
+    """
+    import torch
+    import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+
+    per_latent_bias = bias is not None and bias.dim() == 2
+    if weight.dim() == 2 and not per_latent_bias:
+        return F.linear(h, weight, bias)
+    count = len(weight) if weight.dim() == 3 else len(bias)
+    out = h.new_empty(count, h.shape[-2], weight.shape[-2])
+    # One product per latent rather than one batched product: the same FLOPs, and a
+    # latent decodes bit-identically alone or in a batch. Written in place: no copies.
+    for b in range(count):
+        rows = h if h.dim() == 2 else h[b]
+        w = (weight[b] if weight.dim() == 3 else weight).t()
+        c = bias[b] if per_latent_bias else bias
+        if c is None:
+            torch.mm(rows, w, out=out[b])
+        else:
+            torch.addmm(c, rows, w, out=out[b])
+    return out
+
+
+def _pick(tensor: Optional["torch.Tensor"], index: int, batched_dims: int):
+    if tensor is None or tensor.dim() < batched_dims:
+        return tensor
+    return tensor[index : index + 1]
+
+
+def _check_renderer(renderer: Any) -> None:
+    try:
+        config = renderer.mlp.config
+        latent_shape(renderer)
+        n_output = int(config.n_output)
+        act_fn = config.act_fn
+    except AttributeError as error:
+        raise ModelLoadError(
+            f"{type(renderer).__name__} is not a Shap-E renderer (no NeRSTF MLP or latent "
+            "projection): load the model's shap_e_renderer component."
+        ) from error
+    if n_output < _STF_ROWS.stop or act_fn != "swish":
+        raise ModelLoadError(
+            f"The renderer's MLP (n_output={n_output}, act_fn={act_fn!r}) is not Shap-E's "
+            "NeRSTF layout: use a Shap-E model's shap_e_renderer."
+        )
+
+
+def _resolve_device(device: DeviceLike, home: "torch.device") -> "torch.device":
+    import torch
+
+    if device is None:
+        return home
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"Unknown device {device!r}: use 'cpu', 'cuda' or 'mps'.") from error
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was asked for but no CUDA GPU is available: decode on 'cpu'.")
+    if target.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("MPS was asked for but is not available here: decode on 'cpu'.")
+    return target
+
+
+def _latent_batch(renderer: Any, latents: LatentsLike) -> "torch.Tensor":
+    """Latents as a float32 CPU tensor (B, tokens, width), or :class:`LatentsError`."""
+    import torch
+
+    tokens, width = latent_shape(renderer)
+    if isinstance(latents, torch.Tensor):
+        tensor = latents.detach().to("cpu", torch.float32)
+    else:
+        try:
+            tensor = torch.from_numpy(np.asarray(latents, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise LatentsError(
+                f"Latents must be a numeric array, got {type(latents).__name__}."
+            ) from error
+    given = tuple(tensor.shape)
+    if tensor.dim() == 1:
+        tensor = tensor[None]
+    if tensor.dim() == 2 and tensor.shape[-1] == tokens * width:
+        tensor = tensor.reshape(len(tensor), tokens, width)
+    if tensor.dim() != 3 or tuple(tensor.shape[1:]) != (tokens, width) or len(tensor) == 0:
+        raise LatentsError(
+            f"Latents of shape {given} don't fit this renderer, which expects "
+            f"(batch, {tokens * width}) or ({tokens * width},): they were made by a different "
+            "model. Decode them with the model named in their .json sidecar."
+        )
+    if not torch.isfinite(tensor).all():
+        raise LatentsError(
+            "The latents contain NaN or infinite values (the sampling diverged): "
+            "sample again with another seed or a lower guidance scale."
+        )
+    return tensor
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error)
+    # MPS and the CPU allocator raise plain RuntimeErrors.
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _check_grid(grid_size: int, query_batch: int) -> None:
+    if not isinstance(grid_size, int) or not (
+        settings.MIN_GRID_SIZE <= grid_size <= settings.MAX_GRID_SIZE
+    ):
+        raise ConfigError(
+            f"grid size must be a whole number between {settings.MIN_GRID_SIZE} and "
+            f"{settings.MAX_GRID_SIZE}, got {grid_size!r}."
+        )
+    _check_query_batch(query_batch)
+
+
+def _check_query_batch(query_batch: int) -> None:
+    if not isinstance(query_batch, int) or query_batch < 1:
+        raise ConfigError(f"query batch must be a positive whole number, got {query_batch!r}.")
+
+
+def _empty_message(indices: Optional[list[int]], count: int) -> str:
+    which = ""
+    if indices is not None and count > 1:
+        which = f" for sample(s) {', '.join(str(i) for i in indices)} of {count}"
+    return (
+        f"Decoding found no surface{which}: the model predicted empty space everywhere. "
+        "Try another seed or more sampling steps; for an image input, use one where the "
+        "object is large, centred and clearly separated from the background."
+    )
