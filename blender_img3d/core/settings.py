@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 
 from . import choices
 from .errors import ConfigError
+from .serialize import EqualByDict
 
 # --- models -----------------------------------------------------------------
 IMAGE_MODEL_ID = "openai/shap-e-img2img"
@@ -103,7 +104,7 @@ class MeshSettings:
 
 
 @dataclass(eq=False)
-class Request:
+class Request(EqualByDict):
     """Everything one generation needs; the same object for panel, operators and CLI.
 
     ``to_dict``/``from_dict`` carry it across a process or machine boundary (a
@@ -228,13 +229,6 @@ class Request:
             else:
                 kwargs[key] = value
         return cls(**kwargs)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Request):
-            return NotImplemented
-        from .serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())
 
     def settings_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-serialisable data (for reports and custom props)."""
