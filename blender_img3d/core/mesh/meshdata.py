@@ -7,13 +7,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..serialize import EqualByDict
+
 # What a part without vertex colours gets when joined with coloured ones: Blender's
 # default material grey, rather than dropping every part's colours.
 MISSING_COLOR = 0.8
 
 
 @dataclass(eq=False)
-class MeshData:
+class MeshData(EqualByDict):
     """A triangle mesh in the product's canonical frame: Blender's (right-handed, Z up).
 
     ``vertices`` is float (N, 3), ``faces`` int (M, 3) indices into it with
@@ -80,13 +82,6 @@ class MeshData:
     @property
     def face_count(self) -> int:
         return int(len(self.faces))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MeshData):
-            return NotImplemented
-        from ..serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())
 
 
 def join_meshes(parts: Sequence[MeshData], name: Optional[str] = None) -> MeshData:
