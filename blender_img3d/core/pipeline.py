@@ -357,7 +357,10 @@ def _write_outputs(
             for path in variant_paths:
                 raise_if_cancelled(cancel)
                 report(progress, Phase.EXPORTING, done, total)
-                result.outputs.append(Path(export_mesh(mesh, path, units=request.units)))
+                written = export_mesh(
+                    mesh, path, units=request.units, format_options=request.export.writer_options()
+                )
+                result.outputs.append(Path(written))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
     if request.report_path is not None:
