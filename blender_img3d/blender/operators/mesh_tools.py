@@ -162,11 +162,9 @@ class IMG3D_OT_mesh_decimate(_MeshTool, bpy.types.Operator):
     )
 
     def process(self, mesh):
-        from ...core.mesh.decimate import decimate
+        from ...core.mesh.decimate import decimate_with_note
 
-        if mesh.face_count <= self.target_faces:
-            return mesh, f"already at or below {self.target_faces} faces"
-        return decimate(mesh, target_faces=self.target_faces), ""
+        return decimate_with_note(mesh, target_faces=self.target_faces)
 
 
 class IMG3D_OT_mesh_smooth(_MeshTool, bpy.types.Operator):
