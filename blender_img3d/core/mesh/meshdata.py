@@ -7,13 +7,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-<<<<<<< HEAD
 from ..serialize import EqualByDict
-=======
+
 # What a part without vertex colours gets when joined with coloured ones: Blender's
 # default material grey, rather than dropping every part's colours.
 MISSING_COLOR = 0.8
->>>>>>> l12-mesh
 
 
 @dataclass(eq=False)
@@ -84,15 +82,6 @@ class MeshData(EqualByDict):
     @property
     def face_count(self) -> int:
         return int(len(self.faces))
-<<<<<<< HEAD
-=======
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MeshData):
-            return NotImplemented
-        from ..serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())
 
 
 def join_meshes(parts: Sequence[MeshData], name: Optional[str] = None) -> MeshData:
@@ -129,4 +118,3 @@ def join_meshes(parts: Sequence[MeshData], name: Optional[str] = None) -> MeshDa
 def plural(n: int, noun: str) -> str:
     """``"1 hole"``, ``"3 holes"``: counts in the notes a processing step leaves."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
->>>>>>> l12-mesh
