@@ -73,7 +73,7 @@ _POSENC_OCTAVES = 15  # NeRF encoding of the position: 2**0 ... 2**14
 # Coarse-to-fine SDF (see _sdf_grid_adaptive): every 4th grid point first, then the
 # fine points of coarse cells whose corners come within the margin of the surface.
 ADAPTIVE_STRIDE = 4
-ADAPTIVE_MARGIN = 0.1
+ADAPTIVE_SAFETY = 1.5
 _ALIGNED_POINTS = 8
 # Points are queried in whole blocks of this many (see STFField.query).
 _POINT_BLOCK = 64
@@ -483,17 +483,16 @@ def _sdf_grid(field: STFField, grid_size: int, runner: _QueryRunner, later_batch
 def _sdf_grid_adaptive(field: STFField, grid_size: int, runner: _QueryRunner, later_batches: int):
     """The SDF grid, evaluated coarse to fine: a coarse lattice, then only cells near the surface.
 
-    The coarse lattice is every ``ADAPTIVE_STRIDE``-th grid point (and the last),
-    so its values *are* fine-grid values. A coarse cell is refined when its
-    corners change sign or come within ``ADAPTIVE_MARGIN`` of zero, for any
-    latent of the batch, and so are its neighbours (one coarse cell all round).
-    Every fine point of a refined cell is evaluated exactly as the dense pass
-    would (in aligned groups of 8 flat indices); every other point gets the sign
-    its cell's corners agree on, as +-1.
-    Marching cubes only reads cells that change sign, so wherever the coarse
-    lattice sees the surface the mesh is the dense one, bit for bit; a feature
-    thinner than a coarse cell that touches no coarse corner's margin can be
-    missed, which is why the margin and the dilation are generous.
+    The coarse lattice is every ``ADAPTIVE_STRIDE``-th grid point (and the last).
+    From it we take the field's steepest slope ``L`` (times ``ADAPTIVE_SAFETY``).
+    Every point of a coarse cell lies within half the cell's diagonal ``h`` of a
+    corner, so if all corners agree in sign and sit further than ``L * h`` from
+    zero, the whole cell has their sign; every other cell (for any latent of the
+    batch) is refined: all its fine points are evaluated exactly as the dense pass
+    would (in aligned groups of 8 flat indices, so they round alike). Unrefined
+    points get their cell's sign as +-1. Marching cubes reads only cells that change
+    sign, so while the field's slope stays below the estimate the mesh is the dense
+    one bit for bit; a noisy field (a steep slope) simply refines everything.
     """
     import torch
     import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
@@ -519,8 +518,19 @@ def _sdf_grid_adaptive(field: STFField, grid_size: int, runner: _QueryRunner, la
     )
     low = corners.amin(dim=(0, 1))
     high = corners.amax(dim=(0, 1))
-    near = (low <= ADAPTIVE_MARGIN) & (high >= -ADAPTIVE_MARGIN)
-    near = F.max_pool3d(near[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    # The field's steepest slope seen on the coarse lattice (per unit length), with a
+    # safety factor: a cell whose corners all sit further than slope x half its
+    # diagonal from zero holds no sign change (every point is that close to a corner).
+    spacing = (BBOX_MAX - BBOX_MIN) / (g - 1) * torch.diff(axis).double()
+    slope = 0.0
+    for dim in (1, 2, 3):
+        steps = coarse.diff(dim=dim).abs().double()
+        shape = [1, 1, 1, 1]
+        shape[dim] = -1
+        slope = max(slope, float((steps / spacing.reshape(shape)).max()))
+    half_diagonal = float(spacing.max()) * math.sqrt(3.0) / 2.0
+    margin = min(ADAPTIVE_SAFETY * slope * half_diagonal, 2.0)  # 2: refine everything
+    near = (low <= margin) & (high >= -margin)
     # Cells that are not refined are all inside (low > 0) or all outside (high < 0).
     inside = low > 0
 
