@@ -42,19 +42,23 @@ def write_glb(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     """Write ``mesh`` as a .glb file at ``path`` (atomically) and return the path.
 
     Options: ``double_sided`` (bool, default: False) for meshes with holes seen from
-    both sides. Length units are ignored: glTF is always in metres.
+    both sides; ``extras`` (dict) merged into ``asset.extras`` beside the settings
+    (e.g. the metrics). Length units are ignored: glTF is always in metres.
     """
     double_sided = bool(options.pop("double_sided", False))
+    extras = dict(options.pop("extras", None) or {})
     options.pop("units", None)
     if options:
         log.debug("write_glb ignores options %s", sorted(options))
-    data = glb_bytes(mesh, double_sided=double_sided)
+    data = glb_bytes(mesh, double_sided=double_sided, extras=extras)
     with atomic_write(path, "wb") as stream:
         stream.write(data)
     return Path(path)
 
 
-def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
+def glb_bytes(
+    mesh: MeshData, *, double_sided: bool = False, extras: dict[str, Any] | None = None
+) -> bytes:
     """The complete .glb file for ``mesh`` as bytes."""
     vertices, faces, colors = checked_arrays(mesh)
     normals = vertex_normals(vertices, faces)
@@ -118,7 +122,11 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
         "asset": {
             "version": "2.0",
             "generator": generator_name(),
-            "extras": {"name": name, "settings": json_safe(mesh.metadata)},
+            "extras": {
+                **json_safe(extras or {}),
+                "name": name,
+                "settings": json_safe(mesh.metadata),
+            },
         },
         "scene": 0,
         "scenes": [{"name": "Scene", "nodes": [0]}],
