@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import bpy
 
@@ -34,17 +34,45 @@ OVERRIDABLE = (
 )
 
 
+UNSAVED_FOLDER = "unsaved"
+
+
 @dataclass
 class ImportOptions:
-    """How a result lands in the scene (scene settings, not part of the core request)."""
+    """How a result lands in the scene (scene settings, not part of the core request).
+
+    ``location`` overrides the placement (Generate Again puts its result beside
+    the object it came from).
+    """
 
     at_cursor: bool = True
     smooth: bool = True
+    location: Optional[tuple[float, float, float]] = None
 
 
 def import_options(context: bpy.types.Context) -> ImportOptions:
     props = context.scene.img3d
     return ImportOptions(at_cursor=props.placement == "CURSOR", smooth=props.shading == "SMOOTH")
+
+
+def unsaved_results_folder() -> Path:
+    """Where results of a never-saved file go: the extension's own user folder."""
+    from .prefs import user_data_dir
+
+    return user_data_dir(UNSAVED_FOLDER)
+
+
+def output_folder(context: bpy.types.Context) -> Path:
+    """The scene's output folder as an absolute path.
+
+    A ``//`` folder needs a saved .blend; until there is one the results go to
+    :func:`unsaved_results_folder` (and move beside the .blend when it is first
+    saved, see ``addon``).
+    """
+    text = context.scene.img3d.output_dir or "//img3d/"
+    if text.startswith("//") and not bpy.data.filepath:
+        return unsaved_results_folder()
+    return Path(bpy.path.abspath(text))
 
 
 def check_overrides(overrides: dict[str, Any]) -> None:
@@ -156,3 +184,90 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
     )
     request.validate()
     return request
+
+
+# --- re-running a result ---------------------------------------------------------------
+# Settings of the machine, not of the result: taken from the preferences at re-run time.
+MACHINE_SETTINGS = ("cache_dir", "allow_download")
+
+
+def rerun_record(request: defaults.Request, files: Any) -> dict[str, Any]:
+    """What an object keeps (``img3d_request``) to run its generation again.
+
+    In image mode the input becomes the variant's saved model input with
+    preprocessing off, so a re-run feeds the model exactly the same pixels
+    even when the original file moved or was a Blender image.
+    """
+    from ..core.pipeline import source_label
+
+    data = request.to_dict()
+    data["name"] = source_label(request)
+    if request.mode == "image":
+        data["image"] = {"kind": "path", "value": str(files.model_input)}
+        data["preprocess"] = False
+    for key in ("outputs", "latents_out", "save_input", "report_path"):
+        data.pop(key, None)
+    for key in MACHINE_SETTINGS:
+        data["generation"].pop(key, None)
+    data["generation"].pop("revision", None)
+    return data
+
+
+def request_from_record(record: dict[str, Any], **changes: Any) -> defaults.Request:
+    """The request an object recorded, with today's machine settings and ``changes``.
+
+    ``changes`` are generation settings (``seed``, ``batch``, ``grid_size``…).
+    """
+    from dataclasses import replace
+
+    from .prefs import get_preferences
+
+    prefs = get_preferences()
+    request = defaults.Request.from_dict(record)
+    if isinstance(request.image, Path) and not request.image.is_file():
+        raise ConfigError(
+            f"The saved model input {request.image} is gone: import the GLB again with its "
+            "files, or generate from the panel."
+        )
+    model = request.generation.model
+    revision = (
+        prefs.revision if model in (defaults.IMAGE_MODEL_ID, defaults.TEXT_MODEL_ID) else None
+    )
+    request.generation = replace(
+        request.generation,
+        cache_dir=str(prefs.resolved_cache_dir()),
+        allow_download=prefs.downloads_allowed(),
+        revision=revision,
+        **changes,
+    )
+    request.validate()
+    return request
+
+
+def copy_record_to_scene(record: dict[str, Any], props) -> None:
+    """Put a recorded request's settings into the panel (``scene.img3d``)."""
+    generation, mesh, image = record["generation"], record["mesh"], record["image_settings"]
+    if record.get("prompt") is not None:
+        props.mode = "text"
+        props.prompt = record["prompt"]
+    else:
+        props.mode = "image"
+        props.image_source = "FILE"
+        props.image_path = str((record.get("image") or {}).get("value") or "")
+    props.model = generation.get("model") or ""
+    props.steps = generation["steps"]
+    props.use_default_guidance = generation.get("guidance") is None
+    if generation.get("guidance") is not None:
+        props.guidance = generation["guidance"]
+    props.seed = generation["seed"]
+    props.batch = generation["batch"]
+    props.schedule = generation["schedule"]
+    props.device = generation["device"]
+    props.grid_size = generation["grid_size"]
+    props.remove_background = image["remove_background"]
+    props.border = image["border"]
+    props.process_mesh = mesh["enabled"]
+    props.repair = mesh["repair"]
+    props.target_faces = mesh["target_faces"]
+    props.smooth_iterations = mesh["smooth_iterations"]
+    props.size = mesh.get("size") or 0.0

@@ -12,13 +12,15 @@ use this module; the CLI names its files itself (``--out``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import ExportError
+from .errors import ExportError, MeshInputError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 64  # of the name part, so the whole file name stays far below 255 bytes
@@ -140,6 +142,79 @@ def existing_files(glb: Path) -> Optional[VariantFiles]:
     if glb.suffix.lower() != ".glb":
         return None
     return _files(glb.parent, glb.stem)
+
+
+def move_variant(files: VariantFiles, folder: Path) -> VariantFiles:
+    """Move a variant's existing files into ``folder`` (a new stem if the old one is taken).
+
+    Used when an unsaved .blend is first saved: its results move beside it.
+    Nothing in ``folder`` is overwritten.
+    """
+    folder = check_output_folder(folder)
+    stem, number = files.stem, 1
+    while any(path.exists() for path in _files(folder, stem).paths()):
+        number += 1
+        stem = f"{files.stem}-{number}"
+    moved = _files(folder, stem)
+    for source, target in zip(files.paths(), moved.paths()):
+        if source.exists():
+            try:
+                if _same_device(source, folder):
+                    os.replace(source, target)
+                else:
+                    _copy_then_remove(source, target)
+            except OSError as error:
+                raise ExportError(
+                    f"Can't move {source} to {folder}: {error.strerror or error}."
+                ) from None
+    return moved
+
+
+def _same_device(path: Path, folder: Path) -> bool:
+    return path.stat().st_dev == folder.stat().st_dev
+
+
+def _copy_then_remove(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copy2(source, target)
+    source.unlink()
+
+
+_GLB_HEADER = struct.Struct("<III")
+_CHUNK_HEADER = struct.Struct("<II")
+_GLB_MAGIC, _CHUNK_JSON = 0x46546C67, 0x4E4F534A
+MAX_GLB_JSON_BYTES = 64 * 1024 * 1024
+
+
+def read_glb_extras(path: Path) -> dict[str, Any]:
+    """``asset.extras`` of a GLB (what :func:`write_variants` recorded); {} when it has none.
+
+    Reads only the header and the JSON chunk; a file that isn't a GLB is a
+    one-line :class:`MeshInputError`.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(_GLB_HEADER.size + _CHUNK_HEADER.size)
+            if len(head) < 20:
+                raise MeshInputError(f"{path} is not a GLB file: it is too short.")
+            magic, version, total = _GLB_HEADER.unpack_from(head, 0)
+            length, kind = _CHUNK_HEADER.unpack_from(head, _GLB_HEADER.size)
+            if magic != _GLB_MAGIC or version != 2 or kind != _CHUNK_JSON:
+                raise MeshInputError(f"{path} is not a glTF 2.0 binary (.glb) file.")
+            if length > min(total - 20, MAX_GLB_JSON_BYTES):
+                raise MeshInputError(f"{path} is damaged: its JSON chunk runs past the file.")
+            text = stream.read(length)
+    except OSError as error:
+        raise MeshInputError(f"Can't read {path}: {error.strerror or error}.") from None
+    try:
+        document = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MeshInputError(f"{path} is damaged: its JSON chunk is not valid JSON.") from None
+    asset = document.get("asset") if isinstance(document, dict) else None
+    extras = asset.get("extras") if isinstance(asset, dict) else None
+    return extras if isinstance(extras, dict) else {}
 
 
 def _base_name(result: Any) -> str:

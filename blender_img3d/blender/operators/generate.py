@@ -29,7 +29,7 @@ class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
 
     bl_idname = "img3d.generate"
     bl_label = "Generate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
 
     image_path: StringProperty(name="Image", subtype="FILE_PATH", options={"SKIP_SAVE"})
     prompt: StringProperty(name="Prompt", options={"SKIP_SAVE"})

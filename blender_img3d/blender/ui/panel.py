@@ -6,6 +6,7 @@ import bpy
 
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
+from ..presets import IMG3D_MT_presets
 from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
 
@@ -77,6 +78,10 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         layout.use_property_decorate = False
         props = context.scene.img3d
         layout.enabled = not context.window_manager.img3d_tasks.generate.running
+        row = layout.row(align=True)
+        row.menu("IMG3D_MT_presets", text=IMG3D_MT_presets.bl_label)
+        row.operator("img3d.add_preset", text="", icon="ADD")
+        row.operator("img3d.add_preset", text="", icon="REMOVE").remove_active = True
         col = layout.column(heading="Sampling")
         col.prop(props, "model", text="Model", placeholder="from preferences")
         col.prop(props, "steps")
@@ -99,8 +104,47 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         sub.prop(props, "smooth_iterations")
         sub.prop(props, "size")
         col = layout.column(heading="Result")
+        col.prop(props, "output_dir")
         col.prop(props, "placement")
         col.prop(props, "shading")
+
+
+class IMG3D_UL_history(bpy.types.UIList):
+    """One row per past generation: name, seed, time and how it ended."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index):
+        icon = {"Finished": "CHECKMARK", "Failed": "ERROR"}.get(item.status, "CANCEL")
+        row = layout.row(align=True)
+        row.label(text=item.name, icon=icon)
+        sub = row.row()
+        sub.alignment = "RIGHT"
+        sub.label(text=f"s{item.seed}  {item.when}")
+
+
+class IMG3D_PT_result(SidebarSubPanel, bpy.types.Panel):
+    """What to do next with the selected result, and the file's last generations."""
+
+    bl_idname = "IMG3D_PT_result"
+    bl_label = "Results"
+    bl_options = set()
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.img3d
+        obj = context.active_object
+        if obj is not None and "img3d_request" in obj:
+            box = layout.box()
+            box.label(text=f"{obj.name}: seed {obj.get('img3d_seed', 0)}", icon="OBJECT_DATA")
+            col = box.column(align=True)
+            col.operator("img3d.generate_again", icon="FILE_REFRESH")
+            col.operator("img3d.variations", icon="MOD_ARRAY")
+            col.operator("img3d.redecode", icon="MESH_GRID")
+            col.operator("img3d.copy_settings", icon="COPYDOWN")
+        layout.operator("img3d.import_result", icon="IMPORT")
+        if len(props.history):
+            layout.template_list(
+                "IMG3D_UL_history", "", props, "history", props, "history_index", rows=3
+            )
 
 
 class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
@@ -127,4 +171,11 @@ class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
         draw_check(self.layout)
 
 
-CLASSES = (IMG3D_PT_main, IMG3D_PT_advanced, IMG3D_PT_input_preview, IMG3D_PT_system)
+CLASSES = (
+    IMG3D_PT_main,
+    IMG3D_PT_advanced,
+    IMG3D_UL_history,
+    IMG3D_PT_result,
+    IMG3D_PT_input_preview,
+    IMG3D_PT_system,
+)
