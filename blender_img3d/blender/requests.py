@@ -183,7 +183,98 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         ),
     )
     request.validate()
+    return reuse_prepared_input(request, props)
+
+
+# --- the prepared input: Preview shows it, Generate reuses it -----------------------------
+@dataclass
+class PreparedInput:
+    """The last Preview's model input and the settings + source it was made from."""
+
+    key: tuple
+    image: Any  # PIL image, exactly what the model will see
+    report: dict[str, Any]
+    label: str
+
+
+_PREPARED: list[PreparedInput] = []  # a one-entry cache, not state: losing it costs a second
+
+
+def input_key(request: defaults.Request, props) -> Optional[tuple]:
+    """What the prepared image depends on: the source (file stamp or Blender pixels), settings."""
+    from dataclasses import astuple
+
+    image = request.image
+    if isinstance(image, Path):
+        try:
+            stat = image.stat()
+        except OSError:
+            return None
+        source: tuple = ("file", str(image.resolve()), stat.st_mtime_ns, stat.st_size)
+    elif props.image is not None:
+        import hashlib
+
+        import numpy as np
+
+        pixels = np.asarray(image)
+        source = ("blender", props.image.name, hashlib.sha256(pixels.tobytes()).hexdigest())
+    else:
+        return None
+    return source + astuple(request.image_settings)
+
+
+def prepare_input(context: bpy.types.Context) -> PreparedInput:
+    """Prepare the scene's image input exactly as Generate will, and remember it."""
+    from ..core.images import prepare_image
+    from ..core.pipeline import source_label
+
+    props = context.scene.img3d
+    request = request_from_scene(context, {"seed": props.seed})  # no new random seed
+    if request.mode != "image":
+        raise ConfigError("Preview Input shows a picture's cut-out: switch the mode to Image.")
+    if not request.preprocess:  # the settings matched an earlier preview
+        return _PREPARED[0]
+    key = input_key(request, props)
+    prepared = prepare_image(request.image, request.image_settings)
+    entry = PreparedInput(key, prepared.image, prepared.report.to_dict(), source_label(request))
+    _PREPARED[:] = [entry] if key is not None else []
+    return entry
+
+
+def reuse_prepared_input(request: defaults.Request, props) -> defaults.Request:
+    """Hand Generate the previewed image when the source and image settings still match.
+
+    The model gets the same pixels either way (preparation is deterministic);
+    this only skips doing the work twice.
+    """
+    if request.mode != "image" or not _PREPARED or not request.preprocess:
+        return request
+    entry = _PREPARED[0]
+    if input_key(request, props) != entry.key:
+        return request
+    request.image = entry.image
+    request.preprocess = False
+    request.name = request.name or entry.label
     return request
+
+
+def describe_preparation(report: dict[str, Any]) -> list[str]:
+    """Short lines for the panel: how the object was found and framed."""
+    method = {
+        "alpha": "cut out by its transparency",
+        "flood": "background removed (plain backdrop)",
+        "rembg": "background removed (learned remover)",
+        "none": "used as it is",
+    }.get(str(report.get("method")), str(report.get("method")))
+    x0, y0, x1, y1 = report.get("bbox", [0, 0, 0, 0])
+    width, height = report.get("original_size", [0, 0])
+    lines = [
+        f"Object {method}",
+        f"Covers {float(report.get('mask_coverage', 0.0)):.0%} of the picture",
+        f"Framed {x1 - x0}×{y1 - y0} px of {width}×{height} with a "
+        f"{float(report.get('border', 0.0)):.0%} border",
+    ]
+    return lines + [str(note) for note in report.get("notes", [])]
 
 
 # --- re-running a result ---------------------------------------------------------------

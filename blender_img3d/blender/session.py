@@ -111,11 +111,13 @@ class GenerateSession(tasks.Task):
             if record is not None:
                 obj["img3d_request"] = json.dumps(record, default=str)
         if getattr(result, "model_input", None) is not None:
+            from .requests import describe_preparation
             from .scene import store_preview_image
 
-            context.window_manager.img3d_tasks.preview_image = store_preview_image(
-                result.model_input
-            )
+            state = context.window_manager.img3d_tasks
+            state.preview_image = store_preview_image(result.model_input)
+            if result.input_report and "bbox" in result.input_report:
+                state.preview_report = "\n".join(describe_preparation(result.input_report))
         summary = summarise(result, time.monotonic() - self.started_at)
         if self.output_dir is not None and self.output_dir == unsaved_results_folder():
             summary += f"; files in {self.output_dir} until the .blend is saved"

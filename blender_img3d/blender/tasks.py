@@ -81,6 +81,7 @@ class IMG3D_Tasks(bpy.types.PropertyGroup):
     download: PointerProperty(type=IMG3D_TaskState)
     install: PointerProperty(type=IMG3D_TaskState)
     preview_image: StringProperty(default="", description="Image holding what the model saw")
+    preview_report: StringProperty(default="", description="What preparing the input did")
     system_check: CollectionProperty(type=IMG3D_CheckEntry)
 
 

@@ -218,3 +218,47 @@ def test_bundled_presets_are_blender_presets(installed_extension):
     bpy.ops.script.execute_preset(filepath=str(standard), menu_idname="IMG3D_MT_presets")
     settings = ext(installed_extension, "core.settings")
     assert (props.steps, props.grid_size) == (settings.DEFAULT_STEPS, settings.DEFAULT_GRID_SIZE)
+
+
+def blender_image_rgb(name: str) -> np.ndarray:
+    image = bpy.data.images[name]
+    width, height = image.size
+    pixels = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    rgba = pixels.reshape(height, width, 4)[::-1]  # Blender's rows start at the bottom
+    return np.round(rgba[..., :3] * 255).astype(np.uint8)
+
+
+def test_preview_input_shows_the_pixels_generate_feeds_the_model(
+    installed_extension, surface_image_model_dir, example_image, unsaved_folder, tmp_path
+):
+    from PIL import Image
+
+    requests = ext(installed_extension, "blender.requests")
+    props = bpy.context.scene.img3d
+    props.mode, props.image_source, props.image_path = "image", "FILE", str(example_image)
+    props.model, props.steps, props.grid_size, props.seed = (
+        str(surface_image_model_dir), 2, 16, 4,
+    )  # fmt: skip
+    assert bpy.ops.img3d.preview_input() == {"FINISHED"}
+    state = bpy.context.window_manager.img3d_tasks
+    previewed = blender_image_rgb(state.preview_image)
+    assert "Covers" in state.preview_report and "border" in state.preview_report
+    # Generate reuses the prepared image while the source and image settings match...
+    assert requests.request_from_scene(bpy.context, {}).preprocess is False
+    assert bpy.ops.img3d.generate() == {"FINISHED"}
+    fed = np.asarray(Image.open(unsaved_folder / "stool_s4_v0_input.png").convert("RGB"))
+    np.testing.assert_array_equal(previewed, fed)
+    # ...and the CLI's --save-input writes the same pixels for the same settings.
+    from blender_img3d.cli.main import main as cli_main
+
+    saved = tmp_path / "seen.png"
+    arguments = [
+        "generate", "--image", str(example_image), "--model", str(surface_image_model_dir),
+        "--steps", "2", "--grid-size", "16", "--out", str(tmp_path / "o.glb"),
+        "--save-input", str(saved),
+    ]  # fmt: skip
+    assert cli_main(arguments) == 0
+    np.testing.assert_array_equal(previewed, np.asarray(Image.open(saved).convert("RGB")))
+    props.border = 0.3  # a changed setting prepares again
+    assert requests.request_from_scene(bpy.context, {}).preprocess is True

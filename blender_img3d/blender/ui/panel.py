@@ -31,7 +31,10 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
                 inputs.prop(props, "image_path", text="")
             else:
                 inputs.template_ID(props, "image", open="image.open")
-            inputs.prop(props, "remove_background")
+            row = inputs.row(align=True)
+            row.prop(props, "remove_background")
+            row.prop(props, "border", text="Border")
+            inputs.operator("img3d.preview_input", icon="IMAGE_DATA")
         else:
             inputs.prop(props, "prompt", text="")
         row = inputs.row(align=True)
@@ -149,7 +152,8 @@ class IMG3D_PT_result(SidebarSubPanel, bpy.types.Panel):
 
 class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_input_preview"
-    bl_label = "What the Model Saw"
+    bl_label = "Model Input"
+    bl_options = set()
 
     @classmethod
     def poll(cls, context):
@@ -157,9 +161,13 @@ class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
         return bool(name) and name in bpy.data.images
 
     def draw(self, context):
-        image = bpy.data.images[context.window_manager.img3d_tasks.preview_image]
+        state = context.window_manager.img3d_tasks
+        image = bpy.data.images[state.preview_image]
         image.preview_ensure()
         self.layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+        col = self.layout.column(align=True)
+        for line in state.preview_report.splitlines():
+            col.label(text=line)
 
 
 class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
