@@ -19,6 +19,7 @@ from bpy.props import (
 
 from ..core import choices
 from ..core import settings as defaults
+from ..core.mesh import bake as bake_limits
 
 IMAGE_SOURCE_ITEMS = (
     ("FILE", "File", "Read the picture from a file on disk"),
@@ -190,6 +191,21 @@ class IMG3D_Props(bpy.types.PropertyGroup):
         ),
         subtype="DIR_PATH",
         default=DEFAULT_OUTPUT_DIR,
+    )
+    bake_texture: BoolProperty(
+        name="Bake Texture",
+        description=(
+            "Bake the vertex colours into a UV texture in the GLB, for engines and viewers "
+            "that ignore vertex colours (takes a few seconds per variant)"
+        ),
+        default=False,
+    )
+    texture_size: IntProperty(
+        name="Texture Size",
+        description="About how many pixels wide the baked texture is",
+        default=bake_limits.DEFAULT_TEXTURE_SIZE,
+        min=bake_limits.MIN_TEXTURE_SIZE,
+        max=bake_limits.MAX_TEXTURE_SIZE,
     )
     history: CollectionProperty(type=IMG3D_HistoryEntry)
     history_index: IntProperty(default=-1, update=_select_history_entry)

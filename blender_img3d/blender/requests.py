@@ -48,11 +48,16 @@ class ImportOptions:
     at_cursor: bool = True
     smooth: bool = True
     location: Optional[tuple[float, float, float]] = None
+    bake_size: Optional[int] = None  # bake vertex colours into a texture this wide
 
 
 def import_options(context: bpy.types.Context) -> ImportOptions:
     props = context.scene.img3d
-    return ImportOptions(at_cursor=props.placement == "CURSOR", smooth=props.shading == "SMOOTH")
+    return ImportOptions(
+        at_cursor=props.placement == "CURSOR",
+        smooth=props.shading == "SMOOTH",
+        bake_size=props.texture_size if props.bake_texture else None,
+    )
 
 
 def unsaved_results_folder() -> Path:
@@ -159,7 +164,9 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         prompt=prompt,
         name=name,
         image_settings=defaults.ImageSettings(
-            remove_background=props.remove_background, border=props.border
+            remove_background=props.remove_background,
+            border=props.border,
+            allow_rembg=prefs.learned_background_allowed(),
         ),
         generation=defaults.GenerationSettings(
             model=model,

@@ -72,6 +72,7 @@ class GenerateSession(tasks.Task):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.files: list[Any] = []
         self.objects: list[bpy.types.Object] = []
+        self.bake_size = options.bake_size
 
     def start(self, window_manager: bpy.types.WindowManager) -> "GenerateSession":
         from ..core.outputs import check_output_folder
@@ -93,7 +94,7 @@ class GenerateSession(tasks.Task):
 
         result = self.produce(progress, cancel)
         raise_if_cancelled(cancel)
-        self.files = write_variants(result, self.output_dir)
+        self.files = write_variants(result, self.output_dir, bake_size=self.bake_size)
         if cancel.is_set():
             for files in self.files:
                 for path in files.paths():

@@ -100,10 +100,14 @@ def check_output_folder(folder: Path) -> Path:
     return folder
 
 
-def write_variants(result: Any, folder: Path, *, first_variant: int = 0) -> list[VariantFiles]:
+def write_variants(
+    result: Any, folder: Path, *, first_variant: int = 0, bake_size: Optional[int] = None
+) -> list[VariantFiles]:
     """Write every variant of ``result`` (a ``pipeline.Result``) into ``folder``.
 
-    GLB with the generation settings and metrics in ``asset.extras``; the
+    GLB with the generation settings and metrics in ``asset.extras`` (with
+    ``bake_size``, the vertex colours baked into a texture of about that many
+    pixels instead, see ``core.mesh.bake``); the
     variant's latents with the same metadata when the result has latents; the
     model input in image mode. If a write fails, the files of this call are
     removed and the ``ExportError`` goes up: no half-written set stays behind.
@@ -123,7 +127,12 @@ def write_variants(result: Any, folder: Path, *, first_variant: int = 0) -> list
     written: list[Path] = []
     try:
         for index, (mesh, metrics, files) in enumerate(zip(result.meshes, result.metrics, planned)):
-            written.append(export_mesh(mesh, files.glb, extras={"metrics": metrics}))
+            options: dict[str, Any] = {"extras": {"metrics": metrics}}
+            if bake_size and mesh.colors is not None:
+                from .mesh.bake import bake_vertex_colors
+
+                options["texture"] = bake_vertex_colors(mesh, size=bake_size)
+            written.append(export_mesh(mesh, files.glb, **options))
             if result.latents is not None and index < len(result.latents):
                 save_latents(files.latents, result.latents[index : index + 1], mesh.metadata)
                 written.extend([files.latents, files.latents_sidecar])

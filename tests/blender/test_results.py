@@ -262,3 +262,15 @@ def test_preview_input_shows_the_pixels_generate_feeds_the_model(
     np.testing.assert_array_equal(previewed, np.asarray(Image.open(saved).convert("RGB")))
     props.border = 0.3  # a changed setting prepares again
     assert requests.request_from_scene(bpy.context, {}).preprocess is True
+
+
+def test_a_baked_result_imports_with_its_texture(surface_text_model_dir, unsaved_folder):
+    pytest.importorskip("xatlas")
+    props = bpy.context.scene.img3d
+    props.bake_texture, props.texture_size = True, 128
+    assert generate(prompt="a pot", model=str(surface_text_model_dir), seed=2) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.data.uv_layers.keys() and obj.data.color_attributes.keys() == []
+    bsdf = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    source = bsdf.inputs["Base Color"].links[0].from_node
+    assert source.bl_idname == "ShaderNodeTexImage" and source.image.size[0] > 0

@@ -108,6 +108,10 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         sub.prop(props, "size")
         col = layout.column(heading="Result")
         col.prop(props, "output_dir")
+        col.prop(props, "bake_texture")
+        sub = col.column()
+        sub.enabled = props.bake_texture
+        sub.prop(props, "texture_size")
         col.prop(props, "placement")
         col.prop(props, "shading")
 
