@@ -274,3 +274,27 @@ def test_a_baked_result_imports_with_its_texture(surface_text_model_dir, unsaved
     bsdf = next(n for n in obj.data.materials[0].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     source = bsdf.inputs["Base Color"].links[0].from_node
     assert source.bl_idname == "ShaderNodeTexImage" and source.image.size[0] > 0
+
+
+def test_the_learned_background_remover_needs_the_preference_and_online_access(
+    installed_extension, example_image
+):
+    requests = ext(installed_extension, "blender.requests")
+    prefs = bpy.context.preferences.addons[installed_extension].preferences
+    online = bpy.context.preferences.system.use_online_access
+    props = bpy.context.scene.img3d
+    props.mode, props.image_source, props.image_path = "image", "FILE", str(example_image)
+    try:
+        for wanted, allowed, expected in [
+            (False, True, False),
+            (True, False, False),
+            (True, True, True),
+        ]:  # noqa: E501
+            prefs.learned_background = wanted
+            bpy.context.preferences.system.use_online_access = allowed
+            assert (
+                requests.request_from_scene(bpy.context, {}).image_settings.allow_rembg == expected
+            )
+    finally:
+        prefs.learned_background = False
+        bpy.context.preferences.system.use_online_access = online
