@@ -21,6 +21,8 @@ import bpy
 import numpy as np
 import pytest
 
+from tests.blender.fakes import FakeBackend
+
 TIMER = SimpleNamespace(type="TIMER")
 ESC = SimpleNamespace(type="ESC")
 
@@ -78,19 +80,6 @@ def drive(operator_class, task, *, esc_first=False, timeout=20.0):
         assert time.monotonic() < deadline, "the task did not end"
         time.sleep(0.01)
     return outcome, probe, context.window_manager.removed == [timer]
-
-
-class FakeBackend:
-    name = "fake"
-
-    def __init__(self, work) -> None:
-        self.work = work
-
-    def submit(self, request, progress=None, cancel=None):
-        return self.work(request, progress, cancel)
-
-    def release(self) -> None:
-        pass
 
 
 def cube_result(installed_extension):

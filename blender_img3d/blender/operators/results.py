@@ -92,6 +92,11 @@ class _ResultOperator(tasks.ModalTask):
     def execute(self, context):
         return self._run(context)
 
+    def rerun(self, context, obj, *, seed: int, batch: int) -> sessions.GenerateSession:
+        """The object's recorded generation with ``seed`` and ``batch``, placed beside it."""
+        request = request_from_record(record_of(obj), seed=seed, batch=batch)
+        return sessions.GenerateSession(request, self.placement(context, obj))
+
     def placement(self, context, obj) -> ImportOptions:
         options = import_options(context)
         options.location = beside(obj)
@@ -113,9 +118,7 @@ class IMG3D_OT_generate_again(_ResultOperator, bpy.types.Operator):
 
     def session(self, context, obj):
         old = int(obj["img3d_seed"])
-        seed = old if self.same_seed else new_seed(old)
-        request = request_from_record(record_of(obj), seed=seed, batch=1)
-        return sessions.GenerateSession(request, self.placement(context, obj))
+        return self.rerun(context, obj, seed=old if self.same_seed else new_seed(old), batch=1)
 
 
 class IMG3D_OT_variations(_ResultOperator, bpy.types.Operator):
@@ -128,9 +131,7 @@ class IMG3D_OT_variations(_ResultOperator, bpy.types.Operator):
     count: IntProperty(name="Count", min=1, max=defaults.MAX_BATCH, default=4)
 
     def session(self, context, obj):
-        seed = new_seed(int(obj["img3d_seed"]))
-        request = request_from_record(record_of(obj), seed=seed, batch=self.count)
-        return sessions.GenerateSession(request, self.placement(context, obj))
+        return self.rerun(context, obj, seed=new_seed(int(obj["img3d_seed"])), batch=self.count)
 
 
 class IMG3D_OT_redecode(_ResultOperator, bpy.types.Operator):
