@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import MeshInputError
+from ..errors import DependencyError, MeshInputError
 from .meshdata import MeshData
 
 DEFAULT_TEXTURE_SIZE = 1024
@@ -67,10 +67,13 @@ def bake_vertex_colors(mesh: MeshData, size: int = DEFAULT_TEXTURE_SIZE) -> Bake
         )
     if len(mesh.faces) == 0:
         raise MeshInputError("The mesh has no faces: there is nothing to bake.")
-    from ..system.deps import require
-
-    require(["xatlas"])
-    import xatlas
+    try:
+        import xatlas
+    except ImportError:
+        raise DependencyError(
+            "Baking a texture needs the xatlas package: install the dependencies again "
+            "(Preferences > Add-ons > Img3D, or 'python3 vendor_install.py --dev')."
+        ) from None
 
     atlas = xatlas.Atlas()
     atlas.add_mesh(mesh.vertices.astype(np.float32), mesh.faces.astype(np.uint32))
