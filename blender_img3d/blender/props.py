@@ -54,16 +54,20 @@ def _poll_image(_self, image) -> bool:
 
 
 def _select_history_entry(props, context) -> None:
-    """Clicking a history row selects its object (if it is still in the file)."""
+    """Clicking a history row selects its object (if it is still in the view layer)."""
     if not 0 <= props.history_index < len(props.history):
         return
     obj = props.history[props.history_index].object
-    if obj is None or obj.name not in context.view_layer.objects:
+    view_layer = context.view_layer or bpy.context.view_layer
+    if obj is None or view_layer is None or obj.name not in context.scene.objects:
         return
-    for selected in context.selected_objects:
-        selected.select_set(False)
-    obj.select_set(True)
-    context.view_layer.objects.active = obj
+    for other in view_layer.objects:
+        other.select_set(False)
+    try:
+        obj.select_set(True, view_layer=view_layer)
+    except RuntimeError:  # linked to the scene but excluded from this view layer
+        return
+    view_layer.objects.active = obj
 
 
 class IMG3D_HistoryEntry(bpy.types.PropertyGroup):

@@ -298,3 +298,56 @@ def test_the_learned_background_remover_needs_the_preference_and_online_access(
     finally:
         prefs.learned_background = False
         bpy.context.preferences.system.use_online_access = online
+
+
+def draw(panel_name: str):
+    from types import SimpleNamespace
+
+    from tests.blender.ui_layout import RecordingLayout
+
+    view = SimpleNamespace(layout=RecordingLayout())
+    getattr(bpy.types, panel_name).draw(view, bpy.context)
+    return view.layout
+
+
+def test_the_panels_offer_the_loop(installed_extension, example_image):
+    props = bpy.context.scene.img3d
+    props.mode, props.image_source, props.image_path = "image", "FILE", str(example_image)
+    main = draw("IMG3D_PT_main")
+    assert "img3d.preview_input" in main.texts("operator")
+    advanced = draw("IMG3D_PT_advanced")
+    assert "IMG3D_MT_presets" in advanced.texts("menu")
+    assert {"output_dir", "bake_texture", "texture_size"} <= set(advanced.texts("prop"))
+    # A generated object (its recorded request is what the buttons need).
+    mesh = bpy.data.meshes.new("made")
+    obj = bpy.data.objects.new("made", mesh)
+    bpy.context.collection.objects.link(obj)
+    obj["img3d_request"], obj["img3d_seed"] = "{}", 3
+    bpy.context.view_layer.objects.active = obj
+    entry = props.history.add()
+    entry.name, entry.object, entry.status = "made", obj, "Finished"
+    results = draw("IMG3D_PT_result")
+    assert {
+        "img3d.generate_again", "img3d.variations", "img3d.redecode", "img3d.copy_settings",
+        "img3d.import_result",
+    } <= set(results.texts("operator"))  # fmt: skip
+    assert results.texts("template_list") == ["IMG3D_UL_history"]
+    bpy.ops.img3d.preview_input()
+    assert bpy.types.IMG3D_PT_input_preview.poll(bpy.context)
+    preview = draw("IMG3D_PT_input_preview")
+    assert preview.texts("template_icon") and any("Covers" in t for t in preview.texts("label"))
+
+
+def test_clicking_a_history_row_selects_its_object(installed_extension):
+    props = bpy.context.scene.img3d
+    objects = []
+    for name in ("first", "second"):
+        obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
+        bpy.context.collection.objects.link(obj)
+        entry = props.history.add()
+        entry.name, entry.object = name, obj
+        objects.append(obj)
+    props.history_index = 1
+    assert bpy.context.view_layer.objects.active == objects[1] and objects[1].select_get()
+    props.history_index = 0
+    assert bpy.context.view_layer.objects.active == objects[0] and not objects[1].select_get()
