@@ -216,3 +216,21 @@ def test_cancel_from_another_thread_writes_nothing_and_the_tick_shows_cancelling
         assert state.message == tasks.CANCELLING_TEXT
     assert task.run_to_end(bpy.context, timeout=10) == tasks.CANCELLED
     assert not state.running and not state.cancelling
+
+
+def test_the_background_ticker_ends_a_task_nobody_else_ticks(installed_extension):
+    tasks = module(installed_extension, "blender.tasks")
+    task = generate_task(installed_extension, "cancel")
+    task.start(bpy.context.window_manager)
+    task.cancel()
+    tasks.finish_in_background(task)
+    tasks.finish_in_background(task)  # a second caller adds no second ticker
+    [ticker] = tasks._BACKGROUND_TICKERS
+    assert bpy.app.timers.is_registered(ticker)
+    deadline = time.monotonic() + 10
+    while ticker() is not None:  # what Blender's timer loop would do
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert task.state == tasks.CANCELLED and tasks._BACKGROUND_TICKERS == []
+    assert not tasks.state_of("generate").running
+    bpy.app.timers.unregister(ticker)
