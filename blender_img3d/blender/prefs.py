@@ -94,11 +94,24 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         ),
         default="",
     )
+    learned_background: BoolProperty(
+        name="Learned Background Remover",
+        description=(
+            "Use rembg (if you installed it) to cut the object out; it downloads a "
+            "segmentation model on first use, so it also needs Allow Online Access. "
+            "Off: the built-in offline remover"
+        ),
+        default=False,
+    )
     show_system: BoolProperty(name="System Check", default=False)
     show_install_log: BoolProperty(name="Log", default=False)
 
     def resolved_cache_dir(self) -> Path:
         return Path(bpy.path.abspath(self.cache_dir)) if self.cache_dir else user_data_dir("models")
+
+    def learned_background_allowed(self) -> bool:
+        """The learned remover runs only when asked for and with online access on."""
+        return bool(self.learned_background and bpy.app.online_access)
 
     def downloads_allowed(self) -> bool:
         """Downloads need both this preference and Blender's global online access."""
@@ -125,6 +138,7 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
             )
         col.prop(self, "device")
         col.prop(self, "keep_model_loaded")
+        col.prop(self, "learned_background")
         row = box.row(align=True)
         sub = row.row(align=True)
         sub.enabled = self.downloads_allowed()

@@ -450,7 +450,7 @@ def decode_saved(
     result = Result(
         meshes=[],
         metrics=[],
-        settings={"decoded_from": str(latents_path), "grid_size": gen.grid_size, **saved},
+        settings={**saved, "decoded_from": str(latents_path), "grid_size": gen.grid_size},
         model_source=models.source,
         model_revision=models.revision,
         latents=latents,

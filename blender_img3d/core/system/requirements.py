@@ -26,6 +26,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "manifold3d==3.5.4",
     "Pillow==13.0.0",
     "ezdxf==1.4.5",
+    "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
 )
 
 # Blender 5.0's own numpy: bpy 5.0.1 is built against numpy 1.x.
@@ -62,6 +63,7 @@ RUNTIME_MODULES: dict[str, str] = {
     "manifold3d": "manifold3d",
     "PIL": "Pillow",
     "ezdxf": "ezdxf",
+    "xatlas": "xatlas",
 }
 
 # Modules without which Generate can't run at all.
