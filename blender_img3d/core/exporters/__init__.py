@@ -16,8 +16,9 @@ from ..errors import ExportError
 from ..mesh.meshdata import MeshData
 from .dxf import write_dxf
 from .glb import write_glb
-from .obj import write_obj
+from .obj import material_path, write_obj
 from .step import write_step
+from .units import length_unit
 
 Writer = Callable[..., Path]
 
@@ -35,6 +36,11 @@ SUFFIXES: dict[str, str] = {
     ".dxf": "dxf",
     ".step": "step",
     ".stp": "step",
+}
+
+# Files a writer puts beside its output, by format: path -> side-file paths.
+SIDE_FILES: dict[str, Callable[[Path], list[Path]]] = {
+    "obj": lambda path: [material_path(path)],
 }
 
 # Formats that declare a length unit and so take ``units``; glTF is metres by
@@ -64,15 +70,54 @@ def export_mesh(
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
 
     ``units`` applies to the formats that declare one (DXF, STEP); other options go
-    to the writer (see each ``write_<fmt>``).
+    to the writer (see each ``write_<fmt>``). The arrays are validated first
+    (:func:`check_exportable`): a mesh no file of that format can hold is a
+    :class:`~..errors.MeshInputError` and nothing is written.
     """
-    name = (fmt or format_for_path(path)).lower()
-    name = "step" if name == "stp" else name
-    if name not in WRITERS:
-        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(WRITERS)}.")
+    name = check_exportable(mesh, path, fmt, units=units, scale=options.get("scale", 1.0))
     if name in UNIT_FORMATS:
         options["units"] = units
     return WRITERS[name](mesh, path, **options)
 
 
-__all__ = ["SUFFIXES", "WRITERS", "Writer", "export_mesh", "format_for_path"]
+def check_exportable(
+    mesh: MeshData,
+    path: Union[str, os.PathLike],
+    fmt: Optional[str] = None,
+    *,
+    units: str = "mm",
+    scale: float = 1.0,
+) -> str:
+    """The format name for ``path``/``fmt`` once ``mesh`` is known to fit it (else an error).
+
+    Callers writing several files run this for all of them first, so a mesh that
+    fits GLB but not STEP is refused before the GLB is written.
+    """
+    from ..mesh.validate import check_for_format
+
+    name = (fmt or format_for_path(path)).lower()
+    name = "step" if name == "stp" else name
+    if name not in WRITERS:
+        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(WRITERS)}.")
+    if name in UNIT_FORMATS:
+        unit = length_unit(units)
+        check_for_format(mesh, name, unit.per_metre, unit.name)
+    else:
+        check_for_format(mesh, name, float(scale))
+    return name
+
+
+def side_files(path: Union[str, os.PathLike]) -> list[Path]:
+    """The extra files written with ``path`` (an OBJ's .mtl), so callers can check them too."""
+    return SIDE_FILES.get(format_for_path(path), lambda _: [])(Path(os.fspath(path)))
+
+
+__all__ = [
+    "SIDE_FILES",
+    "SUFFIXES",
+    "WRITERS",
+    "side_files",
+    "Writer",
+    "export_mesh",
+    "format_for_path",
+]

@@ -46,7 +46,7 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
 
     vertices, faces, colors = checked_arrays(mesh)
     target = check_target(path)
-    mtl_path = target.with_name((_token(target.stem) or "mesh") + ".mtl")
+    mtl_path = material_path(target)
     material = _token(mesh.name) or "material"
 
     positions = vertices * scale
@@ -83,6 +83,16 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
         else:
             _write_rows(stream, "f %d %d %d\n", one_based)
     return target
+
+
+def material_path(path: PathLike) -> Path:
+    """The .mtl file written beside the OBJ ``path``: its stem made safe for ``mtllib``.
+
+    ``"a b.obj"`` gets ``a_b.mtl``; the output plan (``core/outputs.py``) asks here
+    so it checks the very file the writer will replace.
+    """
+    target = Path(path)
+    return target.with_name((_token(target.stem) or "mesh") + ".mtl")
 
 
 def _write_rows(stream, row_format: str, rows: np.ndarray) -> None:
