@@ -174,8 +174,6 @@ def _check_writable(planned: PlannedFile) -> None:
         )
     if not folder.is_dir():
         raise OutputPathError(f"{role} {path} can't be written: {folder} is a file, not a folder.")
-    if path.is_dir():
-        raise OutputPathError(f"{role} {path} is a folder: give a file name.")
     name_max = _pathconf(folder, "PC_NAME_MAX", _NAME_MAX)
     name_bytes = len(os.fsencode(path.name))
     if name_bytes > name_max:
@@ -189,6 +187,8 @@ def _check_writable(planned: PlannedFile) -> None:
             f"{role} path is longer than the {path_max} bytes this system allows: "
             "choose a shorter folder or name."
         )
+    if path.is_dir():
+        raise OutputPathError(f"{role} {path} is a folder: give a file name.")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(
             f"{role} {path} can't be written: the folder {folder} is not writable; choose a "

@@ -340,6 +340,7 @@ def _finish(
         # Orientation and placement run even with processing off (see process_mesh).
         processed = process_mesh(raw, request.mesh, cancel=cancel)
         mesh = processed.mesh
+        check_mesh(mesh, "keep", " after processing")  # --size can take it out of range
         variant_timings = dict(processed.timings)
         prefix = f"variant {index}: " if len(raw_meshes) > 1 else ""
         result.notes.extend(prefix + note for note in processed.notes)
@@ -503,6 +504,7 @@ def _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis) -> Res
 
         processed = process_mesh(mesh, request.mesh, cancel=cancel, from_shap_e=False)
         mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)
+        check_mesh(mesh, "keep", " after processing")
     result = Result(
         meshes=[mesh],
         metrics=[compute_metrics(mesh, timings=timings).to_dict()],
