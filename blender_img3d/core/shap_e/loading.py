@@ -539,7 +539,11 @@ def _load_failure(name: str, folder: Path, error: BaseException) -> str:
         "The files may be corrupt or from another model: delete the folder (or that hub "
         "cache entry) and get it again."
     )
-    if isinstance(error, pickle.UnpicklingError):
+    chain, cause = [], error
+    while cause is not None and len(chain) < 8:  # diffusers wraps the unpickler's error
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(link, pickle.UnpicklingError) for link in chain):
         return (
             f"Could not load {name}/ from {folder}: its pickled weights hold more than plain "
             "tensors, and torch refuses to unpickle them so no code in the file can run. "
