@@ -376,11 +376,13 @@ def _write_outputs(
         done = 0
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
-                raise_if_cancelled(cancel)
                 report(progress, Phase.EXPORTING, done, total)
+                raise_if_cancelled(cancel)
                 result.outputs.append(Path(export_mesh(mesh, path, units=request.units)))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
+    # A cancel that came during the last export still wins: the staged files are dropped.
+    raise_if_cancelled(cancel)
     if request.report_path is not None:
         write_report(result, request.report_path)
 
