@@ -383,10 +383,14 @@ def _exit_code_for(signum: int) -> int:
     return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_CANCELLED
 
 
+_received: list[int] = []  # signals taken during the current command
+
+
 def _on_first_signal(signum: int, frame: Any) -> None:
     # Further signals mean "stop now": no more unwinding, just delete the temporaries.
     for other in (signal.SIGINT, signal.SIGTERM):
         signal.signal(other, _on_second_signal)
+    _received.append(signum)
     raise _Interrupted(signum)
 
 
@@ -404,6 +408,16 @@ def _signals_unwind() -> Iterator[None]:
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+
+    def quiet_hook(unraisable: Any) -> None:
+        # The signal's exception landed where Python can't raise it (a weakref or GC
+        # callback) and is dropped; main() still reports the interrupt from _received.
+        if not isinstance(unraisable.exc_value, _Interrupted):
+            previous_hook(unraisable)
+
+    _received.clear()
+    sys.unraisablehook = quiet_hook
     for sig in previous:
         signal.signal(sig, _on_first_signal)
     try:
@@ -411,19 +425,23 @@ def _signals_unwind() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; always returns an exit code (see the module docstring)."""
     try:
         with _signals_unwind():
-            return _main(argv)
+            code = _main(argv)
+        if not _received:
+            return code
+        signum = _received[0]  # taken, but its exception was swallowed on the way
     except KeyboardInterrupt as interrupt:
         signum = getattr(interrupt, "signum", signal.SIGINT)
-        with contextlib.suppress(Exception, KeyboardInterrupt):
-            what = "terminated" if signum == signal.SIGTERM else "interrupted"
-            print(f"error: {what}; no output of this run was left half-written", file=sys.stderr)
-        return _exit_code_for(signum)
+    with contextlib.suppress(Exception, KeyboardInterrupt):
+        what = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"error: {what}; no output of this run was left half-written", file=sys.stderr)
+    return _exit_code_for(signum)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
