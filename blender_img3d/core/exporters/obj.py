@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..mesh.meshdata import MeshData
+from ..mesh.placement import checked_up_axis, z_up_to_y_up
 from .atomic import PathLike, atomic_write, check_target
-from .geometry import checked_arrays, checked_up_axis, vertex_normals, z_up_to_y_up
+from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, metadata_json
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,11 @@ def material_path(path: PathLike) -> Path:
     """
     target = Path(path)
     return target.with_name((_token(target.stem) or "mesh") + ".mtl")
+
+
+def material_paths(path: PathLike) -> list[Path]:
+    """The side files of an OBJ at ``path``, for the format registry's ``side_files``."""
+    return [material_path(path)]
 
 
 def _write_rows(stream, row_format: str, rows: np.ndarray) -> None:
