@@ -60,14 +60,14 @@ def test_a_full_disk_on_the_third_file_leaves_the_first_two_as_they_were(
     out.mkdir()
     for name in ("part.glb", "part.dxf"):
         (out / name).write_bytes(OLD)
-    from blender_img3d.core.exporters import WRITERS
+    from blender_img3d.core.exporters import step
 
     def full_disk(mesh, path, **options):
         with atomic_write(path, "wb") as stream:
             stream.write(b"partial")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setitem(WRITERS, "step", full_disk)
+    monkeypatch.setattr(step, "write_step", full_disk)  # the registry looks it up by name
     request = _request(out, ["part.glb", "part.dxf", "part.step"])
     with pytest.raises(ExportError, match="the disk is full"):
         pipeline.convert_mesh_file(mesh_files["glb"], request)

@@ -64,8 +64,8 @@ def check_gltf_bytes(
     except _SpecError as problem:
         kind = "GLB" if glb else "glTF"
         raise MeshInputError(
-            f"Can't read {name}: not a valid {kind} file ({problem}); re-export it from the "
-            "program that made it."
+            f"Can't read {name}: the file is damaged or not a valid {kind} file ({problem}); "
+            "re-export it from the program that made it."
         ) from None
     return document
 
