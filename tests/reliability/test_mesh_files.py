@@ -214,3 +214,41 @@ def test_an_intact_glb_passes_the_strict_check():
 def test_damaged_glb_containers(data, message):
     with pytest.raises(MeshInputError, match=message):
         check_gltf_bytes(data)
+
+
+# --- the validation's edges (cases the mutation run showed missing) ---------------
+
+
+def test_the_message_counts_the_bad_vertices():
+    from blender_img3d.core.mesh.validate import check_mesh
+
+    mesh = MeshData([[np.nan, 0, 0], [0, np.inf, 0], [0, 0, 1]], [[0, 1, 2]])
+    with pytest.raises(MeshInputError, match="2 of its 3 vertices"):
+        check_mesh(mesh, "export")
+    with pytest.raises(MeshInputError, match="1 of its 1 vertices"):
+        check_mesh(MeshData([[np.nan, 0, 0]], [[0, 0, 0]]), "export")
+
+
+def test_limits_are_inclusive():
+    from blender_img3d.core.mesh.validate import FLOAT32_MAX, WORKING_LIMIT, check_for_format
+
+    at_limit = MeshData([[WORKING_LIMIT, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 1, 2]])
+    check_for_format(at_limit, "obj")
+    check_for_format(at_limit, "step", 1.0, "m")
+    with pytest.raises(MeshInputError):
+        check_for_format(at_limit, "step", 1.0000001, "m")
+    glb_edge = MeshData([[FLOAT32_MAX, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 1, 2]])
+    check_for_format(glb_edge, "glb")
+    with pytest.raises(MeshInputError, match="float32"):
+        check_for_format(glb_edge, "glb", 1.0001)
+
+
+def test_an_empty_mesh_is_left_to_the_writer_whose_message_knows_why():
+    from blender_img3d.core.mesh.validate import check_for_format, check_mesh
+
+    no_faces = MeshData([[np.nan, 0, 0]], np.zeros((0, 3)))
+    check_mesh(no_faces)
+    check_for_format(no_faces, "glb")
+    one_face = MeshData([[1e300, 0, 0]], [[0, 0, 0]])
+    with pytest.raises(MeshInputError, match="1e\\+300"):
+        check_for_format(one_face, "dxf", 1.0, "m")

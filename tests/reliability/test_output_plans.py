@@ -201,3 +201,11 @@ def test_generate_with_clean_outputs_gets_past_the_plan(tmp_path, capsys):
     )  # fmt: skip
     assert code == 1
     assert "No model folder" in one_error_line(err)
+
+
+def test_one_variant_keeps_the_name_and_suffix_case_is_ignored(tmp_path):
+    plan = plan_outputs([tmp_path / "a.glb"], save_input=tmp_path / "seen.PNG")
+    assert plan.paths == [tmp_path / "a.glb", tmp_path / "seen.PNG"]
+    assert [f.role for f in plan.files] == ["the GLB output", "the saved model input"]
+    with pytest.raises(OutputPathError, match="The report and the saved model input"):
+        plan_outputs([], report=tmp_path / "a.png", save_input=tmp_path / "a.png")
