@@ -27,6 +27,14 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--nightly",
+        action="store_true",
+        help="long runs: the reliability fuzzers try >= 10,000 cases each (see RELIABILITY.md)",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/blender/" in item.nodeid.replace(os.sep, "/"):

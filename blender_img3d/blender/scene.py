@@ -223,7 +223,7 @@ def move_unsaved_results(blend_path: str) -> int:
     import json
     from pathlib import Path
 
-    from ..core.outputs import existing_files, move_variant
+    from ..core.result_files import existing_files, move_variant
     from .requests import unsaved_results_folder
 
     unsaved = unsaved_results_folder().resolve()

@@ -48,7 +48,7 @@ class GenerateSession(tasks.Task):
     """One generation from start to scene import; see the module docstring.
 
     The worker also writes every variant's files into ``output_dir``
-    (``core.outputs``: GLB, latents, model input); the main thread then imports
+    (``core.result_files``: GLB, latents, model input); the main thread then imports
     each GLB with Blender's glTF importer. A cancel that arrives after the
     files were written removes them: a cancelled run leaves nothing behind.
     """
@@ -75,7 +75,7 @@ class GenerateSession(tasks.Task):
         self.bake_size = options.bake_size
 
     def start(self, window_manager: bpy.types.WindowManager) -> "GenerateSession":
-        from ..core.outputs import check_output_folder
+        from ..core.result_files import check_output_folder
         from .requests import output_folder
 
         if self.output_dir is None:
@@ -89,8 +89,8 @@ class GenerateSession(tasks.Task):
         return self.backend.submit(self.request, progress, cancel)
 
     def work(self, progress, cancel):
-        from ..core.outputs import write_variants
         from ..core.progress import raise_if_cancelled
+        from ..core.result_files import write_variants
 
         result = self.produce(progress, cancel)
         raise_if_cancelled(cancel)

@@ -1,242 +1,264 @@
-"""Where a generation's files go and what they are called: stable, unique, never overwriting.
+"""The output plan: every file a run will write, checked against each other and the inputs.
 
-Each variant of a run is a small set of files sharing one stem,
-``<name>_s<seed>_v<variant>``: the GLB (the result an artist hands on), the
-latents (``.npy`` + JSON sidecar, for re-decoding at another grid size) and,
-in image mode, the exact picture the model saw (``_input.png``, so "generate
-again" feeds the model the same pixels). A stem already used by any file in
-the folder gets ``-2``, ``-3``… so a second run never replaces the first.
-The Blender layer and any other front end that keeps results in a folder
-use this module; the CLI names its files itself (``--out``).
+One check, before any work (no model load, no sampling, no reading of a large
+mesh): each mesh output, its per-variant names, the side files its writer adds
+(an OBJ's ``.mtl``, under the very name the writer derives), the JSON report,
+the latents and their ``.json`` sidecar and the saved model-input image. Two
+outputs on one file, an output on an input (or on a file an input depends on,
+such as an OBJ input's material library), a side file that would replace a file
+blender_img3d did not write, a missing or read-only folder and a name the file
+system can't hold (ENAMETOOLONG) are refused as :class:`OutputPathError` with
+one line naming both parties. ``pipeline.run``, ``decode_saved``,
+``convert_mesh_file`` and the CLI all build their plan here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Sequence, Union
 
-from .errors import ExportError, MeshInputError
+from .errors import OutputPathError
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_NAME_CHARS = 64  # of the name part, so the whole file name stays far below 255 bytes
-INPUT_SUFFIX = "_input.png"
+PathLike = Union[str, os.PathLike]
+
+# Fallbacks where os.pathconf can't tell (Windows, odd file systems).
+_NAME_MAX = 255
+_PATH_MAX = 4096
+# How a file we wrote starts, so a side file of ours may be replaced and a stranger's not.
+_OWN_HEADER = b"# blender_img3d"
+# Inputs that name companion files the plan must also protect.
+_MTLLIB = re.compile(rb"^\s*mtllib\s+(.+?)\s*$", re.MULTILINE)
+_INPUT_SCAN_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class VariantFiles:
-    """The files of one variant (the latents' sidecar is ``latents`` + ``.json``)."""
+class PlannedFile:
+    """One file a run may write and what it is (for messages)."""
 
-    stem: str
-    glb: Path
-    latents: Path
-    model_input: Path
+    path: Path
+    role: str
+    # Replace only if blender_img3d wrote the existing file (side files the user didn't name).
+    only_own: bool = False
+
+
+@dataclass
+class OutputPlan:
+    """What a run will write: mesh paths per variant and every file, side files included."""
+
+    meshes: list[list[Path]] = field(default_factory=list)
+    files: list[PlannedFile] = field(default_factory=list)
 
     @property
-    def latents_sidecar(self) -> Path:
-        return self.latents.with_name(self.latents.name + ".json")
-
-    def paths(self) -> tuple[Path, ...]:
-        return (self.glb, self.latents, self.latents_sidecar, self.model_input)
+    def paths(self) -> list[Path]:
+        return [planned.path for planned in self.files]
 
 
-def safe_name(name: str) -> str:
-    """``name`` as a portable file-name part: ASCII letters, digits, ``._-``; never empty."""
-    text = _UNSAFE.sub("_", name.strip()).strip("._")
-    return text[:MAX_NAME_CHARS].rstrip("._") or "img3d"
+def variant_paths(outputs: Sequence[PathLike], batch: int) -> list[list[Path]]:
+    """Per-variant output paths: ``chair.glb`` becomes ``chair_0.glb``… when batch > 1."""
+    per_variant: list[list[Path]] = [[] for _ in range(batch)]
+    for out in outputs:
+        out = Path(os.fspath(out))
+        for index in range(batch):
+            path = out if batch == 1 else out.with_name(f"{out.stem}_{index}{out.suffix}")
+            per_variant[index].append(path)
+    return per_variant
 
 
-def variant_stem(name: str, seed: int, variant: int) -> str:
-    return f"{safe_name(name)}_s{int(seed)}_v{int(variant)}"
+def plan_outputs(
+    outputs: Sequence[PathLike] = (),
+    *,
+    batch: int = 1,
+    report: Optional[PathLike] = None,
+    latents: Optional[PathLike] = None,
+    save_input: Optional[PathLike] = None,
+    inputs: Sequence[PathLike] = (),
+) -> OutputPlan:
+    """Check every output of one run and return the plan; :class:`OutputPathError` if unsafe.
+
+    ``inputs`` are the files the run reads (an image, a latents file, a mesh);
+    their companions (sidecar, OBJ material libraries) are protected as well.
+    """
+    from .exporters import SUFFIXES, format_for_path, side_files
+    from .images.preparation import MODEL_INPUT_FORMATS
+    from .shap_e.latents import sidecar_path
+
+    plan = OutputPlan(meshes=variant_paths(outputs, max(1, int(batch))))
+    for out in outputs:
+        suffix = Path(os.fspath(out)).suffix.lower()
+        if suffix not in SUFFIXES:
+            raise OutputPathError(
+                f"Can't write {os.fspath(out)!r}: can't tell its format from the suffix "
+                f"{suffix or '(none)'}; use one of {', '.join(SUFFIXES)}."
+            )
+    for variant in plan.meshes:
+        for path in variant:
+            fmt = format_for_path(path).upper()
+            plan.files.append(PlannedFile(path, f"the {fmt} output"))
+            for side in side_files(path):
+                plan.files.append(PlannedFile(side, f"the material file of {path.name}", True))
+    if report is not None:
+        plan.files.append(PlannedFile(Path(os.fspath(report)), "the report"))
+    if latents is not None:
+        latents_path = Path(os.fspath(latents))
+        plan.files.append(PlannedFile(latents_path, "the latents"))
+        plan.files.append(PlannedFile(sidecar_path(latents_path), "the latents' sidecar"))
+    if save_input is not None:
+        image_path = Path(os.fspath(save_input))
+        if image_path.suffix.lower() not in MODEL_INPUT_FORMATS:
+            raise OutputPathError(
+                f"Can't save the model's input as {image_path.name}: use an image suffix "
+                f"({', '.join(MODEL_INPUT_FORMATS)})."
+            )
+        plan.files.append(PlannedFile(image_path, "the saved model input"))
+
+    protected = _protected_inputs(inputs)
+    seen: dict[object, PlannedFile] = {}
+    for planned in plan.files:
+        _check_writable(planned)
+        for key in _identities(planned.path):
+            if key in protected:
+                path, what = protected[key]
+                raise OutputPathError(
+                    f"{_cap(planned.role)} {planned.path} would overwrite {what} {path}: "
+                    "choose another output name (inputs are never overwritten)."
+                )
+            if key in seen:
+                other = seen[key]
+                raise OutputPathError(
+                    f"{_cap(other.role)} and {planned.role} would both be written to "
+                    f"{planned.path}: give each output its own file name."
+                )
+        for key in _identities(planned.path):
+            seen[key] = planned
+        if planned.only_own and planned.path.exists() and not _written_by_us(planned.path):
+            raise OutputPathError(
+                f"{_cap(planned.role)} would replace {planned.path}, which blender_img3d did "
+                "not write: move that file or choose another output name."
+            )
+    return plan
 
 
-def _files(folder: Path, stem: str) -> VariantFiles:
-    return VariantFiles(
-        stem=stem,
-        glb=folder / f"{stem}.glb",
-        latents=folder / f"{stem}.npy",
-        model_input=folder / f"{stem}{INPUT_SUFFIX}",
+def plan_for_request(
+    request, *, batch: Optional[int] = None, inputs: Sequence[PathLike] = ()
+) -> OutputPlan:
+    """The plan for a :class:`~.settings.Request` (its image, when a path, is an input)."""
+    sources = list(inputs)
+    if isinstance(request.image, (str, os.PathLike)):
+        sources.append(request.image)
+    return plan_outputs(
+        request.outputs,
+        batch=request.generation.batch if batch is None else batch,
+        report=request.report_path,
+        latents=request.latents_out,
+        save_input=request.save_input,
+        inputs=sources,
     )
 
 
-def plan_variant_files(
-    folder: Path, name: str, seed: int, count: int, first_variant: int = 0
-) -> list[VariantFiles]:
-    """Unique file sets for ``count`` variants in ``folder``; nothing existing is reused."""
-    folder = Path(folder)
-    planned: list[VariantFiles] = []
-    for variant in range(first_variant, first_variant + count):
-        base = variant_stem(name, seed, variant)
-        stem, number = base, 1
-        while any(path.exists() for path in _files(folder, stem).paths()):
-            number += 1
-            stem = f"{base}-{number}"
-        planned.append(_files(folder, stem))
-    return planned
+# --- checks -------------------------------------------------------------------
 
 
-def check_output_folder(folder: Path) -> Path:
-    """Create ``folder`` if needed and make sure files can be written there, or ExportError.
-
-    Called before any work, so a read-only or impossible folder costs nothing.
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ExportError(
-            f"Can't create the output folder {folder}: {error.strerror or error}. "
-            "Pick another folder in the Img3D panel's Output setting."
-        ) from None
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ExportError(
-            f"Can't write into the output folder {folder}: it is read-only. "
-            "Pick another folder in the Img3D panel's Output setting."
+def _check_writable(planned: PlannedFile) -> None:
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(planned.path))))
+    role = _cap(planned.role)
+    if not path.name or os.fspath(planned.path).endswith(("/", os.sep)):
+        raise OutputPathError(f"{role} {planned.path} names a folder: give a file name.")
+    folder = path.parent
+    if not folder.exists():
+        raise OutputPathError(
+            f"{role} {path} can't be written: the folder {folder} does not exist; create it "
+            "first or fix the path."
         )
-    return folder
+    if not folder.is_dir():
+        raise OutputPathError(f"{role} {path} can't be written: {folder} is a file, not a folder.")
+    name_max = _pathconf(folder, "PC_NAME_MAX", _NAME_MAX)
+    name_bytes = len(os.fsencode(path.name))
+    if name_bytes > name_max:
+        raise OutputPathError(
+            f"{role} name {path.name[:40]}… is {name_bytes} bytes long; this file system "
+            f"allows {name_max}: choose a shorter name."
+        )
+    path_max = _pathconf(folder, "PC_PATH_MAX", _PATH_MAX)
+    if len(os.fsencode(os.fspath(path))) >= path_max:
+        raise OutputPathError(
+            f"{role} path is longer than the {path_max} bytes this system allows: "
+            "choose a shorter folder or name."
+        )
+    if path.is_dir():
+        raise OutputPathError(f"{role} {path} is a folder: give a file name.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"{role} {path} can't be written: the folder {folder} is not writable; choose a "
+            "folder you can write to."
+        )
 
 
-def write_variants(
-    result: Any, folder: Path, *, first_variant: int = 0, bake_size: Optional[int] = None
-) -> list[VariantFiles]:
-    """Write every variant of ``result`` (a ``pipeline.Result``) into ``folder``.
-
-    GLB with the generation settings and metrics in ``asset.extras`` (with
-    ``bake_size``, the vertex colours baked into a texture of about that many
-    pixels instead, see ``core.mesh.bake``); the
-    variant's latents with the same metadata when the result has latents; the
-    model input in image mode. If a write fails, the files of this call are
-    removed and the ``ExportError`` goes up: no half-written set stays behind.
-    """
-    from .exporters import export_mesh
-    from .images import save_model_input
-    from .shap_e.latents import save_latents
-
-    folder = check_output_folder(folder)
-    if not result.meshes:
-        return []
-    first = result.meshes[0]
-    seed = int(first.metadata.get("seed", 0))
-    planned = plan_variant_files(
-        folder, _base_name(result), seed, len(result.meshes), first_variant
-    )
-    written: list[Path] = []
+def _pathconf(folder: Path, name: str, fallback: int) -> int:
     try:
-        for index, (mesh, metrics, files) in enumerate(zip(result.meshes, result.metrics, planned)):
-            options: dict[str, Any] = {"extras": {"metrics": metrics}}
-            if bake_size and mesh.colors is not None:
-                from .mesh.bake import bake_vertex_colors
-
-                options["texture"] = bake_vertex_colors(mesh, size=bake_size)
-            written.append(export_mesh(mesh, files.glb, **options))
-            if result.latents is not None and index < len(result.latents):
-                save_latents(files.latents, result.latents[index : index + 1], mesh.metadata)
-                written.extend([files.latents, files.latents_sidecar])
-            if result.model_input is not None:
-                written.append(save_model_input(result.model_input, files.model_input))
-    except BaseException:
-        for path in written:
-            _remove_quietly(path)
-        raise
-    return planned
+        value = os.pathconf(folder, name)
+    except (AttributeError, OSError, ValueError):
+        return fallback
+    return value if value and value > 0 else fallback
 
 
-def existing_files(glb: Path) -> Optional[VariantFiles]:
-    """The file set a GLB written by :func:`write_variants` belongs to (None for other GLBs)."""
-    glb = Path(glb)
-    if glb.suffix.lower() != ".glb":
-        return None
-    return _files(glb.parent, glb.stem)
-
-
-def move_variant(files: VariantFiles, folder: Path) -> VariantFiles:
-    """Move a variant's existing files into ``folder`` (a new stem if the old one is taken).
-
-    Used when an unsaved .blend is first saved: its results move beside it.
-    Nothing in ``folder`` is overwritten.
-    """
-    folder = check_output_folder(folder)
-    stem, number = files.stem, 1
-    while any(path.exists() for path in _files(folder, stem).paths()):
-        number += 1
-        stem = f"{files.stem}-{number}"
-    moved = _files(folder, stem)
-    for source, target in zip(files.paths(), moved.paths()):
-        if source.exists():
-            try:
-                if _same_device(source, folder):
-                    os.replace(source, target)
-                else:
-                    _copy_then_remove(source, target)
-            except OSError as error:
-                raise ExportError(
-                    f"Can't move {source} to {folder}: {error.strerror or error}."
-                ) from None
-    return moved
-
-
-def _same_device(path: Path, folder: Path) -> bool:
-    return path.stat().st_dev == folder.stat().st_dev
-
-
-def _copy_then_remove(source: Path, target: Path) -> None:
-    import shutil
-
-    shutil.copy2(source, target)
-    source.unlink()
-
-
-_GLB_HEADER = struct.Struct("<III")
-_CHUNK_HEADER = struct.Struct("<II")
-_GLB_MAGIC, _CHUNK_JSON = 0x46546C67, 0x4E4F534A
-MAX_GLB_JSON_BYTES = 64 * 1024 * 1024
-
-
-def read_glb_extras(path: Path) -> dict[str, Any]:
-    """``asset.extras`` of a GLB (what :func:`write_variants` recorded); {} when it has none.
-
-    Reads only the header and the JSON chunk; a file that isn't a GLB is a
-    one-line :class:`MeshInputError`.
-    """
-    path = Path(path)
+def _identities(path: Path) -> list[object]:
+    """Keys under which two paths are the same file: the resolved name, and the inode."""
+    resolved = os.path.normcase(os.path.realpath(os.path.expanduser(os.fspath(path))))
+    keys: list[object] = [resolved]
     try:
-        with path.open("rb") as stream:
-            head = stream.read(_GLB_HEADER.size + _CHUNK_HEADER.size)
-            if len(head) < 20:
-                raise MeshInputError(f"{path} is not a GLB file: it is too short.")
-            magic, version, total = _GLB_HEADER.unpack_from(head, 0)
-            length, kind = _CHUNK_HEADER.unpack_from(head, _GLB_HEADER.size)
-            if magic != _GLB_MAGIC or version != 2 or kind != _CHUNK_JSON:
-                raise MeshInputError(f"{path} is not a glTF 2.0 binary (.glb) file.")
-            if length > min(total - 20, MAX_GLB_JSON_BYTES):
-                raise MeshInputError(f"{path} is damaged: its JSON chunk runs past the file.")
-            text = stream.read(length)
-    except OSError as error:
-        raise MeshInputError(f"Can't read {path}: {error.strerror or error}.") from None
-    try:
-        document = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise MeshInputError(f"{path} is damaged: its JSON chunk is not valid JSON.") from None
-    asset = document.get("asset") if isinstance(document, dict) else None
-    extras = asset.get("extras") if isinstance(asset, dict) else None
-    return extras if isinstance(extras, dict) else {}
-
-
-def _base_name(result: Any) -> str:
-    """The name every variant's files share: the object name without the variant number."""
-    mesh = result.meshes[0]
-    name = str(mesh.name)
-    if len(result.meshes) > 1 and name.endswith(" 1"):
-        name = name[:-2]
-    return name
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        Path(path).unlink()
+        stat = os.stat(resolved)
     except OSError:
-        pass
+        return keys
+    keys.append((stat.st_dev, stat.st_ino))
+    return keys
+
+
+def _protected_inputs(inputs: Sequence[PathLike]) -> dict[object, tuple[Path, str]]:
+    from .shap_e.latents import sidecar_path
+
+    protected: dict[object, tuple[Path, str]] = {}
+
+    def protect(path: Path, what: str) -> None:
+        for key in _identities(path):
+            protected.setdefault(key, (path, what))
+
+    for raw in inputs:
+        path = Path(os.fspath(raw)).expanduser()
+        protect(path, "the input")
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            protect(sidecar_path(path), "the input's sidecar")
+        elif suffix == ".obj":
+            for library in _obj_libraries(path):
+                protect(library, "the input's material library")
+    return protected
+
+
+def _obj_libraries(path: Path) -> list[Path]:
+    """The .mtl files an OBJ input names (``mtllib``), read from its first few MB."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(_INPUT_SCAN_BYTES)
+    except OSError:
+        return []
+    libraries = []
+    for match in _MTLLIB.finditer(head):
+        for name in match.group(1).split():
+            text = name.decode("utf-8", "replace")
+            libraries.append(path.parent / text)
+    return libraries
+
+
+def _written_by_us(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(_OWN_HEADER)) == _OWN_HEADER
+    except OSError:
+        return False
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -258,7 +258,7 @@ class IMG3D_OT_import_result(tasks.ModalTask, bpy.types.Operator):
 def import_glb_result(context, path: Path) -> bpy.types.Object:
     """Import one GLB made by Img3D (or any single-mesh GLB) the way Generate does."""
     from ...core.mesh.meshdata import MeshData
-    from ...core.outputs import existing_files, read_glb_extras
+    from ...core.result_files import existing_files, read_glb_extras
     from ..scene import import_glb, result_properties, select_only
 
     extras = read_glb_extras(path)

@@ -51,7 +51,7 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
 
     vertices, faces, colors = checked_arrays(mesh)
     target = check_target(path)
-    mtl_path = target.with_name((_token(target.stem) or "mesh") + ".mtl")
+    mtl_path = material_path(target)
     png_path = target.with_name((_token(target.stem) or "mesh") + ".png")
     material = _token(mesh.name) or "material"
 
@@ -101,6 +101,21 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
         else:
             _write_rows(stream, "f %d %d %d\n", one_based)
     return target
+
+
+def material_path(path: PathLike) -> Path:
+    """The .mtl file written beside the OBJ ``path``: its stem made safe for ``mtllib``.
+
+    ``"a b.obj"`` gets ``a_b.mtl``; the output plan (``core/outputs.py``) asks here
+    so it checks the very file the writer will replace.
+    """
+    target = Path(path)
+    return target.with_name((_token(target.stem) or "mesh") + ".mtl")
+
+
+def material_paths(path: PathLike) -> list[Path]:
+    """The side files of an OBJ at ``path``, for the format registry's ``side_files``."""
+    return [material_path(path)]
 
 
 def _write_rows(stream, row_format: str, rows: np.ndarray) -> None:

@@ -39,6 +39,7 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "hypothesis==6.170.17",
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
+    "mutmut==3.8.1",
 )
 
 # Debian packages for tests (package -> the command it provides): assimp reads DXF files

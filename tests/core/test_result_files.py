@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blender_img3d.core import outputs
+from blender_img3d.core import result_files as outputs
 from blender_img3d.core.errors import ExportError, MeshInputError
 from blender_img3d.core.pipeline import Result
 from tests.fixtures.meshes import cube
