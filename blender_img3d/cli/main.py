@@ -1,4 +1,4 @@
-"""Command line: ``python -m blender_img3d info|generate|decode|export``.
+"""Command line: ``python -m blender_img3d info|generate|decode|export|batch``.
 
 Kept import-light: only argparse runs before a subcommand is chosen, so
 ``--help`` is instant; each subcommand imports what it needs. Errors print one
@@ -112,26 +112,82 @@ def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None:
+def _add_output_options(
+    parser: argparse.ArgumentParser, required: bool, per_file: bool = True
+) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("output")
-    group.add_argument(
-        "--out",
-        action="append",
-        type=Path,
-        required=required,
-        default=[],
-        metavar="FILE",
-        help="write FILE (.glb .obj .dxf .step/.stp); repeat for several formats",
-    )
+    if per_file:
+        group.add_argument(
+            "--out",
+            action="append",
+            type=Path,
+            required=required,
+            default=[],
+            metavar="FILE",
+            help="write FILE (.glb .obj .dxf .step/.stp); repeat for several formats",
+        )
     group.add_argument(
         "--units",
         choices=LENGTH_UNITS,
         default=defaults.DEFAULT_UNITS,
         help="length unit of DXF and STEP files; 1 Blender unit = 1 m (default mm)",
     )
-    group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
-    group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
+    if per_file:
+        group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
+        group.add_argument(
+            "--name", help="object name in the files (default: image stem or prompt)"
+        )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    return group
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
+    sampling.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
+        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
+    )
+    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
+    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
+    sampling.add_argument(
+        "--schedule",
+        choices=defaults.SCHEDULES,
+        default=defaults.DEFAULT_SCHEDULE,
+        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+    )
+    if per_file:
+        sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
+
+
+def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    image = parser.add_argument_group("image input")
+    image.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="hand the image to the model's own processor unchanged",
+    )
+    image.add_argument("--no-remove-background", action="store_true")
+    image.add_argument(
+        "--border",
+        type=float,
+        default=defaults.DEFAULT_BORDER,
+        metavar="F",
+        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
+    )
+    if per_file:
+        image.add_argument(
+            "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
+        )
+
+
+def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
+    return defaults.ImageSettings(
+        remove_background=not args.no_remove_background, border=args.border
+    )
 
 
 def _mesh_settings(args: argparse.Namespace) -> defaults.MeshSettings:
@@ -197,10 +253,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         name=args.name,
         preprocess=not args.no_preprocess,
-        image_settings=defaults.ImageSettings(
-            remove_background=not args.no_remove_background,
-            border=args.border,
-        ),
+        image_settings=_image_settings(args),
         generation=_generation_settings(args),
         mesh=_mesh_settings(args),
         outputs=list(args.out),
@@ -277,41 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", metavar="PATH", help="picture of a single object")
     source.add_argument("--prompt", metavar="TEXT", help="what to generate, e.g. 'a red chair'")
-    sampling = gen.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
-    sampling.add_argument(
-        "--guidance",
-        type=float,
-        metavar="G",
-        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
-        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
-    )
-    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
-    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
-    sampling.add_argument(
-        "--schedule",
-        choices=defaults.SCHEDULES,
-        default=defaults.DEFAULT_SCHEDULE,
-        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
-    )
-    sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
-    image = gen.add_argument_group("image input")
-    image.add_argument(
-        "--no-preprocess",
-        action="store_true",
-        help="hand the image to the model's own processor unchanged",
-    )
-    image.add_argument("--no-remove-background", action="store_true")
-    image.add_argument(
-        "--border",
-        type=float,
-        default=defaults.DEFAULT_BORDER,
-        metavar="F",
-        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
-    )
-    image.add_argument(
-        "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
-    )
+    _add_sampling_options(gen)
+    _add_image_options(gen)
     _add_model_options(gen)
     _add_decode_options(gen)
     _add_mesh_options(gen)
@@ -347,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(exp)
     _add_output_options(exp, required=True)
     exp.set_defaults(func=cmd_export)
+
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 

@@ -460,3 +460,59 @@ def _heun(
             x = x + ((d + d_2) / 2) * dt
         report(progress, Phase.SAMPLING, i + 1, total)
     return x
+
+
+def sample_latents_grouped(
+    models: Any,
+    conditions: Sequence[Any],
+    seeds: Sequence[int],
+    batches: Sequence[int],
+    *,
+    steps: int = DEFAULT_STEPS,
+    guidance: Optional[float] = None,
+    schedule: str = "shap-e",
+    sigma_min: float = DEFAULT_SIGMA_MIN,
+    sigma_max: float = DEFAULT_SIGMA_MAX,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> list[Any]:
+    """Sample several items (each its own image or prompt, seed and batch) with one prior call
+    per evaluation; return one ``(batch_i, N * D)`` float32 CPU tensor per item.
+
+    Item ``i``'s rows start from ``initial_noise(seeds[i], batches[i])``, exactly as a
+    :func:`sample_latents` call with that seed would, and rows never interact in
+    the prior, so each item's latents equal its single run's up to the float
+    rounding of batched matmuls (the farm's grouped runs rely on this).
+    """
+    if not (len(conditions) == len(seeds) == len(batches) >= 1):
+        raise ConfigError("Give one condition, seed and batch size per item (at least one item).")
+    if sum(int(b) for b in batches) > MAX_BATCH:
+        raise ConfigError(f"A group holds at most {MAX_BATCH} rows, got {sum(batches)}.")
+    for condition, seed, batch in zip(conditions, seeds, batches):
+        image = condition if models.mode == "image" else None
+        prompt = condition if models.mode == "text" else None
+        _check_arguments(models, image, prompt, steps, seed, batch, schedule, sigma_min, sigma_max)
+    if guidance is None:
+        guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
+    guidance = float(guidance)
+
+    import torch
+
+    raise_if_cancelled(cancel)
+    with torch.inference_mode():
+        report(progress, Phase.CONDITIONING, 0, 1)
+        embed = _image_embeddings if models.mode == "image" else _text_embeddings
+        embeds = torch.cat([embed(models, c, int(b)) for c, b in zip(conditions, batches)])
+        report(progress, Phase.CONDITIONING, 1, 1)
+        if schedule == "shap-e":
+            plan = _reference_plan(models, int(steps), sigma_min, sigma_max, guidance)
+        else:
+            plan = _diffusers_plan(models, int(steps), guidance)
+        if plan.guided:
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+        noise = torch.cat(
+            [initial_noise(s, int(b), models.latent_shape) for s, b in zip(seeds, batches)]
+        )
+        x = (noise * plan.init_sigma).to(models.device)
+        x = _heun(_make_denoiser(models, embeds, plan, guidance), x, plan.sigmas, progress, cancel)
+    return list(x.float().cpu().split([int(b) for b in batches]))
