@@ -152,6 +152,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             code = cli.EXIT_CANCELLED
         finally:
             bar.close()
+            engine.close()  # again is harmless; this covers a batch refused before it began
     out_dir = args.out_dir
     if summary is None:
         print(f"cancelled: finished items are in {out_dir}; run the same command to go on")

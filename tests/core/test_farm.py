@@ -322,13 +322,14 @@ def test_farm_extra_pins_the_same_ray_as_the_dev_requirements():
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_items_and_a_rerun_completes(surface_text_model_dir, tmp_path):
+    ITEMS = 4  # noqa: N806
     prompts = tmp_path / "p.txt"
-    prompts.write_text("".join(f"prop number {i}\n" for i in range(8)))
+    prompts.write_text("".join(f"prop number {i}\n" for i in range(ITEMS)))
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "blender_img3d", "batch", str(prompts), "--out-dir", str(out),
-        "--model", str(surface_text_model_dir), "--steps", "64", "--grid-size", "32",
-        "--target-faces", "0", "--group", "1", "--format", "glb", "--format", "step",
+        "--model", str(surface_text_model_dir), "--steps", "32", "--grid-size", "16",
+        "--target-faces", "0", "--group", "1", "--format", "glb", "--format", "obj",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(
@@ -348,16 +349,16 @@ def test_ctrl_c_keeps_finished_items_and_a_rerun_completes(surface_text_model_di
     assert child.returncode == 130, stderr
     assert "stopping" in stderr
     finished = reports(out)
-    assert 1 <= len(finished) < 8, "the batch should stop part-way"
+    assert 1 <= len(finished) < ITEMS, "the batch should stop part-way"
     assert temp_files(out) == []
     written = summary_of(out)
     assert written["status"] == "cancelled"
     assert written["counts"]["made"] == len(finished)
 
     rest = runner.run_batch(
-        prompts, out, base(surface_text_model_dir, steps=64, grid_size=32), ["glb", "step"],
+        prompts, out, base(surface_text_model_dir, steps=32), ["glb", "obj"],
         group_rows=1,
     )  # fmt: skip
-    assert (rest.skipped, rest.made) == (len(finished), 8 - len(finished))
+    assert (rest.skipped, rest.made) == (len(finished), ITEMS - len(finished))
     assert {k: v for k, v in reports(out).items() if k in finished} == finished
-    assert len(reports(out)) == 8
+    assert len(reports(out)) == ITEMS
