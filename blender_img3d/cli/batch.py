@@ -14,22 +14,21 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..core import settings as defaults
 from ..core.errors import CancelledError, ConfigError
-from . import main as cli
+
+HELP = "many images or prompts in one resumable job (here or on Ray)"
+DESCRIPTION = (
+    "Make every item of MANIFEST into DIR/<name>/: a folder of images, a .txt of prompts (one "
+    "per line), or a .csv/.jsonl with per-item image or prompt, name, seed, batch and setting "
+    "overrides. A rerun skips finished items."
+)
 
 
-def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
-    """Register the ``batch`` subcommand on ``sub`` (the main parser's subparsers)."""
-    parser = sub.add_parser(
-        "batch",
-        help="many images or prompts in one resumable job (here or on Ray)",
-        description="Make every item of MANIFEST into DIR/<name>/: a folder of images, a .txt of "
-        "prompts (one per line), or a .csv/.jsonl with per-item image or prompt, name, seed, "
-        "batch and setting overrides. A rerun skips finished items.",
-    )
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options only ``batch`` has; ``cli/main.py`` adds generate's shared ones."""
     parser.add_argument("manifest", type=Path, metavar="MANIFEST")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
     parser.add_argument(
@@ -61,25 +60,6 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     )
     job.add_argument(
         "--cpus-per-worker", type=int, default=1, metavar="N", help="CPU cores per Ray actor"
-    )
-    cli._add_sampling_options(parser, per_file=False)
-    cli._add_image_options(parser, per_file=False)
-    cli._add_model_options(parser)
-    cli._add_decode_options(parser)
-    cli._add_mesh_options(parser)
-    cli._add_output_options(parser, required=False, per_file=False)
-    parser.set_defaults(func=cmd_batch)
-    return parser
-
-
-def base_request(args: argparse.Namespace) -> defaults.Request:
-    """The batch's settings from the command line; manifest rows override them per item."""
-    return defaults.Request(
-        preprocess=not args.no_preprocess,
-        image_settings=cli._image_settings(args),
-        generation=cli._generation_settings(args),
-        mesh=cli._mesh_settings(args),
-        units=args.units,
     )
 
 
@@ -122,17 +102,15 @@ class _Interrupts:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
-    """Run the batch and print its summary; exit 1 when items failed, 130 when cancelled."""
+def run(args: argparse.Namespace, base: defaults.Request) -> Optional[Any]:
+    """Run the batch, print its outcome; return the summary, or None when cancelled."""
     from ..core.farm.runner import STOPPED, run_batch
     from .progress import ProgressBar
 
-    base = base_request(args)
     base.validate_settings()
     cancel = threading.Event()
     bar = ProgressBar(quiet=args.quiet)
     summary = None
-    code = cli.EXIT_OK
     with _Interrupts(cancel):
         engine = _engine(args)
         try:
@@ -149,21 +127,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 cancel=cancel,
             )
         except CancelledError:
-            code = cli.EXIT_CANCELLED
+            pass
         finally:
             bar.close()
             engine.close()  # again is harmless; this covers a batch refused before it began
-    out_dir = args.out_dir
     if summary is None:
-        print(f"cancelled: finished items are in {out_dir}; run the same command to go on")
-        return code
+        print(f"cancelled: finished items are in {args.out_dir}; run the same command to go on")
+        return None
     for failure in summary.failures:
         print(f"failed {failure['name']} ({failure['where']}): {failure['message']}")
     print(
         f"{summary.done} of {summary.total} items done ({summary.made} made, "
         f"{summary.skipped} already finished), {len(summary.failures)} failed "
-        f"in {summary.seconds:.1f} s; summary in {Path(out_dir) / 'batch.json'}"
+        f"in {summary.seconds:.1f} s; summary in {Path(args.out_dir) / 'batch.json'}"
     )
     if summary.status == STOPPED:
         print(f"stopped after {len(summary.failures)} failures (--max-failures)")
-    return cli.EXIT_ERROR if summary.failures else cli.EXIT_OK
+    return summary

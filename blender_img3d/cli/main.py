@@ -307,6 +307,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Many images or prompts → one folder per item (cli/batch.py); resumable."""
+    from . import batch
+
+    base = defaults.Request(
+        preprocess=not args.no_preprocess,
+        image_settings=_image_settings(args),
+        generation=_generation_settings(args),
+        mesh=_mesh_settings(args),
+        units=args.units,
+    )
+    summary = batch.run(args, base)
+    if summary is None:
+        return EXIT_CANCELLED
+    return EXIT_ERROR if summary.failures else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m blender_img3d",
@@ -368,9 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(exp, required=True)
     exp.set_defaults(func=cmd_export)
 
-    from .batch import add_batch_parser
+    from . import batch
 
-    add_batch_parser(sub)
+    bat = sub.add_parser("batch", help=batch.HELP, description=batch.DESCRIPTION)
+    batch.add_batch_arguments(bat)
+    _add_sampling_options(bat, per_file=False)
+    _add_image_options(bat, per_file=False)
+    _add_model_options(bat)
+    _add_decode_options(bat)
+    _add_mesh_options(bat)
+    _add_output_options(bat, required=False, per_file=False)
+    bat.set_defaults(func=cmd_batch)
     return parser
 
 

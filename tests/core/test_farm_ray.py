@@ -23,6 +23,8 @@ from blender_img3d.core.farm import runner  # noqa: E402
 from blender_img3d.core.farm.plan import ITEM_REPORT, LATENTS_FILE  # noqa: E402
 from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 ITEMS = 12
 # Small enough for a 2-core machine shared with others: one CPU and a small object store per node.
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024**2, "node_ip_address": "127.0.0.1"}
