@@ -32,9 +32,13 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
 # Blender 5.0's own numpy: bpy 5.0.1 is built against numpy 1.x.
 NUMPY_REQUIREMENT = "numpy==1.26.4"
 
-# Development only: Blender as a module, test tools, third-party readers.
+# Optional: the farm's Ray engine (``batch --engine ray``); the ``[farm]`` extra.
+RAY_REQUIREMENT = "ray==2.60.0"
+
+# Development only: Blender as a module, test tools, third-party readers, Ray for the farm tests.
 DEV_REQUIREMENTS: tuple[str, ...] = (
     "bpy==5.0.1",
+    RAY_REQUIREMENT,
     "pytest==9.2.0",
     "hypothesis==6.170.17",
     "ruff==0.17.6",
