@@ -1,4 +1,4 @@
-"""Command line: ``python -m blender_img3d info|generate|decode|export``.
+"""Command line: ``python -m blender_img3d info|generate|decode|export|serve``.
 
 Kept import-light: only argparse runs before a subcommand is chosen, so
 ``--help`` is instant; each subcommand imports what it needs. Errors print one
@@ -18,6 +18,7 @@ from ..core import settings as defaults
 from ..core.errors import ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .serve import add_remote_options, add_serve_parser, remote_backend
 
 LENGTH_UNITS = tuple(UNITS)
 
@@ -190,8 +191,6 @@ def _run_with_progress(args: argparse.Namespace, work) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Image or prompt → mesh files, through the backend seam like every other entry point."""
-    from ..core.backend import get_backend
-
     request = defaults.Request(
         image=args.image,
         prompt=args.prompt,
@@ -211,7 +210,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
-    backend = get_backend("local")
+    backend = remote_backend(args)
     return _run_with_progress(args, lambda bar: backend.submit(request, progress=bar))
 
 
@@ -316,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_options(gen)
     _add_mesh_options(gen)
     _add_output_options(gen, required=True)
+    add_remote_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     dec = sub.add_parser(
@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(exp)
     _add_output_options(exp, required=True)
     exp.set_defaults(func=cmd_export)
+
+    add_serve_parser(sub, _add_model_options)
     return parser
 
 

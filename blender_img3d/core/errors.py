@@ -55,6 +55,10 @@ class ExportError(Img3DError):
     """A file could not be written; the previous file, if any, is untouched."""
 
 
+class ServerError(Img3DError):
+    """The GPU server can't be reached, refused the request, or lost the job."""
+
+
 class CancelledError(Img3DError):
     """The user cancelled the job."""
 

@@ -161,8 +161,10 @@ class Request(EqualByDict):
             raise ConfigError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {g.schedule!r}."
             )
-        if g.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {g.device!r}.")
+        if not _known_device(g.device):
+            raise ConfigError(
+                f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {g.device!r}."
+            )
         if g.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {g.dtype!r}.")
         if not MIN_GRID_SIZE <= g.grid_size <= MAX_GRID_SIZE:
@@ -242,6 +244,14 @@ class Request(EqualByDict):
             "image_settings": asdict(self.image_settings),
             "mesh": asdict(self.mesh),
         }
+
+
+def _known_device(name: str) -> bool:
+    """A device name, or ``cuda:N``: the GPU server pins one worker to each of its GPUs."""
+    if name in DEVICES:
+        return True
+    kind, _, index = str(name).partition(":")
+    return kind == "cuda" and index.isdigit()
 
 
 _SECTIONS = {

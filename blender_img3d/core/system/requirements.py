@@ -31,13 +31,22 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
 # Blender 5.0's own numpy: bpy 5.0.1 is built against numpy 1.x.
 NUMPY_REQUIREMENT = "numpy==1.26.4"
 
-# Development only: Blender as a module, test tools, third-party readers.
+# The GPU server (``serve``): the ``[server]`` extra in pyproject.toml. Not needed by
+# the add-on, nor by a client: the remote backend uses requests, which Blender ships.
+SERVER_REQUIREMENTS: tuple[str, ...] = (
+    "fastapi==0.163.2",
+    "uvicorn==0.54.0",
+    "python-multipart==0.0.34",
+)
+
+# Development only: Blender as a module, test tools, third-party readers, the server.
 DEV_REQUIREMENTS: tuple[str, ...] = (
     "bpy==5.0.1",
     "pytest==9.2.0",
     "hypothesis==6.170.17",
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
+    *SERVER_REQUIREMENTS,
 )
 
 # npm packages for tests (the Khronos glTF validator).
