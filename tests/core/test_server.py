@@ -578,3 +578,36 @@ def test_server_extra_in_pyproject_is_the_pinned_list():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert pyproject["project"]["optional-dependencies"]["server"] == list(SERVER_REQUIREMENTS)
     assert set(SERVER_REQUIREMENTS) <= set(DEV_REQUIREMENTS)
+
+
+# --- retention (the store alone, no HTTP, no model) ---------------------------------------------
+def test_ended_jobs_are_deleted_after_the_retention_time(tmp_path):
+    from blender_img3d.core.errors import EmptySurfaceError
+    from blender_img3d.core.server.config import ServerConfig
+    from blender_img3d.core.server.jobstore import JobStore
+
+    class NoSurface:
+        def submit(self, request, progress=None, cancel=None):
+            progress("sampling", 1, 1)
+            raise EmptySurfaceError("No surface: try another seed.")
+
+    config = ServerConfig(jobs_dir=tmp_path / "jobs", keep_results_seconds=60, warm_modes=())
+    store = JobStore(config, devices=["cpu"], backend_factory=NoSurface).start()
+    try:
+        record = store.new_job()
+        request, options = protocol.request_from_settings(FAST, prompt="a lamp")
+        store.prepare(record, request, options)
+        store.enqueue(record)
+        deadline = time.monotonic() + 30
+        while not record.final and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status = store.status(record)
+        assert status["state"] == "failed" and status["error_type"] == "EmptySurfaceError"
+        assert status["error"] == "No surface: try another seed."
+        assert store.sweep(now=record.ended + 59) == []
+        assert store.get(record.id) is record and record.folder.is_dir()
+        assert store.sweep(now=record.ended + 60) == [record.id]
+        assert store.get(record.id) is None and not record.folder.exists()
+    finally:
+        store.stop()
+    assert (tmp_path / "jobs").is_dir()  # a jobs folder the user gave is kept
