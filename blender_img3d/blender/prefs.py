@@ -1,8 +1,9 @@
 """Add-on preferences: models and their cache, downloads, device, dependencies, system check.
 
 The buttons run operators from ``operators/dependencies.py`` and
-``operators/models.py``; their progress lives in those modules' ``TaskStatus``
-objects and is drawn here. Nothing heavy is imported to draw this page.
+``operators/models.py``; their progress is the WindowManager task state
+(``tasks``), drawn here. Nothing heavy is imported, and nothing is activated,
+to draw this page.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..core import choices
 from ..core import settings as defaults
-from .operators.dependencies import INSTALL_STATUS, TORCH_BUILD_ITEMS
-from .operators.models import DOWNLOAD_STATUS
-from .operators.task_status import TaskStatus
-from .props import DEVICE_ITEMS
+from . import tasks
+from .props import enum_items
+
+TORCH_BUILD_ITEMS = (
+    ("CPU", "CPU", "PyTorch for the processor only (about 1 GB; works everywhere)"),
+    ("CUDA", "CUDA", "PyTorch with NVIDIA GPU support (about 5 GB)"),
+)
 
 # The extension's own package (``bl_ext.<repo>.blender_img3d``): one level above ``blender/``.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -67,7 +72,9 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         description="Download missing models (needs Blender's Allow Online Access)",
         default=False,
     )
-    device: EnumProperty(name="Preferred Device", items=DEVICE_ITEMS, default="AUTO")
+    device: EnumProperty(
+        name="Preferred Device", items=enum_items(choices.DEVICES), default=choices.DEVICES[0].name
+    )
     keep_model_loaded: BoolProperty(
         name="Keep Model Loaded",
         description="Keep the model in memory between runs (faster, uses memory)",
@@ -124,14 +131,12 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         sub.operator("img3d.download_models", icon="IMPORT")
         row.operator("img3d.open_cache_folder", icon="FILE_FOLDER")
         row.operator("img3d.release_model", icon="X")
-        _draw_task(box, DOWNLOAD_STATUS, "DOWNLOAD")
+        _draw_task(box, tasks.state_of("download"), "DOWNLOAD")
 
     def _draw_dependencies(self, box) -> None:
         from ..core.system.deps import missing_modules
-        from .operators.dependencies import activate_vendor
 
         box.label(text="Dependencies", icon="SCRIPT")
-        activate_vendor()  # cheap and idempotent: packages installed earlier count as found
         missing = missing_modules()
         if missing:
             box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
@@ -143,13 +148,14 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         row.operator("img3d.install_dependencies", icon="IMPORT")
         if not bpy.app.online_access:
             box.label(text="Needs Preferences > System > Allow Online Access", icon="INFO")
-        _draw_task(box, INSTALL_STATUS, "INSTALL")
-        if INSTALL_STATUS.lines:
+        install = tasks.state_of("install")
+        _draw_task(box, install, "INSTALL")
+        if install.log:
             box.prop(self, "show_install_log", icon="TEXT")
             if self.show_install_log:
                 log = box.column(align=True)
                 log.scale_y = 0.7
-                for line in INSTALL_STATUS.tail(12):
+                for line in install.log_lines()[-12:]:
                     log.label(text=line[-160:])
 
     def _draw_system(self, box) -> None:
@@ -166,18 +172,20 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
             draw_check(box)
 
 
-def _draw_task(layout, status: TaskStatus, task: str) -> None:
+def _draw_task(layout, state, task: str) -> None:
     """Progress bar with a Cancel button while running; the last result otherwise."""
-    if status.running:
+    if state.running:
         row = layout.row(align=True)
-        row.progress(factor=status.fraction, type="BAR", text=status.text or "Working...")
-        row.operator("img3d.cancel_task", text="", icon="CANCEL").task = task
-    elif status.error:
+        row.progress(factor=state.progress, type="BAR", text=state.message or "Working…")
+        cancel = row.row(align=True)
+        cancel.enabled = not state.cancelling
+        cancel.operator("img3d.cancel_task", text="", icon="CANCEL").task = task
+    elif state.last_error:
         row = layout.row()
         row.alert = True
-        row.label(text=status.error, icon="ERROR")
-    elif status.text:
-        layout.label(text=status.text, icon="CHECKMARK")
+        row.label(text=state.last_error, icon="ERROR")
+    elif state.message:
+        layout.label(text=state.message, icon="CHECKMARK")
 
 
 CLASSES = (IMG3D_Preferences,)

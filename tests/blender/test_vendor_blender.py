@@ -69,9 +69,9 @@ def test_install_button_installs_a_package_that_activate_makes_importable(
     installed_extension, online_access, clean_vendor_folder
 ):
     assert bpy.ops.img3d.install_dependencies(packages="six==1.16.0") == {"FINISHED"}
-    status = sys.modules[f"{installed_extension}.blender.operators.dependencies"].INSTALL_STATUS
-    assert not status.running and status.error == "" and status.fraction == 1.0
-    assert any(line.startswith("Successfully installed six-1.16.0") for line in status.lines)
+    status = bpy.context.window_manager.img3d_tasks.install
+    assert not status.running and status.last_error == "" and status.progress == 1.0
+    assert any(line.startswith("Successfully installed six-1.16.0") for line in status.log_lines())
     assert (clean_vendor_folder / "six.py").is_file()
     assert (clean_vendor_folder / vendor.STAMP_NAME).is_file()
     assert not (clean_vendor_folder / "numpy").exists()  # six needs no numpy: the pin adds none
@@ -83,7 +83,7 @@ def test_install_button_installs_a_package_that_activate_makes_importable(
     assert six.__version__ == "1.16.0"
     # Second press: the stamp matches, pip is not run again.
     assert bpy.ops.img3d.install_dependencies(packages="six==1.16.0") == {"FINISHED"}
-    assert status.lines[-1] == vendor.UP_TO_DATE_LINE
+    assert status.log_lines()[-1] == vendor.UP_TO_DATE_LINE
 
 
 def test_blender_mode_reads_its_options_after_the_double_dash(

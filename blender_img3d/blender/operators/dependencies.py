@@ -1,10 +1,12 @@
 """Install Dependencies: pip-install the runtime packages into the extension's vendor folder.
 
 The install runs ``core/vendor.py`` in a child process of Blender's own Python,
-so Blender stays responsive and a crash in pip can't take it down. With a window
-the operator is modal: a timer drains the child's output lines into
-``INSTALL_STATUS`` (drawn in the preferences with a progress bar); without one
-(background mode, scripts) it runs the same child synchronously.
+so Blender stays responsive and a crash in pip can't take it down. The
+``install`` task's worker thread reads the child's output lines and queues them
+(``tasks``); with a window the operator is modal and the shared timer mirrors
+them into the preferences' progress bar and log; without one (background
+mode, scripts) the same task is ticked to its end. A finished install is
+activated at once (and at every ``register()``), never from ``draw()``/``poll()``.
 """
 
 from __future__ import annotations
@@ -14,26 +16,22 @@ import queue
 import subprocess
 import threading
 from pathlib import Path
+from typing import IO, Optional
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ...core.errors import CancelledError
 from ...core.system import vendor
 from ...core.system.requirements import RUNTIME_REQUIREMENTS
-from .task_status import TaskStatus, redraw_preferences
+from .. import tasks
+from ..prefs import TORCH_BUILD_ITEMS
 
 logger = logging.getLogger(__name__)
 
-INSTALL_STATUS = TaskStatus()
-TIMER_INTERVAL_SECONDS = 0.2
-MAX_LINES_PER_TICK = 200
 # A custom package list (tests, advanced use) needs far less room than torch.
 SMALL_INSTALL_BYTES = 200 * 1024**2
-
-TORCH_BUILD_ITEMS = (
-    ("CPU", "CPU", "PyTorch for the processor only (about 1 GB; works everywhere)"),
-    ("CUDA", "CUDA", "PyTorch with NVIDIA GPU support (about 5 GB)"),
-)
+OUTPUT_POLL_SECONDS = 0.1
 
 
 def vendor_folder() -> Path:
@@ -56,7 +54,7 @@ def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def activate_vendor() -> bool:
-    """Append the vendor folder to ``sys.path`` if it holds an install."""
+    """Append the vendor folder to ``sys.path`` if it holds an install (register, after install)."""
     return vendor.activate(vendor_folder())
 
 
@@ -79,12 +77,81 @@ def _progress_for(plan: vendor.InstallPlan) -> vendor.PipProgress:
     return vendor.PipProgress(vendor.EXPECTED_DISTRIBUTIONS if full else len(plan.requirements) * 3)
 
 
-class IMG3D_OT_install_dependencies(bpy.types.Operator):
+def _pump(stream: IO[str], lines: "queue.Queue[str]") -> None:
+    for line in stream:
+        lines.put(line.rstrip())
+
+
+class InstallTask(tasks.Task):
+    """The installer child process, watched from a worker thread."""
+
+    kind = "install"
+    busy_message = "An install is already running: wait for it or cancel it first."
+    cancelled_text = "Dependency install cancelled; run it again to finish"
+    cancelled_hint = "Cancelled: run it again to finish."
+    failed_text = "Install failed"
+    done_text = "Dependencies installed"
+
+    def __init__(
+        self, command: list[str], env: dict[str, str], progress: vendor.PipProgress, where: Path
+    ) -> None:
+        super().__init__()
+        self.command, self.env, self.pip, self.where = command, env, progress, where
+        self.start_text = f"Installing into {where}"
+        self.process: Optional[subprocess.Popen] = None
+
+    def work(self, progress, cancel):
+        self.process = process = _start_install(self.command, self.env)
+        assert process.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=_pump, args=(process.stdout, lines), name="img3d-install-output", daemon=True
+        )
+        reader.start()
+        while True:
+            if cancel.is_set() and process.poll() is None:
+                process.terminate()
+            try:
+                line = lines.get(timeout=OUTPUT_POLL_SECONDS)
+            except queue.Empty:
+                if process.poll() is not None and not reader.is_alive() and lines.empty():
+                    break
+                continue
+            logger.info("pip: %s", line)
+            self.log(line)
+            self.report(self.pip.feed(line), self.pip.phase.capitalize())
+        returncode = process.wait()
+        if cancel.is_set():
+            raise CancelledError()
+        if returncode != 0:
+            raise vendor.InstallError(
+                self.pip.error
+                or f"The installer stopped with exit code {returncode}: see the log in the "
+                "preferences or the console."
+            )
+        return returncode
+
+    def cancel(self) -> None:
+        super().cancel()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()  # don't leave pip running if Blender is closing
+
+    def on_result(self, context, result) -> str:
+        activate_vendor()
+        return self.done_text
+
+    def report_text(self) -> str:
+        return f"Dependencies installed in {vendor_folder()}"
+
+
+class IMG3D_OT_install_dependencies(tasks.ModalTask, bpy.types.Operator):
     """Download and install PyTorch, diffusers and the other packages into the extension's own folder (Blender's Python is not changed)"""  # noqa: E501
 
     bl_idname = "img3d.install_dependencies"
     bl_label = "Install Dependencies"
     bl_options = {"REGISTER", "INTERNAL"}
+    timer_interval = 0.2
 
     torch_build: EnumProperty(
         name="PyTorch Build",
@@ -102,19 +169,19 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if INSTALL_STATUS.running:
+        if tasks.active("install") is not None:
             cls.poll_message_set("An install is already running")
             return False
         return True
 
-    def _command(self, context) -> tuple[list[str], dict[str, str], vendor.InstallPlan]:
+    def _task(self, context) -> InstallTask:
         from ..prefs import get_preferences
 
         prefs = get_preferences()
         build = prefs.torch_build if self.torch_build == "PREFERENCES" else self.torch_build
         plan = install_plan(build, self.packages, prefs.torch_index_url)
         command, env = vendor.subprocess_command(plan, force=self.force)
-        return command, env, plan
+        return InstallTask(command, env, _progress_for(plan), plan.vendor_dir)
 
     def _refuse_offline(self) -> bool:
         if bpy.app.online_access:
@@ -126,100 +193,29 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
         )
         return True
 
-    def execute(self, context):
-        """Synchronous path (background mode and scripts): same child process, waited for."""
+    def _prepare(self, context) -> Optional[InstallTask]:
         if self._refuse_offline():
-            return {"CANCELLED"}
+            return None
         try:
-            command, env, plan = self._command(context)
+            return self._task(context)
         except vendor.InstallError as exc:
             self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
-        progress = _progress_for(plan)
-        process = _start_install(command, env)
-        assert process.stdout is not None
-        for line in process.stdout:
-            self._take_line(line.rstrip(), progress)
-        return self._finished(process.wait(), progress)
+            return None
+
+    def execute(self, context):
+        """Synchronous path (background mode and scripts): the same task, ticked to its end."""
+        task = self._prepare(context)
+        return {"CANCELLED"} if task is None else tasks.run_to_end(self, context, task)
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        if self._refuse_offline():
-            return {"CANCELLED"}
-        try:
-            command, env, plan = self._command(context)
-        except vendor.InstallError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
-        self._progress = _progress_for(plan)
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._process = _start_install(command, env)
-        self._reader = threading.Thread(target=self._read_lines, daemon=True)
-        self._reader.start()
-        self._timer = context.window_manager.event_timer_add(
-            TIMER_INTERVAL_SECONDS, window=context.window
-        )
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def _read_lines(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.put(line.rstrip())
-
-    def modal(self, context, event):
-        if event.type == "ESC" or INSTALL_STATUS.cancel.is_set():
-            INSTALL_STATUS.cancel.set()
-            if self._process.poll() is None:
-                self._process.terminate()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        for _ in range(MAX_LINES_PER_TICK):
-            try:
-                self._take_line(self._lines.get_nowait(), self._progress)
-            except queue.Empty:
-                break
-        redraw_preferences()
-        if self._process.poll() is None or self._reader.is_alive() or not self._lines.empty():
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finished(self._process.returncode, self._progress)
-
-    def cancel(self, context):
-        # Blender is closing or the operator is dropped: don't leave pip running.
-        if getattr(self, "_process", None) is not None and self._process.poll() is None:
-            self._process.terminate()
-        INSTALL_STATUS.finish("Install stopped", error="Install stopped before it finished.")
-
-    def _take_line(self, line: str, progress: vendor.PipProgress) -> None:
-        logger.info("pip: %s", line)
-        INSTALL_STATUS.log(line)
-        INSTALL_STATUS.update(progress.feed(line), progress.phase.capitalize())
-
-    def _finished(self, returncode: int, progress: vendor.PipProgress) -> set[str]:
-        if INSTALL_STATUS.cancel.is_set():
-            INSTALL_STATUS.finish("Install cancelled", error="Cancelled: run it again to finish.")
-            self.report({"WARNING"}, "Dependency install cancelled; run it again to finish")
-            return {"CANCELLED"}
-        if returncode != 0:
-            message = progress.error or (
-                f"The installer stopped with exit code {returncode}: see the log in the "
-                "preferences or the console."
-            )
-            INSTALL_STATUS.finish("Install failed", error=message)
-            self.report({"ERROR"}, message)
-            return {"CANCELLED"}
-        activate_vendor()
-        INSTALL_STATUS.finish("Dependencies installed")
-        self.report({"INFO"}, f"Dependencies installed in {vendor_folder()}")
-        return {"FINISHED"}
+        task = self._prepare(context)
+        return {"CANCELLED"} if task is None else self.start_modal(context, task)
 
 
 class IMG3D_OT_cancel_task(bpy.types.Operator):
-    """Stop the running dependency install or model download"""
+    """Stop the running dependency install, model download or generation"""
 
     bl_idname = "img3d.cancel_task"
     bl_label = "Cancel"
@@ -229,16 +225,13 @@ class IMG3D_OT_cancel_task(bpy.types.Operator):
         items=(
             ("INSTALL", "Install", "The dependency install"),
             ("DOWNLOAD", "Download", "The model download"),
+            ("GENERATE", "Generate", "The generation"),
         ),
         default="INSTALL",
     )
 
     def execute(self, context):
-        from .models import DOWNLOAD_STATUS
-
-        status = INSTALL_STATUS if self.task == "INSTALL" else DOWNLOAD_STATUS
-        status.cancel.set()
-        status.update(text="Cancelling...")
+        tasks.cancel(self.task.lower())
         return {"FINISHED"}
 
 
