@@ -1,6 +1,6 @@
 """Operators: thin wrappers that turn properties into core calls and report errors."""
 
-from . import dependencies, export, generate, mesh_tools, models, system
+from . import dependencies, export, generate, mesh_tools, models, remote, system
 
 CLASSES = (
     *generate.CLASSES,
@@ -9,4 +9,5 @@ CLASSES = (
     *models.CLASSES,
     *export.CLASSES,
     *mesh_tools.CLASSES,
+    *remote.CLASSES,
 )
