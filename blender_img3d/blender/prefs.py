@@ -49,6 +49,18 @@ def user_data_dir(*parts: str) -> Path:
         return folder
 
 
+_CONNECTION_CHECK: list = [True, ""]  # the last Test Connection: not saved, drawn below
+
+
+def record_connection_check(ok: bool, message: str) -> None:
+    _CONNECTION_CHECK[:] = [ok, message]
+
+
+def last_connection_check() -> tuple[bool, str]:
+    """``(ok, message)`` of the last Test Connection (empty message: none yet)."""
+    return bool(_CONNECTION_CHECK[0]), str(_CONNECTION_CHECK[1])
+
+
 def get_preferences() -> "IMG3D_Preferences":
     return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
 
@@ -175,8 +187,6 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         row.operator("img3d.test_connection", icon="PLUGIN")
         if not bpy.app.online_access:
             box.label(text="Needs Preferences > System > Allow Online Access", icon="ERROR")
-        from .operators.remote import last_connection_check
-
         ok, message = last_connection_check()
         if message:
             line = box.row()

@@ -96,7 +96,7 @@ report["offline"] = generate(steps=2, grid_size=16, target_faces=0)
 
 bpy.context.preferences.system.use_online_access = True
 bpy.ops.img3d.test_connection()
-report["connection"] = sys.modules[package + ".blender.operators.remote"].last_connection_check()
+report["connection"] = sys.modules[package + ".blender.prefs"].last_connection_check()
 report["poll_without_dependencies"] = bpy.ops.img3d.generate.poll()
 report["remote"] = generate(steps=2, grid_size=16, target_faces=0)
 

@@ -6,13 +6,6 @@ import bpy
 
 from ...core.errors import Img3DError
 
-_LAST_CHECK: tuple[bool, str] = (True, "")
-
-
-def last_connection_check() -> tuple[bool, str]:
-    """``(ok, message)`` of the last Test Connection, for the preferences to draw."""
-    return _LAST_CHECK
-
 
 def describe_health(url: str, health: dict) -> str:
     """One line: where, which version, on what, how busy, whether a token is needed."""
@@ -41,8 +34,7 @@ class IMG3D_OT_test_connection(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        global _LAST_CHECK
-        from ..prefs import get_preferences
+        from ..prefs import get_preferences, record_connection_check
 
         try:
             backend = get_preferences().remote_backend()
@@ -50,11 +42,12 @@ class IMG3D_OT_test_connection(bpy.types.Operator):
             if health.get("auth"):
                 check_token(backend)
         except Img3DError as error:
-            _LAST_CHECK = (False, str(error))
+            record_connection_check(False, str(error))
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        _LAST_CHECK = (True, describe_health(backend.url, health))
-        self.report({"INFO"}, _LAST_CHECK[1])
+        message = describe_health(backend.url, health)
+        record_connection_check(True, message)
+        self.report({"INFO"}, message)
         return {"FINISHED"}
 
 
