@@ -322,6 +322,9 @@ def test_missing_or_wrong_token_is_401_and_does_no_work(server, jobs_dir, header
     health = requests.get(f"{server.url}/v1/health", timeout=10)
     assert health.status_code == 200 and health.json()["auth"] is True
     assert health.json()["queue"] == 0
+    log = server.log()
+    assert '"POST /v1/jobs" 401' in log  # each request is logged...
+    assert TOKEN not in log and "wrong-token" not in log  # ...never its credentials
 
 
 def test_remote_backend_with_a_wrong_token_says_so_in_one_line(server):
@@ -611,3 +614,44 @@ def test_ended_jobs_are_deleted_after_the_retention_time(tmp_path):
     finally:
         store.stop()
     assert (tmp_path / "jobs").is_dir()  # a jobs folder the user gave is kept
+
+
+def test_tls_with_uvicorn_certificate_options(tmp_path, monkeypatch):
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    tls = ServerProcess(
+        ["--device", "cpu", "--tls-cert", str(cert), "--tls-key", str(key)],
+        tmp_path / "tls.log",
+    )
+    try:
+        assert tls.url.startswith("https://127.0.0.1:")
+        untrusted = backends.get_backend("remote", url=tls.url)
+        with pytest.raises(ServerError, match="TLS with .* failed.*REQUESTS_CA_BUNDLE"):
+            untrusted.health()
+        assert backends.get_backend("remote", url=tls.url, verify=str(cert)).health()["version"]
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # what the README tells CLI users
+        assert backends.get_backend("remote", url=tls.url).health()["api"] == "v1"
+    finally:
+        tls.stop()
+
+
+def test_a_failed_job_comes_back_as_the_core_error_it_was():
+    from blender_img3d.core.errors import EmptySurfaceError
+
+    error = protocol.error_from_body(
+        {"error": "No surface: try another seed.", "type": "EmptySurfaceError"}, "fallback"
+    )
+    assert type(error) is EmptySurfaceError and str(error) == "No surface: try another seed."
+    assert type(protocol.error_from_body({"error": "x", "type": "KeyError"}, "f")) is ServerError
+    assert str(protocol.error_from_body("<html>", "The server answered 502.")) == (
+        "The server answered 502."
+    )

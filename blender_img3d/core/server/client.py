@@ -98,7 +98,9 @@ class ServerClient:
         self.online = online
         self._requests = requests
         self.session = requests.Session()
-        self.session.verify = verify
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a
+        # session's verify, but not a request's. True keeps that variable's say.
+        self.verify = verify
         self.session.headers["User-Agent"] = f"blender_img3d/{_version()}"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -118,6 +120,8 @@ class ServerClient:
         """One call; a non-2xx answer becomes the typed error its JSON body names."""
         self._check_online()
         kwargs.setdefault("timeout", self.timeout)
+        if self.verify is not True:
+            kwargs.setdefault("verify", self.verify)
         exceptions = self._requests.exceptions
         try:
             response = self.session.request(method, self.url + path, stream=stream, **kwargs)
@@ -155,7 +159,7 @@ class ServerClient:
             error.status = status  # type: ignore[attr-defined]
             return error
         fallback = f"The server at {self.url} answered {status} {response.reason}."
-        error = protocol.error_from_body(status, body, fallback)
+        error = protocol.error_from_body(body, fallback)
         error.status = status  # type: ignore[attr-defined]  # lets callers tell HTTP from network
         return error
 
@@ -318,7 +322,6 @@ class RemoteBackend:
             raise CancelledError()
         if final["state"] == protocol.FAILED:
             raise protocol.error_from_body(
-                500,
                 {"error": final.get("error"), "type": final.get("error_type")},
                 f"The job failed on the server at {self.url}.",
             )

@@ -236,7 +236,7 @@ def error_body(error: BaseException) -> dict[str, str]:
     return {"error": str(error), "type": kind}
 
 
-def error_from_body(status: int, body: Any, fallback: str) -> Img3DError:
+def error_from_body(body: Any, fallback: str) -> Img3DError:
     """The typed error a server's JSON error body describes (ServerError if unknown)."""
     message = body.get("error") if isinstance(body, dict) else None
     kind = body.get("type") if isinstance(body, dict) else None
