@@ -146,6 +146,8 @@ def test_image_job_round_trip_equals_a_local_run(
     assert [p.name for p in got.outputs] == ["stool.glb", "stool.obj"]
     assert got.model_input is not None and got.model_input.size == want.model_input.size
 
+    assert events[0][0] == Phase.QUEUED  # the job is queued before the worker takes it
+    events = [event for event in events if event[0] != Phase.QUEUED]
     sampling = [step for phase, step, _total in events if phase == Phase.SAMPLING]
     assert sampling == sorted(sampling) and sampling[-1] == 3
     assert phase_sequence(events) == phase_sequence(local_events)  # the pipeline's own order
@@ -655,3 +657,25 @@ def test_a_failed_job_comes_back_as_the_core_error_it_was():
     assert str(protocol.error_from_body("<html>", "The server answered 502.")) == (
         "The server answered 502."
     )
+
+
+def test_pixel_arrays_travel_as_npy_and_match_a_local_run(
+    server, surface_image_model_dir, example_image
+):
+    from PIL import Image
+
+    # What Blender's remote mode sends: float sRGB pixels, rows bottom-up.
+    pixels = np.asarray(Image.open(example_image).convert("RGBA"), dtype=np.float32)[::-1] / 255
+
+    def request() -> Request:
+        return Request(
+            image=pixels.copy(),
+            name="stool",
+            generation=local_generation(surface_image_model_dir, steps=2, grid_size=16, seed=1),
+            mesh=MeshSettings(target_faces=0),
+        )
+
+    got = remote(server).submit(request())
+    want = backends.get_backend("local").submit(request())
+    assert_results_match(got, want)
+    assert got.meshes[0].name == "stool"

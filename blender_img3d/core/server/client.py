@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..errors import CancelledError, ConfigError, ImageInputError, Img3DError, ServerError
-from ..progress import ProgressCallback
+from ..progress import Phase, ProgressCallback
 from . import protocol
 
 log = logging.getLogger(__name__)
@@ -350,6 +350,8 @@ class RemoteBackend:
                         failures = 0
                         last_seq = snapshot.get("seq", last_seq)
                         point = (snapshot.get("phase"), snapshot.get("step"), snapshot.get("total"))
+                        if snapshot.get("state") == protocol.QUEUED:
+                            point = (Phase.QUEUED, snapshot.get("position") or 0, 0)
                         if progress is not None and point[0] and point != last_progress:
                             progress(str(point[0]), int(point[1] or 0), int(point[2] or 0))
                             last_progress = point
