@@ -91,7 +91,8 @@ def add_remote_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--server",
         metavar="URL",
-        help="run the job on a GPU server started with 'serve' (files are written here)",
+        help="run the job on a GPU server started with 'serve' (its model and device are used; "
+        "the files are written here)",
     )
     group.add_argument(
         "--token-file", type=Path, metavar="F", help="file holding the server's token"
