@@ -349,6 +349,11 @@ class JobStore:
             record.error = str(error)
             record.error_type = type(error).__name__ if isinstance(error, Img3DError) else None
         self._publish(record)
+        # An ended job is kept for a while: only its final state, not its history, its
+        # request (an uploaded pixel array can be large) or its cancel flag's listeners.
+        record.first_event += len(record.events) - 1
+        del record.events[:-1]
+        record.request = None
 
     # --- workers -------------------------------------------------------------------
     def _backend(self):
