@@ -365,7 +365,7 @@ def post_image(server, data: bytes, settings: dict, name: str = "x.png"):
         ("type", 422, "Setting 'seed' must be a whole number, got 'many'"),
         ("nested", 422, "Unknown setting 'mesh.steps'"),
         ("both", 422, "either an image or a prompt"),
-        ("bad-output", 422, "use one of .glb, .obj, .dxf, .step/.stp"),
+        ("bad-output", 422, "Can't write chair.fbx: use one of .glb"),
     ],
 )
 def test_bad_input_is_a_4xx_with_the_message_and_nothing_is_queued(
@@ -392,6 +392,7 @@ def test_bad_input_is_a_4xx_with_the_message_and_nothing_is_queued(
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert "\n" not in response.json()["error"]
+    assert str(jobs_dir) not in response.json()["error"]  # no server path in a message
     assert job_folders(jobs_dir) == before
     assert requests.get(f"{server.url}/v1/health", timeout=10).json()["queue"] == 0
 

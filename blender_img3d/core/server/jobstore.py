@@ -207,6 +207,11 @@ class JobStore:
         limits = request.image_settings  # a client may lower the server's limits, not raise them
         limits.max_file_bytes = min(limits.max_file_bytes, config.max_upload_bytes)
         limits.max_pixels = min(limits.max_pixels, MAX_PIXELS)
+        # Validated with the client's own names first, so no message shows a server path.
+        request.outputs = [Path(name) for name in options["outputs"]]
+        request.validate()
+        if options["save_input"] and not request.preprocess:
+            raise ConfigError("save_input needs preprocessing; drop preprocess: false.")
         out = record.folder / "out"
         # One folder per distinct output name: whatever a writer puts beside its file
         # (OBJ's .mtl) is then that output's companion, without knowing the formats.
@@ -220,9 +225,6 @@ class JobStore:
         request.latents_out = out / protocol.ARCHIVE_LATENTS
         request.report_path = out / protocol.ARCHIVE_REPORT
         request.save_input = out / protocol.ARCHIVE_INPUT if options["save_input"] else None
-        request.validate()
-        if options["save_input"] and not request.preprocess:
-            raise ConfigError("save_input needs preprocessing; drop preprocess: false.")
         record.request, record.options = request, options
 
     def enqueue(self, record: JobRecord) -> int:
