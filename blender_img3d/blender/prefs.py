@@ -18,6 +18,16 @@ from ..core import settings as defaults
 from . import tasks
 from .props import enum_items
 
+BACKEND_ITEMS = (
+    ("LOCAL", "Local", "Generate on this computer (needs the dependencies installed)"),
+    (
+        "REMOTE",
+        "Remote Server",
+        "Send jobs to a GPU server started with 'python -m blender_img3d serve'; "
+        "nothing heavy is installed here",
+    ),
+)
+
 TORCH_BUILD_ITEMS = (
     ("CPU", "CPU", "PyTorch for the processor only (about 1 GB; works everywhere)"),
     ("CUDA", "CUDA", "PyTorch with NVIDIA GPU support (about 5 GB)"),
@@ -39,6 +49,18 @@ def user_data_dir(*parts: str) -> Path:
         return folder
 
 
+_CONNECTION_CHECK: list = [True, ""]  # the last Test Connection: not saved, drawn below
+
+
+def record_connection_check(ok: bool, message: str) -> None:
+    _CONNECTION_CHECK[:] = [ok, message]
+
+
+def last_connection_check() -> tuple[bool, str]:
+    """``(ok, message)`` of the last Test Connection (empty message: none yet)."""
+    return bool(_CONNECTION_CHECK[0]), str(_CONNECTION_CHECK[1])
+
+
 def get_preferences() -> "IMG3D_Preferences":
     return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
 
@@ -46,6 +68,26 @@ def get_preferences() -> "IMG3D_Preferences":
 class IMG3D_Preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
+    backend: EnumProperty(
+        name="Backend",
+        description="Where Generate runs",
+        items=BACKEND_ITEMS,
+        default="LOCAL",
+    )
+    server_url: StringProperty(
+        name="Server URL",
+        description="Address of the GPU server, e.g. http://gpu-box.local:8765",
+        default="http://127.0.0.1:8765",
+    )
+    server_token: StringProperty(
+        name="Token",
+        description=(
+            "The token in the server's --token-file (kept in Blender's preferences, "
+            "never in a .blend file)"
+        ),
+        subtype="PASSWORD",
+        default="",
+    )
     image_model: StringProperty(
         name="Image Model",
         description="Hub id or local folder of the image-to-3D model",
@@ -113,15 +155,56 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         """The learned remover runs only when asked for and with online access on."""
         return bool(self.learned_background and bpy.app.online_access)
 
+    @property
+    def remote(self) -> bool:
+        """True when Generate goes to the GPU server (no local dependencies needed)."""
+        return self.backend == "REMOTE"
+
+    def remote_backend(self):
+        """The ``remote`` backend for the configured server.
+
+        Every call it makes first checks Blender's Allow Online Access, read
+        here on the main thread (the worker thread never touches bpy).
+        """
+        from ..core.backend import get_backend
+
+        allowed = bool(bpy.app.online_access)
+        return get_backend(
+            "remote",
+            url=self.server_url,
+            token=self.server_token.strip() or None,
+            online=lambda: allowed,
+        )
+
     def downloads_allowed(self) -> bool:
         """Downloads need both this preference and Blender's global online access."""
         return bool(self.allow_download and bpy.app.online_access)
 
     def draw(self, context):
         layout = self.layout
+        self._draw_backend(layout.box())
         self._draw_models(layout.box())
         self._draw_dependencies(layout.box())
         self._draw_system(layout.box())
+
+    def _draw_backend(self, box) -> None:
+        box.label(text="Backend", icon="NETWORK_DRIVE")
+        box.row().prop(self, "backend", expand=True)
+        if not self.remote:
+            return
+        col = box.column()
+        col.prop(self, "server_url")
+        col.prop(self, "server_token")
+        row = box.row()
+        row.enabled = bool(bpy.app.online_access)
+        row.operator("img3d.test_connection", icon="PLUGIN")
+        if not bpy.app.online_access:
+            box.label(text="Needs Preferences > System > Allow Online Access", icon="ERROR")
+        ok, message = last_connection_check()
+        if message:
+            line = box.row()
+            line.alert = not ok
+            line.label(text=message, icon="CHECKMARK" if ok else "ERROR")
 
     def _draw_models(self, box) -> None:
         box.label(text="Models", icon="FILE_3D")

@@ -87,11 +87,10 @@ def check_overrides(overrides: dict[str, Any]) -> None:
         raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
 
 
-def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
-    """A Blender image's current pixels as a PIL image (linear float buffers → sRGB)."""
+def blender_image_pixels(image: bpy.types.Image):
+    """A Blender image's current pixels, ``(height, width, channels)`` bottom-up, and
+    whether they are linear (float buffers not in sRGB)."""
     import numpy as np
-
-    from ..core.images.blender_pixels import image_from_pixels
 
     width, height = image.size
     if width == 0 or height == 0:
@@ -102,9 +101,30 @@ def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
     pixels = np.empty(width * height * channels, dtype=np.float32)
     image.pixels.foreach_get(pixels)
     linear = bool(image.is_float) and image.colorspace_settings.name != "sRGB"
-    return image_from_pixels(
-        pixels.reshape(height, width, channels), linear=linear, max_pixels=max_pixels
-    )
+    return pixels.reshape(height, width, channels), linear
+
+
+def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
+    """A Blender image's current pixels as a PIL image (linear float buffers → sRGB)."""
+    from ..core.images.blender_pixels import image_from_pixels
+
+    pixels, linear = blender_image_pixels(image)
+    return image_from_pixels(pixels, linear=linear, max_pixels=max_pixels)
+
+
+def blender_image_for_server(image: bpy.types.Image):
+    """The pixels as the GPU server takes them: sRGB floats, bottom-up, no PIL needed here.
+
+    The server reads the array with the same ``image_from_pixels`` a local run
+    uses, so only the sRGB curve for linear buffers is applied on this side.
+    """
+    from ..core.images.blender_pixels import linear_to_srgb
+
+    pixels, linear = blender_image_pixels(image)
+    if linear:
+        colour = 1 if pixels.shape[2] <= 2 else 3  # never alpha
+        pixels[..., :colour] = linear_to_srgb(pixels[..., :colour])
+    return pixels
 
 
 def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) -> defaults.Request:
@@ -137,7 +157,10 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
             raise ConfigError("Pick an image file first (or switch to a Blender image or Text).")
         image = Path(bpy.path.abspath(image_path))
     elif props.image is not None:
-        image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
+        if prefs.remote:
+            image = blender_image_for_server(props.image)
+        else:
+            image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
         name = Path(props.image.name).stem
     else:
         raise ConfigError("Pick a Blender image first (or switch to a file or Text).")

@@ -38,10 +38,13 @@ __all__ = [
 
 
 def preferred_backend() -> Backend:
-    """The backend the preferences choose (today: local, keeping the model warm or not)."""
+    """The backend the preferences choose: the GPU server, or local (model kept warm or not)."""
     from .prefs import get_preferences
 
-    return get_backend("local", keep_model_loaded=bool(get_preferences().keep_model_loaded))
+    prefs = get_preferences()
+    if prefs.remote:
+        return prefs.remote_backend()
+    return get_backend("local", keep_model_loaded=bool(prefs.keep_model_loaded))
 
 
 class GenerateSession(tasks.Task):

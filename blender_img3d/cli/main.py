@@ -1,4 +1,4 @@
-"""Command line: ``python -m blender_img3d info|generate|decode|export|batch``.
+"""Command line: ``python -m blender_img3d info|generate|decode|export|batch|serve``.
 
 Kept import-light: only argparse runs before a subcommand is chosen, so
 ``--help`` is instant; each subcommand imports what it needs. Errors print one
@@ -30,6 +30,7 @@ from ..core import settings as defaults
 from ..core.errors import CancelledError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .serve import add_remote_options, add_serve_parser, remote_backend
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,6 @@ def _run_with_progress(args: argparse.Namespace, work) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Image or prompt → mesh files, through the backend seam like every other entry point."""
-    from ..core.backend import get_backend
     from ..core.outputs import plan_for_request
 
     request = defaults.Request(
@@ -302,7 +302,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     plan_for_request(request)
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
-    backend = get_backend("local")
+    backend = remote_backend(args)
     return _run_with_progress(args, lambda bar: backend.submit(request, progress=bar))
 
 
@@ -397,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_options(gen)
     _add_mesh_options(gen)
     _add_output_options(gen, required=True)
+    add_remote_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     dec = sub.add_parser(
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(bat)
     _add_output_options(bat, required=False, per_file=False)
     bat.set_defaults(func=cmd_batch)
+    add_serve_parser(sub, _add_model_options)
     return parser
 
 

@@ -18,6 +18,7 @@ ProgressCallback = Callable[[str, int, int], None]
 class Phase:
     """Names of the pipeline phases, as shown in the panel and the CLI."""
 
+    QUEUED = "queued on the server"  # a remote job waiting for a free GPU
     LOADING_MODEL = "loading model"
     DOWNLOADING = "downloading"
     PREPROCESSING = "preprocessing"

@@ -1,6 +1,6 @@
 """Operators: thin wrappers that turn properties into core calls and report errors."""
 
-from . import dependencies, export, generate, mesh_tools, models, results, system
+from . import dependencies, export, generate, mesh_tools, models, remote, results, system
 
 CLASSES = (
     *generate.CLASSES,
@@ -10,4 +10,5 @@ CLASSES = (
     *models.CLASSES,
     *export.CLASSES,
     *mesh_tools.CLASSES,
+    *remote.CLASSES,
 )

@@ -25,7 +25,7 @@ from ..requests import OVERRIDABLE, import_options, request_from_scene
 
 
 class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
-    """Generate a coloured mesh from the image or prompt with Shap-E, on this computer"""
+    """Generate a coloured mesh from the image or prompt with Shap-E, here or on the GPU server"""
 
     bl_idname = "img3d.generate"
     bl_label = "Generate"
@@ -59,7 +59,9 @@ class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
         if sessions.active_session() is not None:
             cls.poll_message_set("A generation is already running")
             return False
-        missing = missing_modules()
+        from ..prefs import get_preferences
+
+        missing = [] if get_preferences().remote else missing_modules()
         if missing:
             cls.poll_message_set(
                 "Missing packages: " + ", ".join(missing) + " (Preferences > Install dependencies)"

@@ -6,6 +6,7 @@ import bpy
 
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
+from ..prefs import get_preferences
 from ..presets import IMG3D_MT_presets
 from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
@@ -51,7 +52,10 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
             row = layout.row()
             row.scale_y = 1.4
             row.operator("img3d.generate", icon="MESH_MONKEY")
-            missing = missing_modules()
+            prefs = get_preferences()
+            if prefs.remote:
+                layout.label(text=f"On the server {prefs.server_url}", icon="NETWORK_DRIVE")
+            missing = [] if prefs.remote else missing_modules()
             if missing:
                 box = layout.box()
                 box.label(text="Missing: " + ", ".join(missing), icon="ERROR")

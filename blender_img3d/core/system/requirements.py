@@ -35,7 +35,16 @@ NUMPY_REQUIREMENT = "numpy==1.26.4"
 # Optional: the farm's Ray engine (``batch --engine ray``); the ``[farm]`` extra.
 RAY_REQUIREMENT = "ray==2.60.0"
 
-# Development only: Blender as a module, test tools, third-party readers, Ray for the farm tests.
+# The GPU server (``serve``): the ``[server]`` extra in pyproject.toml. Not needed by
+# the add-on, nor by a client: the remote backend uses requests, which Blender ships.
+SERVER_REQUIREMENTS: tuple[str, ...] = (
+    "fastapi==0.163.2",
+    "uvicorn==0.54.0",
+    "python-multipart==0.0.34",
+)
+
+# Development only: Blender as a module, test tools, third-party readers, Ray for the
+# farm tests, the server.
 DEV_REQUIREMENTS: tuple[str, ...] = (
     "bpy==5.0.1",
     RAY_REQUIREMENT,
@@ -44,6 +53,7 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
     "mutmut==3.8.1",
+    *SERVER_REQUIREMENTS,
 )
 
 # Debian packages for tests (package -> the command it provides): assimp reads DXF files
