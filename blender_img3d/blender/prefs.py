@@ -77,7 +77,7 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         name="PyTorch Build",
         description="Which PyTorch Install Dependencies fetches",
         items=TORCH_BUILD_ITEMS,
-        default="CPU",
+        default="AUTO",
     )
     torch_index_url: StringProperty(
         name="PyTorch Index",

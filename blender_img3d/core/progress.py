@@ -20,6 +20,7 @@ class Phase:
 
     LOADING_MODEL = "loading model"
     DOWNLOADING = "downloading"
+    INSTALLING = "installing packages"
     PREPROCESSING = "preprocessing"
     CONDITIONING = "conditioning"
     SAMPLING = "sampling"

@@ -18,8 +18,8 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from ...core.system import vendor
-from ...core.system.requirements import RUNTIME_REQUIREMENTS
+from ...core.system import hardware, vendor
+from ...core.system.requirements import BUNDLED_WHEELS
 from .task_status import TaskStatus, redraw_preferences
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,8 @@ MAX_LINES_PER_TICK = 200
 # A custom package list (tests, advanced use) needs far less room than torch.
 SMALL_INSTALL_BYTES = 200 * 1024**2
 
-TORCH_BUILD_ITEMS = (
-    ("CPU", "CPU", "PyTorch for the processor only (about 1 GB; works everywhere)"),
-    ("CUDA", "CUDA", "PyTorch with NVIDIA GPU support (about 5 GB)"),
+TORCH_BUILD_ITEMS = tuple(
+    (choice.name.upper(), choice.label, choice.description) for choice in hardware.TORCH_BUILDS
 )
 
 
@@ -40,7 +39,7 @@ def vendor_folder() -> Path:
     """The extension's private folder for pip-installed runtime packages."""
     from ..prefs import user_data_dir
 
-    return user_data_dir("vendor")
+    return vendor.vendor_dir_for(user_data_dir("vendor"))
 
 
 def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -60,23 +59,27 @@ def activate_vendor() -> bool:
     return vendor.activate(vendor_folder())
 
 
-def install_plan(variant: str, packages: str = "", torch_index_url: str = "") -> vendor.InstallPlan:
+def install_plan(
+    build: str, packages: str = "", torch_index_url: str = "", wheelhouse: str = ""
+) -> vendor.InstallPlan:
     """The plan for this Blender: its vendor folder and its own numpy version as the pin."""
-    requirements = tuple(packages.split()) or RUNTIME_REQUIREMENTS
+    torch_build = None
+    if not packages.split():
+        torch_build = hardware.choose_build(hardware.probe_machine(), build.lower())
+        if torch_index_url:
+            torch_build = hardware.with_index_url(torch_build, torch_index_url)
     return vendor.make_plan(
         vendor_folder(),
+        build=torch_build,
         numpy_version=vendor.running_numpy_version(),
-        variant=variant.lower(),
-        requirements=requirements,
-        torch_index_url=torch_index_url or None,
-        required_free_bytes=None if requirements == RUNTIME_REQUIREMENTS else SMALL_INSTALL_BYTES,
+        packages=packages.split() or None,
+        skip=vendor.available_at_pin(BUNDLED_WHEELS),
+        wheelhouse=wheelhouse or None,
     )
 
 
 def _progress_for(plan: vendor.InstallPlan) -> vendor.PipProgress:
-    full = plan.requirements == RUNTIME_REQUIREMENTS
-    # A custom list pulls in a few dependencies per package; the full one about 60.
-    return vendor.PipProgress(vendor.EXPECTED_DISTRIBUTIONS if full else len(plan.requirements) * 3)
+    return vendor.PipProgress(plan.download_bytes or 50 * 1024**2)
 
 
 class IMG3D_OT_install_dependencies(bpy.types.Operator):
@@ -117,14 +120,13 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
         return command, env, plan
 
     def _refuse_offline(self) -> bool:
-        if bpy.app.online_access:
-            return False
-        self.report(
-            {"ERROR"},
-            "Installing needs the network: turn on Preferences > System > Network > "
-            "Allow Online Access, then try again.",
-        )
-        return True
+        if self.packages or not bpy.app.online_access:
+            try:
+                vendor.require_online(bool(bpy.app.online_access), headless=bpy.app.background)
+            except vendor.OfflineError as exc:
+                self.report({"ERROR"}, str(exc))
+                return True
+        return False
 
     def execute(self, context):
         """Synchronous path (background mode and scripts): same child process, waited for."""
@@ -132,7 +134,7 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             command, env, plan = self._command(context)
-        except vendor.InstallError as exc:
+        except vendor.DependencyError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
@@ -150,7 +152,7 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             command, env, plan = self._command(context)
-        except vendor.InstallError as exc:
+        except vendor.DependencyError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")

@@ -91,9 +91,21 @@ def format_size(count: float) -> str:
 
 
 def default_cache_dir() -> Path:
-    """huggingface_hub's default cache folder, read the way the hub reads it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    """huggingface_hub's standard cache folder, shared with diffusers and across Blender versions.
+
+    Asked from huggingface_hub itself where it is installed (its constants
+    follow ``HF_HUB_CACHE``, ``HF_HOME`` and the rest at import time), else
+    read from the same environment variables the way it reads them.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    if constants is not None and getattr(constants, "HF_HUB_CACHE", None):
+        return Path(constants.HF_HUB_CACHE).expanduser()
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
         "huggingface",
