@@ -23,6 +23,15 @@ from __future__ import annotations
 SUPPORTED_PYTHONS: dict[tuple[int, int], str] = {(3, 11): "cp311", (3, 13): "cp313"}
 BLENDER_RELEASES: dict[str, str] = {"cp311": "4.2 LTS to 5.0", "cp313": "5.1 and 5.2"}
 
+# Supported platforms: Blender's manifest name -> the pip platform tags whose
+# wheels run there (most specific first). torch 2.13 has no Intel-Mac wheels and
+# its Apple Silicon wheels need macOS 14; Blender itself needs glibc 2.28 on Linux.
+PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
+    "windows-x64": ("win_amd64",),
+    "macos-arm64": ("macosx_14_0_arm64",),
+    "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+}
+
 TORCH_VERSION = "2.13.0"
 # The same pin matches every build of this version (2.13.0+cpu, +cu128, +rocm...).
 TORCH_REQUIREMENT = f"torch=={TORCH_VERSION}"

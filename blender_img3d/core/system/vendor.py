@@ -738,7 +738,8 @@ try:
             raise RuntimeError("torch.backends.mps.is_available() is False")
         out["name"] = "Apple GPU"
     else:
-                out["name"] = platform.processor() or platform.machine()
+        import platform
+        out["name"] = platform.processor() or platform.machine()
     a = torch.ones(64, 64, device=device)
     value = float((a @ a).sum().item())
     if value != 64.0 ** 3:
