@@ -200,7 +200,9 @@ def blender_install(argv: list[str]) -> None:
         return
     plan = blender_plan(args)
     if args.check:
-        log(vendor.check_install(plan.vendor_dir, plan.check_device).summary)
+        result = vendor.check_install(plan.vendor_dir, plan.check_device)
+        vendor.save_check(plan.vendor_dir, result)
+        log(result.summary)
         return
     for line in plan.describe():
         log(line)
@@ -221,6 +223,7 @@ def blender_install(argv: list[str]) -> None:
     log("done" if installed else "already up to date (use --repair to reinstall)")
     if plan.build is not None:
         result = vendor.check_install(plan.vendor_dir, plan.check_device)
+        vendor.save_check(plan.vendor_dir, result)
         log(result.summary)
         if not result.ok:
             raise InstallError(result.summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -264,3 +265,15 @@ def test_a_failed_check_carries_the_error_and_what_to_do(tmp_path):
     assert not broken.ok and "is_available" in broken.error
     assert broken.summary.startswith("CUDA check failed") and "NVIDIA driver" in broken.summary
     assert "Visual C++" in vendor.advice_for("ImportError: DLL load failed while importing", "cpu")
+
+
+def test_the_check_result_is_kept_beside_the_install_and_read_back(tmp_path):
+    result = vendor.CheckResult(
+        True, "cuda", "2.13.0+cu128", "NVIDIA GeForce RTX 4070", 12 * 1024**3
+    )
+    assert result.summary == "CUDA OK: NVIDIA GeForce RTX 4070, 12 GB (torch 2.13.0+cu128)"
+    assert vendor.load_check(tmp_path) is None
+    vendor.save_check(tmp_path, result)
+    assert vendor.load_check(tmp_path) == result
+    line = vendor.CHECK_PREFIX + json.dumps(result.to_dict())
+    assert vendor.parse_check_line(line) == result and vendor.parse_check_line("pip: x") is None

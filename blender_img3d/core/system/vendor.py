@@ -62,6 +62,7 @@ from .requirements import (
 logger = logging.getLogger(__name__)
 
 STAMP_NAME = ".img3d-vendor.json"
+CHECK_NAME = ".img3d-check.json"
 CONSTRAINTS_NAME = ".img3d-constraints.txt"
 PYPI_PROBE_URL = "https://pypi.org/simple/pip/"
 # pip's machine-readable download progress ("Progress 1234 of 5678") appeared in 24.1.
@@ -836,6 +837,31 @@ def check_install(
     return CheckResult(False, device, error=error, advice=advice_for(error, device))
 
 
+def save_check(vendor_dir: str | Path, result: CheckResult) -> None:
+    """Keep the last check's result beside the install, so the preferences show it after restart."""
+    folder = Path(vendor_dir)
+    if folder.is_dir():
+        (folder / CHECK_NAME).write_text(json.dumps(result.to_dict()))
+
+
+def load_check(vendor_dir: str | Path) -> Optional[CheckResult]:
+    """The last saved check of the install in ``vendor_dir``, if any."""
+    try:
+        return CheckResult.from_dict(json.loads((Path(vendor_dir) / CHECK_NAME).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def parse_check_line(line: str) -> Optional[CheckResult]:
+    """The check result a script run printed (``vendor: check: {...}``), else None."""
+    if not line.startswith(CHECK_PREFIX):
+        return None
+    try:
+        return CheckResult.from_dict(json.loads(line[len(CHECK_PREFIX) :]))
+    except (ValueError, TypeError):
+        return None
+
+
 # --- running as a script ---------------------------------------------------------
 
 
@@ -966,6 +992,7 @@ def run_cli(args: argparse.Namespace) -> int:
         installed = install(plan, force=args.force, output=lambda line: print(line, flush=True))
         if plan.build is not None and not args.no_check:
             result = check_install(plan.vendor_dir, plan.check_device)
+            save_check(plan.vendor_dir, result)
             print(CHECK_PREFIX + json.dumps(result.to_dict()), flush=True)
     except (InstallError, CancelledError, DependencyError) as exc:
         print(f"{ERROR_PREFIX}{exc}", flush=True)
