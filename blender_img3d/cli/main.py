@@ -189,8 +189,8 @@ def _run_with_progress(args: argparse.Namespace, work) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Image or prompt → mesh files."""
-    from ..core import pipeline
+    """Image or prompt → mesh files, through the backend seam like every other entry point."""
+    from ..core.backend import get_backend
 
     request = defaults.Request(
         image=args.image,
@@ -211,7 +211,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
-    return _run_with_progress(args, lambda bar: pipeline.run(request, progress=bar))
+    backend = get_backend("local")
+    return _run_with_progress(args, lambda bar: backend.submit(request, progress=bar))
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

@@ -5,14 +5,17 @@ the Blender layer builds its ``EnumProperty`` items from them, storing the core
 names themselves as identifiers (``"shap-e"``, not ``"SHAP_E"``), so a value
 never needs translating on its way between the panel, a script and the core.
 
-Export formats and CAD units are not here: their one list is the exporter
-registry (``core.exporters``) and ``core.exporters.units``, next to the code
-that writes them.
+Schedules are read from the sampler registry (``core.shap_e.schedules``), next
+to the code that samples them. Export formats and CAD units are not here: their
+one list is the exporter registry (``core.exporters``) and
+``core.exporters.units``, next to the code that writes them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .shap_e import schedules as _schedules
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,8 @@ MODES = (
     Choice("text", "Text", "Generate from a text prompt"),
 )
 
-SCHEDULES = (
-    Choice("shap-e", "Shap-E", "OpenAI's reference sampler (Karras sigmas 160 to 0.001)"),
-    Choice("diffusers", "Diffusers", "The diffusers port's schedule (same latents as diffusers)"),
-)
+# The sampler registry is the one list of schedules (its module imports no torch).
+SCHEDULES = tuple(Choice(s.name, s.label, s.description) for s in _schedules.registered())
 
 DEVICES = (
     Choice("auto", "Auto", "CUDA if available, else Apple MPS, else the CPU"),

@@ -22,6 +22,7 @@ from . import settings as defaults
 from .errors import ConfigError
 from .mesh.meshdata import MeshData
 from .progress import Phase, ProgressCallback, raise_if_cancelled, report
+from .serialize import EqualByDict
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ GENERATOR = "blender_img3d"
 
 
 @dataclass(eq=False)
-class Result:
+class Result(EqualByDict):
     """What one run produced; ``meshes[i]`` is variant ``i`` in Blender's frame.
 
     ``to_dict``/``from_dict`` carry it back from a farm worker or the GPU server
@@ -89,13 +90,6 @@ class Result:
             notes=list(data.get("notes", [])),
             outputs=[Path(path) for path in data.get("outputs", [])],
         )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Result):
-            return NotImplemented
-        from .serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())
 
     def report_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (for ``--report`` and custom properties)."""

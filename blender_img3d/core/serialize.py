@@ -58,6 +58,22 @@ def join_payloads(document: Any, table: dict[str, Any]) -> Any:
     return visit(document)
 
 
+class EqualByDict:
+    """Mixin for ``@dataclass(eq=False)`` types with ``to_dict``: equal when their data is.
+
+    Dataclass equality compares fields with ``==``, which is ambiguous for numpy
+    arrays; comparing the plain-data form also makes "equal" mean "would
+    arrive equal on the other side of a transport".
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return deep_equal(self.to_dict(), other.to_dict())  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
+
+
 def deep_equal(a: Any, b: Any) -> bool:
     """Structural equality where arrays compare by dtype, shape and every element."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):

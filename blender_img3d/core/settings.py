@@ -7,12 +7,15 @@ sigma_min=1e-3, sigma_max=160, s_churn=0, clip_denoised=True)``).
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import choices
 from .errors import ConfigError
+from .serialize import EqualByDict
 
 # --- models -----------------------------------------------------------------
 IMAGE_MODEL_ID = "openai/shap-e-img2img"
@@ -25,20 +28,31 @@ DEFAULT_GUIDANCE_IMAGE = 3.0
 DEFAULT_GUIDANCE_TEXT = 15.0
 DEFAULT_SIGMA_MIN = 1e-3
 DEFAULT_SIGMA_MAX = 160.0
-DEFAULT_RHO = 7.0
 SCHEDULES = choices.names(choices.SCHEDULES)
 DEFAULT_SCHEDULE = SCHEDULES[0]
 DEVICES = choices.names(choices.DEVICES)
 DTYPES = choices.names(choices.DTYPES)
 MODES = choices.names(choices.MODES)
 DEFAULT_SEED = 0
-MAX_BATCH = 16
 
 # --- decoding ---------------------------------------------------------------
 DEFAULT_GRID_SIZE = 128
+DEFAULT_QUERY_BATCH = 2**18
+
+# --- bounds: what Request.validate accepts (the CLI and the panel read them too)
+MAX_STEPS = 1000  # 15x the default; each step is two prior calls
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**63 - 1  # fits int64 (numpy, JSON readers, Blender's metadata)
+MAX_BATCH = 16
+MAX_SIGMA = 1e4  # far past the prior's trained range (about 0.1 to 400)
 MIN_GRID_SIZE = 8
 MAX_GRID_SIZE = 512
-DEFAULT_QUERY_BATCH = 2**18
+MAX_QUERY_BATCH = 2**22  # points per MLP call: ~4 GiB of activations per layer
+MAX_TARGET_FACES = 10_000_000
+MAX_KEEP_COMPONENTS = 10_000
+MAX_SMOOTH_ITERATIONS = 1_000
+MIN_SIZE = 1e-6  # longest side in Blender metres: a micrometre ...
+MAX_SIZE = 1e6  # ... to a thousand kilometres; CAD units must still fit
 
 # --- image input ------------------------------------------------------------
 DEFAULT_BORDER = 0.15
@@ -103,7 +117,7 @@ class MeshSettings:
 
 
 @dataclass(eq=False)
-class Request:
+class Request(EqualByDict):
     """Everything one generation needs; the same object for panel, operators and CLI.
 
     ``to_dict``/``from_dict`` carry it across a process or machine boundary (a
@@ -148,40 +162,30 @@ class Request:
     def validate_settings(self) -> None:
         """Check every setting except the source (for decoding and converting)."""
         g = self.generation
-        if not 1 <= g.steps <= 1000:
-            raise ConfigError(f"steps must be between 1 and 1000, got {g.steps}.")
-        if g.guidance is not None and not 0.0 <= g.guidance <= 100.0:
-            raise ConfigError(f"guidance must be between 0 and 100, got {g.guidance}.")
-        if not 0 <= g.seed < 2**63:
-            raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {g.seed}.")
-        if not 1 <= g.batch <= MAX_BATCH:
-            raise ConfigError(f"batch must be between 1 and {MAX_BATCH}, got {g.batch}.")
-        if g.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {g.schedule!r}."
-            )
-        if g.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {g.device!r}.")
+        check_sampling(
+            steps=g.steps,
+            guidance=g.guidance,
+            seed=g.seed,
+            batch=g.batch,
+            schedule=g.schedule,
+            sigma_min=g.sigma_min,
+            sigma_max=g.sigma_max,
+        )
+        parse_device(g.device)
         if g.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {g.dtype!r}.")
-        if not MIN_GRID_SIZE <= g.grid_size <= MAX_GRID_SIZE:
-            raise ConfigError(
-                f"grid size must be between {MIN_GRID_SIZE} and {MAX_GRID_SIZE}, got {g.grid_size}."
-            )
-        if g.query_batch < 1:
-            raise ConfigError(f"query batch must be positive, got {g.query_batch}.")
-        if not 0 < g.sigma_min < g.sigma_max:
-            raise ConfigError("sigma_min must be positive and below sigma_max.")
-        if not 0.0 <= self.image_settings.border < 0.5:
+        check_decoding(g.grid_size, g.query_batch)
+        if not _is_real(self.image_settings.border) or not 0.0 <= self.image_settings.border < 0.5:
             raise ConfigError(f"border must be in [0, 0.5), got {self.image_settings.border}.")
-        if self.mesh.target_faces < 0:
+        m = self.mesh
+        _check_whole("target faces", m.target_faces, 0, MAX_TARGET_FACES, "0 turns decimation off")
+        _check_whole("keep components", m.keep_components, 0, MAX_KEEP_COMPONENTS, "0 keeps all")
+        _check_whole("smooth iterations", m.smooth_iterations, 0, MAX_SMOOTH_ITERATIONS, "0 is off")
+        if m.size is not None and not (_is_real(m.size) and MIN_SIZE <= m.size <= MAX_SIZE):
             raise ConfigError(
-                f"target faces must be 0 (off) or positive, got {self.mesh.target_faces}."
+                f"size (the longest side, in metres) must be between {MIN_SIZE:g} and "
+                f"{MAX_SIZE:g}, got {m.size!r}; leave it unset to keep Shap-E's scale."
             )
-        if self.mesh.smooth_iterations < 0:
-            raise ConfigError("smooth iterations must be 0 or more.")
-        if self.mesh.size is not None and self.mesh.size <= 0:
-            raise ConfigError(f"size must be positive, got {self.mesh.size}.")
         for out in self.outputs:
             suffix = Path(out).suffix.lower().lstrip(".")
             if suffix == "stp":
@@ -229,13 +233,6 @@ class Request:
                 kwargs[key] = value
         return cls(**kwargs)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Request):
-            return NotImplemented
-        from .serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())
-
     def settings_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-serialisable data (for reports and custom props)."""
         return {
@@ -248,6 +245,74 @@ class Request:
             "image_settings": asdict(self.image_settings),
             "mesh": asdict(self.mesh),
         }
+
+
+def check_sampling(
+    *,
+    steps: Any,
+    guidance: Any,
+    seed: Any,
+    batch: Any,
+    schedule: Any,
+    sigma_min: Any,
+    sigma_max: Any,
+) -> None:
+    """The sampler's bounds (``Request.validate`` and direct callers of the engine share them)."""
+    _check_whole("steps", steps, 1, MAX_STEPS, f"the default is {DEFAULT_STEPS}")
+    if guidance is not None and not (
+        _is_real(guidance) and math.isfinite(guidance) and 0.0 <= guidance <= MAX_GUIDANCE
+    ):
+        raise ConfigError(
+            f"guidance must be a number between 0 and {MAX_GUIDANCE:g} (e.g. "
+            f"{DEFAULT_GUIDANCE_IMAGE:g} for images, {DEFAULT_GUIDANCE_TEXT:g} for text), "
+            f"got {guidance!r}."
+        )
+    _check_whole("seed", seed, 0, MAX_SEED, "any whole number from 0 up")
+    _check_whole("batch", batch, 1, MAX_BATCH, "the number of variants")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}.")
+    if not (
+        _is_real(sigma_min) and _is_real(sigma_max) and 0.0 < sigma_min < sigma_max <= MAX_SIGMA
+    ):
+        raise ConfigError(
+            f"sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max <= {MAX_SIGMA:g}, "
+            f"got {sigma_min!r} and {sigma_max!r} (defaults {DEFAULT_SIGMA_MIN:g} and "
+            f"{DEFAULT_SIGMA_MAX:g})."
+        )
+
+
+def check_decoding(grid_size: Any, query_batch: Any) -> None:
+    """The decoder's bounds: grid resolution and points per MLP call."""
+    default = f"the default is {DEFAULT_GRID_SIZE}"
+    _check_whole("grid size", grid_size, MIN_GRID_SIZE, MAX_GRID_SIZE, default)
+    _check_whole("query batch", query_batch, 1, MAX_QUERY_BATCH, "points per network call")
+
+
+def parse_device(name: Any) -> tuple[str, Optional[int]]:
+    """``"cuda:1"`` → ``("cuda", 1)``; a name outside :data:`DEVICES` raises :class:`ConfigError`.
+
+    Only the spelling is checked here; whether the device exists on this machine
+    is ``core.shap_e.loading.resolve_device``'s question.
+    """
+    text = name.strip().lower() if isinstance(name, str) else ""
+    kind, colon, index = text.partition(":")
+    if kind in DEVICES and not colon:
+        return kind, None
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise ConfigError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {name!r}.")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_whole(name: str, value: Any, low: int, high: int, hint: str) -> None:
+    # numpy integers count (values read from arrays); bools and floats don't.
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        raise ConfigError(f"{name} must be a whole number, got {value!r} ({hint}).")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value} ({hint}).")
 
 
 _SECTIONS = {

@@ -14,6 +14,7 @@ from blender_img3d.core.errors import CancelledError, ConfigError, ImageInputErr
 from blender_img3d.core.progress import Phase
 from blender_img3d.core.shap_e import loading as models
 from blender_img3d.core.shap_e import sampling as engine
+from blender_img3d.core.shap_e import schedules
 from tests.fixtures.tiny_models import build_diffusers_pipeline
 
 PROMPT = "a red chair"
@@ -100,7 +101,7 @@ def reference_sigma_to_t(sigmas: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("steps", [1, 2, 16, 64])
 def test_karras_sigmas_follow_the_reference_formula(steps):
-    ours = engine.karras_sigmas(steps, 1e-3, 160.0)
+    ours = schedules.karras_sigmas(steps, 1e-3, 160.0)
     expected = reference_karras(steps, 1e-3, 160.0).numpy()
     assert ours.shape == (steps + 1,)
     np.testing.assert_array_equal(ours, expected)  # bit-equal: see karras_sigmas
@@ -113,7 +114,7 @@ def test_karras_sigmas_follow_the_reference_formula(steps):
 @pytest.mark.parametrize("steps", [2, 16, 64])
 def test_timesteps_follow_the_reference_sigma_to_t(steps):
     sigmas = reference_karras(steps, 1e-3, 160.0)
-    ours = engine.reference_timesteps(sigmas.numpy())
+    ours = schedules.reference_timesteps(sigmas.numpy())
     assert ours.dtype == np.int64
     np.testing.assert_array_equal(ours, reference_sigma_to_t(sigmas).numpy())
     assert ours[-1] == 0 and 0 < ours[0] < 1023
@@ -122,7 +123,7 @@ def test_timesteps_follow_the_reference_sigma_to_t(steps):
 
 def test_timesteps_saturate_outside_the_trained_range():
     # Shap-E's 1024-step exp schedule covers sigma ~0.109 .. ~403.
-    assert engine.reference_timesteps([1e4, 500.0, 0.05, 0.0]).tolist() == [1023, 1023, 0, 0]
+    assert schedules.reference_timesteps([1e4, 500.0, 0.05, 0.0]).tolist() == [1023, 1023, 0, 0]
 
 
 # --- diffusers schedule: same latents as diffusers' pipelines ----------------
@@ -373,6 +374,70 @@ def test_cancel_stops_within_the_step_it_was_set_in(image_models, picture, sched
         )
     assert calls_at_cancel == [4]  # two Heun steps, two prior evaluations each
     assert counting.calls == 4
+
+
+@pytest.mark.parametrize("schedule", ["shap-e", "diffusers"])
+def test_cancel_set_during_a_steps_first_prior_call_stops_before_its_second(
+    image_models, picture, schedule
+):
+    # The mid-step check: a cancel that arrives while the prior evaluates the
+    # first half of a Heun step must not cost a second evaluation.
+    cancel = threading.Event()
+
+    class CancellingPrior(CountingPrior):
+        def __call__(self, *args, **kwargs):
+            out = super().__call__(*args, **kwargs)
+            if self.calls == 3:  # step 2's first evaluation
+                cancel.set()
+            return out
+
+    counting = CancellingPrior(image_models.prior)
+    wrapped = dataclasses.replace(image_models, prior=counting)
+    steps_done: list[int] = []
+    with pytest.raises(CancelledError):
+        engine.sample_latents(
+            wrapped,
+            images=picture,
+            steps=6,
+            schedule=schedule,
+            progress=lambda phase, k, total: (
+                steps_done.append(k) if phase == Phase.SAMPLING else None
+            ),
+            cancel=cancel,
+        )
+    assert counting.calls == 3
+    assert steps_done == [1]
+
+
+def test_initial_noise_is_drawn_on_the_cpu_whatever_the_model_device(text_models, monkeypatch):
+    # The models moved to "meta" (shapes without values): if the noise were drawn
+    # with a generator on the model's device, a seed would mean different noise on
+    # every GPU. The run ends when the meta latents are copied back to the CPU.
+    import copy
+
+    meta = dataclasses.replace(
+        text_models,
+        device=torch.device("meta"),
+        prior=copy.deepcopy(text_models.prior).to("meta"),
+        text_encoder=copy.deepcopy(text_models.text_encoder).to("meta"),
+    )
+    draws: list[tuple[torch.device, torch.Tensor]] = []
+    real_randn = torch.randn
+
+    def spy(*args, **kwargs):
+        out = real_randn(*args, **kwargs)
+        generator = kwargs.get("generator")
+        draws.append((None if generator is None else generator.device, out))
+        return out
+
+    monkeypatch.setattr(torch, "randn", spy)
+    with pytest.raises(NotImplementedError, match="meta"):
+        engine.sample_latents(meta, prompt=PROMPT, steps=2, seed=21, batch=2)
+    assert len(draws) == 1
+    device, noise = draws[0]
+    assert device == torch.device("cpu") and noise.device == torch.device("cpu")
+    expected = real_randn((2, 32 * 16), generator=torch.Generator("cpu").manual_seed(21))
+    assert torch.equal(noise, expected)
 
 
 def test_one_batched_prior_call_per_evaluation(image_models, picture):

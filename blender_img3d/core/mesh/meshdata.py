@@ -7,9 +7,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..serialize import EqualByDict
+
 
 @dataclass(eq=False)
-class MeshData:
+class MeshData(EqualByDict):
     """A triangle mesh in the product's canonical frame: Blender's (right-handed, Z up).
 
     ``vertices`` is float (N, 3), ``faces`` int (M, 3) indices into it with
@@ -61,10 +63,3 @@ class MeshData:
     @property
     def face_count(self) -> int:
         return int(len(self.faces))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MeshData):
-            return NotImplemented
-        from ..serialize import deep_equal
-
-        return deep_equal(self.to_dict(), other.to_dict())

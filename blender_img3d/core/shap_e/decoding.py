@@ -47,7 +47,6 @@ import numpy as np
 
 from .. import settings
 from ..errors import (
-    ConfigError,
     DeviceError,
     EmptySurfaceError,
     LatentsError,
@@ -222,7 +221,7 @@ def sdf_grid(
     cancel: Optional[threading.Event] = None,
 ) -> np.ndarray:
     """Signed distance of every latent on the grid: float32 (B, G, G, G), indexed [x, y, z]."""
-    _check_grid(grid_size, query_batch)
+    settings.check_decoding(grid_size, query_batch)
     runner = _QueryRunner(query_batch, progress, cancel, field.device)
     return _sdf_grid(field, grid_size, runner, later_batches=0)
 
@@ -270,7 +269,7 @@ def vertex_colors(
     """sRGB colours in [0, 1], float32 (N, 3), of a one-latent ``field`` at ``vertices``."""
     if field.batch_size != 1:
         raise ValueError("vertex_colors takes the field of one latent: use field.select(i)")
-    _check_query_batch(query_batch)
+    settings.check_decoding(settings.DEFAULT_GRID_SIZE, query_batch)
     runner = _QueryRunner(query_batch, progress, cancel, field.device)
     return _vertex_colors(field, vertices, runner, later_batches=0)
 
@@ -300,7 +299,7 @@ def decode_latents(
     """
     import torch
 
-    _check_grid(grid_size, query_batch)
+    settings.check_decoding(grid_size, query_batch)
     raise_if_cancelled(cancel)
     field = project_latents(renderer, latents, device)
     count = field.batch_size
@@ -527,19 +526,10 @@ def _check_renderer(renderer: Any) -> None:
 
 
 def _resolve_device(device: DeviceLike, home: "torch.device") -> "torch.device":
-    import torch
+    """``None`` decodes where the renderer lives; anything else goes to the one resolver."""
+    from .loading import resolve_device
 
-    if device is None:
-        return home
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"Unknown device {device!r}: use 'cpu', 'cuda' or 'mps'.") from error
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was asked for but no CUDA GPU is available: decode on 'cpu'.")
-    if target.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError("MPS was asked for but is not available here: decode on 'cpu'.")
-    return target
+    return home if device is None else resolve_device(device)
 
 
 def _latent_batch(renderer: Any, latents: LatentsLike) -> "torch.Tensor":
@@ -585,22 +575,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and (
         "out of memory" in text or "can't allocate memory" in text
     )
-
-
-def _check_grid(grid_size: int, query_batch: int) -> None:
-    if not isinstance(grid_size, int) or not (
-        settings.MIN_GRID_SIZE <= grid_size <= settings.MAX_GRID_SIZE
-    ):
-        raise ConfigError(
-            f"grid size must be a whole number between {settings.MIN_GRID_SIZE} and "
-            f"{settings.MAX_GRID_SIZE}, got {grid_size!r}."
-        )
-    _check_query_batch(query_batch)
-
-
-def _check_query_batch(query_batch: int) -> None:
-    if not isinstance(query_batch, int) or query_batch < 1:
-        raise ConfigError(f"query batch must be a positive whole number, got {query_batch!r}.")
 
 
 def _empty_message(indices: Optional[list[int]], count: int) -> str:

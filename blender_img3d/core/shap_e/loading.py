@@ -26,7 +26,14 @@ from typing import Any, Optional
 
 from ..errors import ConfigError, DeviceError, ModelLoadError, ModelNotFoundError
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
-from ..settings import DEFAULT_REVISION, DEVICES, DTYPES, IMAGE_MODEL_ID, MODES, TEXT_MODEL_ID
+from ..settings import (
+    DEFAULT_REVISION,
+    DTYPES,
+    IMAGE_MODEL_ID,
+    MODES,
+    TEXT_MODEL_ID,
+    parse_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +98,18 @@ _cache: dict[tuple[str, str, str, str, str], ShapEModels] = {}
 _lock = threading.Lock()
 
 
-def resolve_device(name: str = "auto") -> Any:
-    """Return the ``torch.device`` for ``name`` ("auto": cuda > mps > cpu).
+def resolve_device(name: Any = "auto") -> Any:
+    """Return the ``torch.device`` for ``name`` ("auto": cuda > mps > cpu); the one resolver.
 
-    Raises :class:`DeviceError` when the device exists in principle but not on
-    this machine, and :class:`ConfigError` for a name that is no device at all.
+    ``name`` is a device name (``settings.parse_device`` spells them) or a
+    ``torch.device``. Raises :class:`DeviceError` when the device exists in
+    principle but not on this machine, and :class:`ConfigError` for a name that
+    is no device at all.
     """
     import torch
 
-    text = (name or "auto").strip().lower()
-    kind = text.split(":", 1)[0]
-    if kind not in DEVICES:
-        raise ConfigError(f"Unknown device {name!r}: use one of {', '.join(DEVICES)}.")
+    text = str(name) if isinstance(name, torch.device) else (name or "auto")
+    kind, index = parse_device(text)
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -116,18 +123,12 @@ def resolve_device(name: str = "auto") -> Any:
                 "Install a CUDA build of PyTorch with a current NVIDIA driver, or choose the "
                 "'cpu' or 'auto' device."
             )
-        try:
-            device = torch.device(text)
-        except RuntimeError as error:
-            raise ConfigError(
-                f"Can't parse device {name!r}: write e.g. 'cuda' or 'cuda:0'."
-            ) from error
-        if device.index is not None and device.index >= torch.cuda.device_count():
+        if index is not None and index >= torch.cuda.device_count():
             raise DeviceError(
-                f"GPU {device.index} does not exist: this machine has "
+                f"GPU {index} does not exist: this machine has "
                 f"{torch.cuda.device_count()} CUDA device(s). Choose 'cuda' or 'cuda:0'."
             )
-        return device
+        return torch.device("cuda", index) if index is not None else torch.device("cuda")
     if kind == "mps":
         if not _mps_available(torch):
             raise DeviceError(
