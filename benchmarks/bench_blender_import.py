@@ -23,6 +23,7 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from blender_img3d.core.errors import Img3DError  # noqa: E402
 from blender_img3d.core.exporters import export_mesh  # noqa: E402
 from blender_img3d.core.mesh.meshdata import MeshData  # noqa: E402
 from blender_img3d.core.progress import Phase  # noqa: E402
@@ -74,10 +75,22 @@ def bench_tick() -> None:
             progress(Phase.SAMPLING, step, 20_000)
         while not cancel.is_set():
             time.sleep(0.001)
-        raise sessions.Img3DError("stopped")
+        raise Img3DError("stopped")
 
     bpy.ops.wm.read_homefile(app_template="")
-    session = sessions.GenerateSession(Request(prompt="x"), sessions.ImportOptions(), work=flood)
+
+    class FloodBackend:
+        name = "flood"
+
+        def submit(self, request, progress=None, cancel=None):
+            return flood(request, progress, cancel)
+
+        def release(self) -> None:
+            pass
+
+    session = sessions.GenerateSession(
+        Request(prompt="x"), sessions.ImportOptions(), backend=FloodBackend()
+    )
     session.start(bpy.context.window_manager)
     time.sleep(0.5)  # let the worker fill the queue
     ticks = []
@@ -86,6 +99,7 @@ def bench_tick() -> None:
         session.tick(bpy.context)
         ticks.append(time.perf_counter() - started)
     sessions.cancel_active()
+    session.run_to_end(bpy.context, timeout=30)
     ticks_ms = [t * 1000 for t in ticks]
     print("modal tick with a full queue (200 ticks)")
     print(

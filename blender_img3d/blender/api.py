@@ -1,13 +1,14 @@
 """Python API for scripts inside Blender: the same path as the Generate button, synchronous.
 
     from bl_ext.user_default.blender_img3d.blender import api
-    objects = api.generate(image_path="//chair.png", seed=3, steps=64)
+    objects = api.generate(image_path="//chair.png", seed=3, steps=64, schedule="shap-e")
 
-Every keyword is optional and named like the CLI flag / operator property
-(``image_path``, ``prompt``, ``model``, ``steps``, ``guidance``, ``seed``,
-``batch``, ``grid_size``, ``device``, ``target_faces``, ``schedule``); what
-isn't given comes from the scene's Img3D settings and the preferences.
-Failures raise the core's typed errors (``Img3DError`` subclasses).
+Every keyword is optional, named like the CLI flag / operator property and
+takes the core's values (``requests.OVERRIDABLE``: ``image_path``, ``prompt``,
+``model``, ``steps``, ``guidance``, ``seed``, ``batch``, ``grid_size``,
+``device``, ``target_faces``, ``schedule``); what isn't given comes from the
+scene's Img3D settings and the preferences. Failures raise the core's typed
+errors (``Img3DError`` subclasses).
 """
 
 from __future__ import annotations
@@ -18,12 +19,7 @@ import bpy
 
 from ..core.errors import CancelledError, Img3DError
 from . import session as sessions
-
-ENUM_OVERRIDES = {"device", "schedule"}
-
-
-def _as_enum(value: str) -> str:
-    return str(value).upper().replace("-", "_")
+from .requests import check_overrides, import_options, request_from_scene
 
 
 def generate(
@@ -33,25 +29,10 @@ def generate(
     **overrides: Any,
 ) -> list[bpy.types.Object]:
     """Generate and import synchronously; return the new objects (one per variant)."""
-    from .operators.dependencies import activate_vendor
-    from .operators.generate import (
-        OVERRIDABLE,
-        import_options,
-        keep_model_loaded,
-        request_from_scene,
-    )
-
     context = context or bpy.context
-    unknown = set(overrides) - set(OVERRIDABLE)
-    if unknown:
-        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    for name in ENUM_OVERRIDES & set(overrides):
-        overrides[name] = _as_enum(overrides[name])
-    activate_vendor()
+    check_overrides(overrides)
     request = request_from_scene(context, overrides)
-    session = sessions.GenerateSession(
-        request, import_options(context), release_model=not keep_model_loaded()
-    )
+    session = sessions.GenerateSession(request, import_options(context))
     session.start(context.window_manager)
     state = session.run_to_end(context, timeout=timeout)
     if state == sessions.FAILED:
@@ -62,5 +43,5 @@ def generate(
 
 
 def cancel() -> bool:
-    """Cancel the running generation (if any) and wait for its thread."""
+    """Ask the running generation (if any) to stop; it ends at its next check."""
     return sessions.cancel_active()

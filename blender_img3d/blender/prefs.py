@@ -1,8 +1,9 @@
 """Add-on preferences: models and their cache, downloads, device, dependencies, system check.
 
 The buttons run operators from ``operators/dependencies.py`` and
-``operators/models.py``; their progress lives in those modules' ``TaskStatus``
-objects and is drawn here. Nothing heavy is imported to draw this page.
+``operators/models.py``; their progress is the WindowManager task state
+(``tasks``), drawn here. Nothing heavy is imported, and nothing is activated,
+to draw this page.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..core import choices
 from ..core import settings as defaults
-from .operators.dependencies import INSTALL_STATUS, TORCH_BUILD_ITEMS
-from .operators.models import DOWNLOAD_STATUS
-from .operators.task_status import TaskStatus
-from .props import DEVICE_ITEMS
+from ..core.system import hardware
+from . import tasks
+from .props import enum_items
+
+TORCH_BUILD_ITEMS = enum_items(hardware.TORCH_BUILDS)
+# How long the model list drawn in the preferences is reused before the cache is read again.
+MODEL_LISTING_SECONDS = 5.0
 
 # The extension's own package (``bl_ext.<repo>.blender_img3d``): one level above ``blender/``.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -58,7 +63,10 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
     )
     cache_dir: StringProperty(
         name="Cache Folder",
-        description="Where downloaded models are kept (empty: the extension's user folder)",
+        description=(
+            "Where downloaded models are kept (empty: Hugging Face's standard cache, shared "
+            "with diffusers and every Blender version; HF_HUB_CACHE / HF_HOME move it)"
+        ),
         subtype="DIR_PATH",
         default="",
     )
@@ -67,7 +75,9 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         description="Download missing models (needs Blender's Allow Online Access)",
         default=False,
     )
-    device: EnumProperty(name="Preferred Device", items=DEVICE_ITEMS, default="AUTO")
+    device: EnumProperty(
+        name="Preferred Device", items=enum_items(choices.DEVICES), default=choices.DEVICES[0].name
+    )
     keep_model_loaded: BoolProperty(
         name="Keep Model Loaded",
         description="Keep the model in memory between runs (faster, uses memory)",
@@ -77,21 +87,42 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         name="PyTorch Build",
         description="Which PyTorch Install Dependencies fetches",
         items=TORCH_BUILD_ITEMS,
-        default="AUTO",
+        default=hardware.BUILD_NAMES[0],
     )
     torch_index_url: StringProperty(
         name="PyTorch Index",
         description=(
-            "Optional extra package index for PyTorch, e.g. https://download.pytorch.org/whl/cu128 "
-            "for a CUDA 12.8 build or .../whl/cpu for the small CPU build (empty: PyPI)"
+            "Fetch torch from this index instead of the one the build implies, e.g. a mirror or "
+            "https://download.pytorch.org/whl/cu126 for an older CUDA (empty: as detected)"
         ),
         default="",
     )
+    wheelhouse: StringProperty(
+        name="Wheelhouse",
+        description=(
+            "Install offline from this folder of wheels (pip --find-links --no-index): for "
+            "studios without internet; nothing is contacted (empty: download)"
+        ),
+        subtype="DIR_PATH",
+        default="",
+    )
+    install_folder: StringProperty(
+        name="Install Folder",
+        description=(
+            "Where the packages go (empty: the extension's user folder). On Windows choose a "
+            "short one such as C:\\Img3D when the default path is too long"
+        ),
+        subtype="DIR_PATH",
+        default="",
+    )
+    show_plan: BoolProperty(name="Plan", default=True)
     show_system: BoolProperty(name="System Check", default=False)
     show_install_log: BoolProperty(name="Log", default=False)
 
     def resolved_cache_dir(self) -> Path:
-        return Path(bpy.path.abspath(self.cache_dir)) if self.cache_dir else user_data_dir("models")
+        from ..core.system.model_store import default_cache_dir
+
+        return Path(bpy.path.abspath(self.cache_dir)) if self.cache_dir else default_cache_dir()
 
     def downloads_allowed(self) -> bool:
         """Downloads need both this preference and Blender's global online access."""
@@ -124,32 +155,59 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         sub.operator("img3d.download_models", icon="IMPORT")
         row.operator("img3d.open_cache_folder", icon="FILE_FOLDER")
         row.operator("img3d.release_model", icon="X")
-        _draw_task(box, DOWNLOAD_STATUS, "DOWNLOAD")
+        _draw_task(box, tasks.state_of("download"), "DOWNLOAD")
+        _draw_model_listing(box, self.resolved_cache_dir())
 
     def _draw_dependencies(self, box) -> None:
         from ..core.system.deps import missing_modules
-        from .operators.dependencies import activate_vendor
+        from .operators.dependencies import last_check, plan_lines
 
-        box.label(text="Dependencies", icon="SCRIPT")
-        activate_vendor()  # cheap and idempotent: packages installed earlier count as found
+        box.label(text="Dependencies (needed by Generate only)", icon="SCRIPT")
         missing = missing_modules()
         if missing:
             box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
+        check = last_check()
+        if check is not None:
+            row = box.row()
+            row.alert = not check.ok
+            row.label(text=check.summary, icon="CHECKMARK" if check.ok else "ERROR")
         col = box.column()
         col.row().prop(self, "torch_build", expand=True)
         col.prop(self, "torch_index_url")
-        row = box.row()
-        row.enabled = bool(bpy.app.online_access)
-        row.operator("img3d.install_dependencies", icon="IMPORT")
-        if not bpy.app.online_access:
-            box.label(text="Needs Preferences > System > Allow Online Access", icon="INFO")
-        _draw_task(box, INSTALL_STATUS, "INSTALL")
-        if INSTALL_STATUS.lines:
+        col.prop(self, "wheelhouse")
+        col.prop(self, "install_folder")
+        header = box.row()
+        header.prop(
+            self, "show_plan", icon="TRIA_DOWN" if self.show_plan else "TRIA_RIGHT", emboss=False
+        )
+        if self.show_plan:
+            plan = box.column(align=True)
+            plan.scale_y = 0.8
+            for line in plan_lines():
+                plan.label(text=line)
+        offline = not bpy.app.online_access and not self.wheelhouse
+        row = box.row(align=True)
+        sub = row.row(align=True)
+        sub.enabled = not offline
+        sub.operator("img3d.install_dependencies", icon="IMPORT")
+        repair = sub.operator("img3d.install_dependencies", text="Repair", icon="FILE_REFRESH")
+        repair.repair = True
+        row.operator("img3d.check_dependencies", icon="CHECKMARK")
+        row.operator("img3d.uninstall_dependencies", icon="TRASH")
+        row.operator("img3d.copy_install_log", icon="COPYDOWN")
+        if offline:
+            box.label(
+                text="Needs Preferences > System > Allow Online Access (or a Wheelhouse folder)",
+                icon="INFO",
+            )
+        install = tasks.state_of("install")
+        _draw_task(box, install, "INSTALL")
+        if install.log:
             box.prop(self, "show_install_log", icon="TEXT")
             if self.show_install_log:
                 log = box.column(align=True)
                 log.scale_y = 0.7
-                for line in INSTALL_STATUS.tail(12):
+                for line in install.log_lines()[-12:]:
                     log.label(text=line[-160:])
 
     def _draw_system(self, box) -> None:
@@ -166,18 +224,57 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
             draw_check(box)
 
 
-def _draw_task(layout, status: TaskStatus, task: str) -> None:
+_MODEL_LISTING: dict[str, tuple[float, list]] = {}
+
+
+def cached_models(cache_dir: Path) -> list:
+    """The models in ``cache_dir`` with their sizes, read at most every few seconds."""
+    import time
+
+    from ..core.system.model_store import list_cached_models
+
+    key = str(cache_dir)
+    now = time.monotonic()
+    found = _MODEL_LISTING.get(key)
+    if found is None or now - found[0] > MODEL_LISTING_SECONDS:
+        try:
+            models = list_cached_models(cache_dir)
+        except OSError:
+            models = []
+        found = _MODEL_LISTING[key] = (now, models)
+    return found[1]
+
+
+def _draw_model_listing(layout, cache_dir: Path) -> None:
+    """What the model cache holds: one line per model repository with its size."""
+    from ..core.system.model_store import format_size
+
+    column = layout.column(align=True)
+    column.label(text=f"In {cache_dir}:", icon="DISK_DRIVE")
+    models = cached_models(cache_dir)
+    if not models:
+        column.label(text="No models downloaded yet")
+    for model in models:
+        partial = (
+            f", {format_size(model.incomplete_bytes)} partial" if model.incomplete_bytes else ""
+        )
+        column.label(text=f"{model.repo_id}: {format_size(model.size_bytes)}{partial}")
+
+
+def _draw_task(layout, state, task: str) -> None:
     """Progress bar with a Cancel button while running; the last result otherwise."""
-    if status.running:
+    if state.running:
         row = layout.row(align=True)
-        row.progress(factor=status.fraction, type="BAR", text=status.text or "Working...")
-        row.operator("img3d.cancel_task", text="", icon="CANCEL").task = task
-    elif status.error:
+        row.progress(factor=state.progress, type="BAR", text=state.message or "Working…")
+        cancel = row.row(align=True)
+        cancel.enabled = not state.cancelling
+        cancel.operator("img3d.cancel_task", text="", icon="CANCEL").task = task
+    elif state.last_error:
         row = layout.row()
         row.alert = True
-        row.label(text=status.error, icon="ERROR")
-    elif status.text:
-        layout.label(text=status.text, icon="CHECKMARK")
+        row.label(text=state.last_error, icon="ERROR")
+    elif state.message:
+        layout.label(text=state.message, icon="CHECKMARK")
 
 
 CLASSES = (IMG3D_Preferences,)

@@ -1,4 +1,4 @@
-"""Scene settings (saved with the .blend) and transient job state (WindowManager).
+"""Scene settings (saved with the .blend); the transient task state is in ``tasks``.
 
 Every default comes from ``core.settings`` so the panel, the operators, the CLI
 and the tests agree on one value.
@@ -16,25 +16,12 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..core import choices
 from ..core import settings as defaults
 
-MODE_ITEMS = (
-    ("IMAGE", "Image", "Generate from a picture of one object"),
-    ("TEXT", "Text", "Generate from a text prompt"),
-)
 IMAGE_SOURCE_ITEMS = (
     ("FILE", "File", "Read the picture from a file on disk"),
     ("BLENDER", "Blender Image", "Use an image already loaded in Blender"),
-)
-DEVICE_ITEMS = (
-    ("AUTO", "Auto", "CUDA if available, else Apple MPS, else the CPU"),
-    ("CPU", "CPU", "Run on the processor (slow but always available)"),
-    ("CUDA", "CUDA", "Run on an NVIDIA GPU"),
-    ("MPS", "MPS", "Run on Apple Silicon's GPU"),
-)
-SCHEDULE_ITEMS = (
-    ("SHAP_E", "Shap-E", "OpenAI's reference sampler (Karras sigmas 160 to 0.001)"),
-    ("DIFFUSERS", "Diffusers", "The diffusers port's schedule (same latents as diffusers)"),
 )
 PLACEMENT_ITEMS = (
     ("CURSOR", "3D Cursor", "Place the new object at the 3D cursor"),
@@ -46,9 +33,14 @@ SHADING_ITEMS = (
 )
 
 
-def enum_to_core(value: str) -> str:
-    """Blender enum identifier → the core's lower-case name (``SHAP_E`` → ``shap-e``)."""
-    return value.lower().replace("_", "-")
+def enum_items(options: tuple[choices.Choice, ...]) -> tuple[tuple[str, str, str], ...]:
+    """``EnumProperty`` items for a closed set of ``core.choices``, the core names as ids.
+
+    Blender saves an enum as its item's number, so .blend files saved with the
+    old upper-case ids (``SHAP_E``) read back unchanged; scripts must now set
+    the core names.
+    """
+    return tuple((choice.name, choice.label, choice.description) for choice in options)
 
 
 def _poll_image(_self, image) -> bool:
@@ -58,7 +50,7 @@ def _poll_image(_self, image) -> bool:
 class IMG3D_Props(bpy.types.PropertyGroup):
     """Generation settings of a scene (``scene.img3d``)."""
 
-    mode: EnumProperty(name="Mode", items=MODE_ITEMS, default="IMAGE")
+    mode: EnumProperty(name="Mode", items=enum_items(choices.MODES), default=choices.MODES[0].name)
     image_source: EnumProperty(name="Source", items=IMAGE_SOURCE_ITEMS, default="FILE")
     image_path: StringProperty(
         name="Image", description="Picture of a single object", subtype="FILE_PATH"
@@ -114,8 +106,12 @@ class IMG3D_Props(bpy.types.PropertyGroup):
         min=defaults.MIN_GRID_SIZE,
         max=defaults.MAX_GRID_SIZE,
     )
-    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
-    schedule: EnumProperty(name="Schedule", items=SCHEDULE_ITEMS, default="SHAP_E")
+    device: EnumProperty(
+        name="Device", items=enum_items(choices.DEVICES), default=choices.DEVICES[0].name
+    )
+    schedule: EnumProperty(
+        name="Schedule", items=enum_items(choices.SCHEDULES), default=defaults.DEFAULT_SCHEDULE
+    )
     remove_background: BoolProperty(
         name="Remove Background",
         description="Cut the object out of a plain background before generating",
@@ -159,27 +155,12 @@ class IMG3D_Props(bpy.types.PropertyGroup):
     show_system: BoolProperty(name="System", default=False)
 
 
-class IMG3D_JobState(bpy.types.PropertyGroup):
-    """Transient state of the running job (``window_manager.img3d_job``; never saved)."""
-
-    running: BoolProperty(default=False)
-    phase: StringProperty(default="")
-    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
-    eta_seconds: FloatProperty(default=-1.0)
-    message: StringProperty(default="")
-    last_error: StringProperty(default="")
-    last_summary: StringProperty(default="")
-    preview_image: StringProperty(default="")
-
-
-CLASSES = (IMG3D_Props, IMG3D_JobState)
+CLASSES = (IMG3D_Props,)
 
 
 def register_properties() -> None:
     bpy.types.Scene.img3d = PointerProperty(type=IMG3D_Props)
-    bpy.types.WindowManager.img3d_job = PointerProperty(type=IMG3D_JobState)
 
 
 def unregister_properties() -> None:
-    del bpy.types.WindowManager.img3d_job
     del bpy.types.Scene.img3d

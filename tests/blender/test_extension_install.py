@@ -17,7 +17,7 @@ def registered_names() -> dict[str, bool]:
     names = {f"op:{op}": hasattr(bpy.ops.img3d, op) and _op_exists(op) for op in OPERATORS}
     names.update({f"panel:{panel}": hasattr(bpy.types, panel) for panel in PANELS})
     names["scene.img3d"] = hasattr(bpy.types.Scene, "img3d")
-    names["wm.img3d_job"] = hasattr(bpy.types.WindowManager, "img3d_job")
+    names["wm.img3d_tasks"] = hasattr(bpy.types.WindowManager, "img3d_tasks")
     return names
 
 
@@ -68,6 +68,6 @@ def test_disable_and_enable_twice_leaves_nothing_behind(installed_extension):
 
 def test_system_check_runs_without_a_gpu(installed_extension):
     assert bpy.ops.img3d.system_check() == {"FINISHED"}
-    checks = sys.modules[f"{installed_extension}.blender.operators.system"].LAST_CHECK
+    checks = bpy.context.window_manager.img3d_tasks.system_check
     names = {entry.name for entry in checks}
     assert {"Blender", "torch", "online access"} <= names

@@ -76,7 +76,7 @@ def test_batch_of_three_gives_three_objects_side_by_side(surface_text_model_dir)
 
 def test_scene_settings_are_used_when_the_operator_does_not_override(surface_text_model_dir):
     props = bpy.context.scene.img3d
-    props.mode = "TEXT"
+    props.mode = "text"
     props.prompt = "a lamp"
     props.model = str(surface_text_model_dir)
     props.steps = 2
@@ -166,7 +166,7 @@ def test_model_stays_loaded_unless_the_preference_says_otherwise(
 
 def test_a_blender_image_is_used_through_its_pixels(surface_image_model_dir, example_image):
     props = bpy.context.scene.img3d
-    props.mode = "IMAGE"
+    props.mode = "image"
     props.image_source = "BLENDER"
     props.image_path = "/a/stale/file/choice.png"  # ignored: the source is the Blender image
     props.image = bpy.data.images.load(str(example_image))

@@ -52,6 +52,21 @@ def fake_pipeline(installed_extension, steps=20, delay=0.01, record=None):
     return work
 
 
+class FakeBackend:
+    """A backend whose submit runs ``work`` (the tests' stand-in for the local backend)."""
+
+    name = "fake"
+
+    def __init__(self, work) -> None:
+        self.work = work
+
+    def submit(self, request, progress=None, cancel=None):
+        return self.work(request, progress, cancel)
+
+    def release(self) -> None:
+        pass
+
+
 def text_request(installed_extension):
     settings = extension(installed_extension, "core.settings")
     return settings.Request(prompt="a cube")
@@ -60,7 +75,7 @@ def text_request(installed_extension):
 def start_session(installed_extension, work):
     sessions = extension(installed_extension, "blender.session")
     session = sessions.GenerateSession(
-        text_request(installed_extension), sessions.ImportOptions(), work=work
+        text_request(installed_extension), sessions.ImportOptions(), backend=FakeBackend(work)
     )
     return session.start(bpy.context.window_manager)
 
@@ -70,11 +85,11 @@ def test_ticks_report_increasing_progress_then_import(installed_extension):
     session = start_session(installed_extension, fake_pipeline(installed_extension))
     seen = []
     while session.tick(bpy.context) == sessions.RUNNING:
-        seen.append(bpy.context.window_manager.img3d_job.progress)
+        seen.append(bpy.context.window_manager.img3d_tasks.generate.progress)
         time.sleep(0.005)
     assert session.state == sessions.FINISHED
     assert seen == sorted(seen) and seen[-1] > 0
-    job = bpy.context.window_manager.img3d_job
+    job = bpy.context.window_manager.img3d_tasks.generate
     assert not job.running and "faces" in job.last_summary
     assert [obj.name for obj in session.objects] == ["fake"]
     assert bpy.context.view_layer.objects.active == session.objects[0]
@@ -94,7 +109,7 @@ def test_cancel_stops_within_one_step_and_leaves_no_thread(installed_extension):
     assert session.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
     assert len(steps_done) <= at_cancel + 1
     assert not session.job.alive
-    assert bpy.context.window_manager.img3d_job.running is False
+    assert bpy.context.window_manager.img3d_tasks.generate.running is False
     assert len(bpy.data.objects) == len([o for o in bpy.data.objects if o.name != "fake"])
 
 
@@ -108,6 +123,8 @@ def test_second_job_is_refused_while_one_runs(installed_extension):
             start_session(installed_extension, fake_pipeline(installed_extension))
     finally:
         sessions.cancel_active()
+    # Cancel only flags the job; ticking ends the session once the worker has stopped.
+    assert first.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
     assert not first.job.alive
 
 
@@ -115,9 +132,11 @@ def test_loading_a_file_cancels_the_running_job(installed_extension):
     sessions = extension(installed_extension, "blender.session")
     session = start_session(installed_extension, fake_pipeline(installed_extension, steps=500))
     bpy.ops.wm.read_homefile(app_template="")  # fires load_pre
-    assert session.state == sessions.CANCELLED
+    assert session.cancelling  # flagged at once; the load did not wait for the worker
+    assert session.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
     assert not session.job.alive
     assert sessions.active_session() is None
+    assert "fake" not in bpy.data.objects
 
 
 def test_disabling_the_addon_cancels_and_joins_the_job(installed_extension):
@@ -126,8 +145,8 @@ def test_disabling_the_addon_cancels_and_joins_the_job(installed_extension):
     thread_count = threading.active_count()
     addon_utils.disable(installed_extension, default_set=True)
     try:
-        assert session.state == sessions.CANCELLED
-        assert not session.job.alive
+        assert session.state == sessions.CANCELLED and session.cancelling
+        assert session.job.join(10)  # the worker stops by itself at its next check
         assert threading.active_count() < thread_count
     finally:
         addon_utils.enable(installed_extension, default_set=True)
@@ -142,7 +161,9 @@ def test_errors_from_the_pipeline_show_in_the_panel_state(installed_extension):
 
     session = start_session(installed_extension, failing)
     assert session.run_to_end(bpy.context, timeout=10) == sessions.FAILED
-    assert bpy.context.window_manager.img3d_job.last_error.startswith("The image is blank")
+    assert bpy.context.window_manager.img3d_tasks.generate.last_error.startswith(
+        "The image is blank"
+    )
 
 
 def test_draining_a_tick_stays_within_budget(installed_extension):
@@ -155,4 +176,5 @@ def test_draining_a_tick_stays_within_budget(installed_extension):
     session.tick(bpy.context)
     elapsed = time.perf_counter() - start
     sessions.cancel_active()
+    session.run_to_end(bpy.context, timeout=10)
     assert elapsed < 0.25  # the 2 ms budget plus the import of one cube, with slack for CI

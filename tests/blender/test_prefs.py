@@ -33,17 +33,19 @@ def prefs(installed_extension):
 
 def test_preferences_have_the_documented_settings_and_defaults(prefs, installed_extension):
     assert type(prefs).bl_idname == installed_extension
-    assert (prefs.device, prefs.keep_model_loaded, prefs.allow_download) == ("AUTO", True, False)
-    assert prefs.torch_build == "CPU"
+    assert (prefs.device, prefs.keep_model_loaded, prefs.allow_download) == ("auto", True, False)
+    assert prefs.torch_build == "auto"
     # Empty cache folder: the extension's own user folder.
-    expected = Path(bpy.utils.extension_path_user(installed_extension, path="models"))
-    assert prefs.resolved_cache_dir() == expected
+    # Hugging Face's standard cache: shared with diffusers and across Blender versions.
+    from blender_img3d.core.system.model_store import default_cache_dir
+
+    assert prefs.resolved_cache_dir() == default_cache_dir()
 
 
 def test_saved_preferences_hold_the_values_set(prefs, blender_user_home, tmp_path):
     marker = str(tmp_path / "img3d-cache-marker-7f3a")
     prefs.cache_dir = marker
-    prefs.torch_build = "CUDA"
+    prefs.torch_build = "cuda"
     assert prefs.resolved_cache_dir() == Path(marker)
     assert bpy.ops.wm.save_userpref() == {"FINISHED"}
     userpref = next(blender_user_home.rglob("userpref.blend"))
@@ -61,6 +63,7 @@ def test_downloads_need_the_preference_and_blenders_online_access(prefs):
 
 
 def test_download_button_with_downloads_off_says_how_to_turn_them_on(prefs):
+    bpy.context.preferences.system.use_online_access = True
     prefs.allow_download = False
     with pytest.raises(RuntimeError, match="Downloads are off.*Allow Online Access"):
         bpy.ops.img3d.download_models()
@@ -85,9 +88,7 @@ def test_system_check_lists_versions_models_disk_and_online_without_a_gpu(
 ):
     prefs.cache_dir = str(tmp_path)
     assert bpy.ops.img3d.system_check() == {"FINISHED"}
-    entries = {
-        e.name: e for e in sys.modules[f"{installed_extension}.blender.operators.system"].LAST_CHECK
-    }
+    entries = {e.name: e for e in bpy.context.window_manager.img3d_tasks.system_check}
     assert entries["Blender"].detail == bpy.app.version_string
     assert entries["Python"].detail.startswith("3.11")
     assert entries["numpy"].ok and entries["numpy"].detail == "1.26.4"
@@ -134,14 +135,13 @@ def test_preferences_page_draws_every_section_and_button(prefs, installed_extens
 def test_a_running_install_shows_a_progress_bar_with_cancel(prefs, installed_extension):
     from tests.blender.ui_layout import RecordingLayout
 
-    status = sys.modules[f"{installed_extension}.blender.operators.dependencies"].INSTALL_STATUS
-    status.start("Installing")
-    status.update(0.4, "Collecting torch")
+    status = bpy.context.window_manager.img3d_tasks.install
+    status.running, status.progress, status.message = True, 0.4, "Collecting torch"
     try:
         layout = RecordingLayout()
         type(prefs).draw(_PreferencesView(prefs, layout), bpy.context)
     finally:
-        status.finish("")
+        status.running, status.message = False, ""
     assert "Collecting torch" in layout.texts("progress")
     assert "img3d.cancel_task" in layout.texts("operator")
 
@@ -158,11 +158,12 @@ def test_download_progress_reaches_the_status_and_finishes(
     downloads_on, installed_extension, monkeypatch, tmp_path
 ):
     models = sys.modules[f"{installed_extension}.blender.operators.models"]
+    tasks = sys.modules[f"{installed_extension}.blender.tasks"]
     seen = []
 
     def fake_download(repo_id, *, mode, cache_dir, revision, progress, cancel):
         progress("downloading", 50, 100)
-        seen.append((repo_id, mode, cache_dir, models.DOWNLOAD_STATUS.fraction))
+        seen.append((repo_id, mode, cache_dir, tasks.active("download").fraction))
         return tmp_path / repo_id
 
     monkeypatch.setattr(models.model_store, "download_model", fake_download)
@@ -172,8 +173,8 @@ def test_download_progress_reaches_the_status_and_finishes(
         ("openai/shap-e", "text", tmp_path),
     ]
     assert [fraction for *_, fraction in seen] == [0.25, 0.75]  # half of each half
-    status = models.DOWNLOAD_STATUS
-    assert (status.running, status.fraction, status.text) == (False, 1.0, "Models downloaded")
+    status = bpy.context.window_manager.img3d_tasks.download
+    assert (status.running, status.progress, status.message) == (False, 1.0, "Models downloaded")
 
 
 def test_a_cancelled_download_says_it_can_be_resumed(
@@ -188,7 +189,7 @@ def test_a_cancelled_download_says_it_can_be_resumed(
 
     monkeypatch.setattr(models.model_store, "download_model", cancelled)
     assert bpy.ops.img3d.download_models(which="TEXT") == {"CANCELLED"}
-    assert "Download again to resume" in models.DOWNLOAD_STATUS.error
+    assert "Download again to resume" in bpy.context.window_manager.img3d_tasks.download.last_error
 
 
 def test_local_model_folders_are_not_downloaded(downloads_on, tmp_path):

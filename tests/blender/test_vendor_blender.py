@@ -121,7 +121,7 @@ def test_blender_plan_targets_the_abi_keyed_vendor_folder_with_blenders_numpy(
     assert not names & {requirements.name_of(req) for req in requirements.BUNDLED_WHEELS}
     # The preferences button computes the same plan inside the installed extension.
     operators = sys.modules[f"{installed_extension}.blender.operators.dependencies"]
-    assert operators.install_plan("CUDA").fingerprint() == plan.fingerprint()
+    assert operators.install_plan("cuda").fingerprint() == plan.fingerprint()
 
 
 def test_install_button_refuses_without_online_access(installed_extension, offline):
@@ -144,9 +144,9 @@ def test_install_button_installs_a_package_that_activate_makes_importable(
     installed_extension, online_access, clean_vendor_folder
 ):
     assert bpy.ops.img3d.install_dependencies(packages="six==1.16.0") == {"FINISHED"}
-    status = sys.modules[f"{installed_extension}.blender.operators.dependencies"].INSTALL_STATUS
-    assert not status.running and status.error == "" and status.fraction == 1.0
-    assert any(line.startswith("Successfully installed six-1.16.0") for line in status.lines)
+    status = bpy.context.window_manager.img3d_tasks.install
+    assert not status.running and status.last_error == "" and status.progress == 1.0
+    assert any(line.startswith("Successfully installed six-1.16.0") for line in status.log_lines())
     assert (clean_vendor_folder / "six.py").is_file()
     assert (clean_vendor_folder / vendor.STAMP_NAME).is_file()
     assert not (clean_vendor_folder / "numpy").exists()  # six needs no numpy: the pin adds none
@@ -157,7 +157,7 @@ def test_install_button_installs_a_package_that_activate_makes_importable(
     assert six.__version__ == "1.16.0"
     # Second press: the stamp matches, pip is not run again.
     assert bpy.ops.img3d.install_dependencies(packages="six==1.16.0") == {"FINISHED"}
-    assert status.lines[-1] == vendor.UP_TO_DATE_LINE
+    assert status.log_lines()[-1] == vendor.UP_TO_DATE_LINE
 
 
 @pytest.mark.slow

@@ -1,10 +1,17 @@
-"""Install Dependencies: pip-install the runtime packages into the extension's vendor folder.
+"""Install Dependencies and its neighbours: Check, Repair, Uninstall, Copy Log.
 
-The install runs ``core/vendor.py`` in a child process of Blender's own Python,
-so Blender stays responsive and a crash in pip can't take it down. With a window
-the operator is modal: a timer drains the child's output lines into
-``INSTALL_STATUS`` (drawn in the preferences with a progress bar); without one
-(background mode, scripts) it runs the same child synchronously.
+The install runs ``core/system/vendor.py`` in a child process of Blender's own
+Python, so Blender stays responsive and a crash in pip can't take it down. The
+plan it runs is the one the preferences showed (torch build and why, sources,
+sizes, folder: :func:`plan_lines`), passed to the child as JSON. The
+``install`` task's worker thread reads the child's output lines and queues
+them (``tasks``); pip's byte progress (``--progress-bar raw``) moves the bar
+through :class:`vendor.PipProgress`. With a window the operator is modal and
+the shared timer mirrors them into the preferences; without one (background
+mode, scripts) the same task is ticked to its end. After the install the child
+imports torch and multiplies on the device; the result is kept beside the
+install and drawn in the preferences. A finished install is activated at once
+(and at every ``register()``), never from ``draw()``/``poll()``.
 """
 
 from __future__ import annotations
@@ -14,32 +21,111 @@ import queue
 import subprocess
 import threading
 from pathlib import Path
+from typing import IO, Optional
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ...core.errors import CancelledError, Img3DError
 from ...core.system import hardware, vendor
 from ...core.system.requirements import BUNDLED_WHEELS
-from .task_status import TaskStatus, redraw_preferences
+from .. import tasks
+from ..prefs import TORCH_BUILD_ITEMS
 
 logger = logging.getLogger(__name__)
 
-INSTALL_STATUS = TaskStatus()
-TIMER_INTERVAL_SECONDS = 0.2
-MAX_LINES_PER_TICK = 200
-# A custom package list (tests, advanced use) needs far less room than torch.
-SMALL_INSTALL_BYTES = 200 * 1024**2
+OUTPUT_POLL_SECONDS = 0.1
+# A custom package list (tests, advanced use): pip's default progress scale.
+SMALL_INSTALL_BYTES = 50 * 1024**2
 
-TORCH_BUILD_ITEMS = tuple(
-    (choice.name.upper(), choice.label, choice.description) for choice in hardware.TORCH_BUILDS
-)
+
+def vendor_root() -> Path:
+    """The folder holding the per-ABI install folders: the preference, or the extension's own."""
+    from ..prefs import get_preferences, user_data_dir
+
+    custom = get_preferences().install_folder
+    return Path(bpy.path.abspath(custom)) if custom else user_data_dir("vendor")
 
 
 def vendor_folder() -> Path:
-    """The extension's private folder for pip-installed runtime packages."""
-    from ..prefs import user_data_dir
+    """This Blender's install folder (``…/vendor/cp311-win_amd64``)."""
+    return vendor.vendor_dir_for(vendor_root())
 
-    return vendor.vendor_dir_for(user_data_dir("vendor"))
+
+def activate_vendor() -> bool:
+    """Append the vendor folder to ``sys.path`` if it holds an install (register, after install)."""
+    return vendor.activate(vendor_folder())
+
+
+_MACHINE: list[hardware.Machine] = []
+
+
+def this_machine() -> hardware.Machine:
+    """The probed machine, once per session (``nvidia-smi`` is too slow for every redraw)."""
+    if not _MACHINE:
+        _MACHINE.append(hardware.probe_machine())
+    return _MACHINE[0]
+
+
+def install_plan(
+    build: Optional[str] = None,
+    packages: str = "",
+    torch_index_url: Optional[str] = None,
+    wheelhouse: Optional[str] = None,
+) -> vendor.InstallPlan:
+    """The plan for this Blender: its vendor folder, its own numpy as the pin, the prefs' choices.
+
+    Unset arguments come from the preferences. Raises ``DependencyError``
+    (an unsupported platform, a missing wheelhouse) before anything runs.
+    """
+    from ..prefs import get_preferences
+
+    prefs = get_preferences()
+    build = prefs.torch_build if build is None else build
+    torch_index_url = prefs.torch_index_url if torch_index_url is None else torch_index_url
+    wheelhouse = prefs.wheelhouse if wheelhouse is None else wheelhouse
+    torch_build = None
+    if not packages.split():
+        torch_build = hardware.choose_build(this_machine(), build.lower())
+        if torch_index_url:
+            torch_build = hardware.with_index_url(torch_build, torch_index_url)
+    return vendor.make_plan(
+        vendor_folder(),
+        build=torch_build,
+        numpy_version=vendor.running_numpy_version(),
+        packages=packages.split() or None,
+        skip=vendor.available_at_pin(BUNDLED_WHEELS),
+        wheelhouse=bpy.path.abspath(wheelhouse) if wheelhouse else None,
+    )
+
+
+_PLAN_LINES: dict[tuple, list[str]] = {}
+
+
+def plan_lines() -> list[str]:
+    """What Install Dependencies would do with the current preferences (cached per choice)."""
+    from ..prefs import get_preferences
+
+    prefs = get_preferences()
+    key = (prefs.torch_build, prefs.torch_index_url, prefs.wheelhouse, prefs.install_folder)
+    if key not in _PLAN_LINES:
+        try:
+            plan = install_plan()
+            lines = plan.describe()
+            try:
+                vendor.check_path_lengths(plan.vendor_dir)
+            except vendor.InstallError as exc:
+                lines.append("Warning: " + str(exc))
+        except Img3DError as exc:
+            lines = [f"Can't install here: {exc}"]
+        _PLAN_LINES.clear()
+        _PLAN_LINES[key] = lines
+    return _PLAN_LINES[key]
+
+
+def last_check() -> Optional[vendor.CheckResult]:
+    """The saved result of the last check of this Blender's install, if any."""
+    return vendor.load_check(vendor_folder())
 
 
 def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -54,40 +140,111 @@ def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def activate_vendor() -> bool:
-    """Append the vendor folder to ``sys.path`` if it holds an install."""
-    return vendor.activate(vendor_folder())
+def _pump(stream: IO[str], lines: "queue.Queue[str]") -> None:
+    for line in stream:
+        lines.put(line.rstrip())
 
 
-def install_plan(
-    build: str, packages: str = "", torch_index_url: str = "", wheelhouse: str = ""
-) -> vendor.InstallPlan:
-    """The plan for this Blender: its vendor folder and its own numpy version as the pin."""
-    torch_build = None
-    if not packages.split():
-        torch_build = hardware.choose_build(hardware.probe_machine(), build.lower())
-        if torch_index_url:
-            torch_build = hardware.with_index_url(torch_build, torch_index_url)
-    return vendor.make_plan(
-        vendor_folder(),
-        build=torch_build,
-        numpy_version=vendor.running_numpy_version(),
-        packages=packages.split() or None,
-        skip=vendor.available_at_pin(BUNDLED_WHEELS),
-        wheelhouse=wheelhouse or None,
-    )
+class InstallTask(tasks.Task):
+    """The installer child process, watched from a worker thread."""
+
+    kind = "install"
+    busy_message = "An install is already running: wait for it or cancel it first."
+    cancelled_text = "Dependency install cancelled; run it again to finish"
+    cancelled_hint = "Cancelled: run it again to finish."
+    failed_text = "Install failed"
+    done_text = "Dependencies installed"
+
+    def __init__(self, command: list[str], env: dict[str, str], plan: vendor.InstallPlan) -> None:
+        super().__init__()
+        self.command, self.env, self.plan = command, env, plan
+        self.pip = vendor.PipProgress(plan.download_bytes or SMALL_INSTALL_BYTES)
+        self.start_text = f"Installing into {plan.vendor_dir}"
+        self.process: Optional[subprocess.Popen] = None
+        self.check: Optional[vendor.CheckResult] = None
+
+    def work(self, progress, cancel):
+        self.process = process = _start_install(self.command, self.env)
+        assert process.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=_pump, args=(process.stdout, lines), name="img3d-install-output", daemon=True
+        )
+        reader.start()
+        while True:
+            if cancel.is_set() and process.poll() is None:
+                process.terminate()
+            try:
+                line = lines.get(timeout=OUTPUT_POLL_SECONDS)
+            except queue.Empty:
+                if process.poll() is not None and not reader.is_alive() and lines.empty():
+                    break
+                continue
+            check = vendor.parse_check_line(line)
+            if check is not None:
+                self.check = check
+                line = check.summary
+            if not line.startswith("Progress "):  # raw byte counts: the bar, not the log
+                logger.info("pip: %s", line)
+                self.log(line)
+            fraction = self.pip.feed(line)
+            self.report(fraction, self._status_text())
+        returncode = process.wait()
+        if cancel.is_set():
+            raise CancelledError()
+        if returncode != 0:
+            raise vendor.InstallError(
+                self.pip.error
+                or f"The installer stopped with exit code {returncode}: see the log in the "
+                "preferences (Copy Log) or the console."
+            )
+        return returncode
+
+    def _status_text(self) -> str:
+        from ...core.system.model_store import format_size
+
+        if self.pip.current_total and self.pip.phase.startswith(("collecting", "downloading")):
+            done, total = format_size(self.pip.done_bytes), format_size(self.pip.total_bytes)
+            return f"{self.pip.phase.capitalize()}: {done} of about {total}"
+        return self.pip.phase.capitalize()
+
+    def cancel(self) -> None:
+        super().cancel()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()  # don't leave pip running if Blender is closing
+
+    def on_result(self, context, result) -> str:
+        activate_vendor()
+        _PLAN_LINES.clear()
+        if self.check is not None and not self.check.ok:
+            raise vendor.InstallError(f"Installed, but {self.check.summary}")
+        return self.check.summary if self.check is not None else self.done_text
+
+    def report_text(self) -> str:
+        check = f": {self.check.summary}" if self.check is not None else ""
+        return f"Dependencies installed in {self.plan.vendor_dir}{check}"
 
 
-def _progress_for(plan: vendor.InstallPlan) -> vendor.PipProgress:
-    return vendor.PipProgress(plan.download_bytes or 50 * 1024**2)
+def _refuse_offline(operator, wheelhouse: str) -> bool:
+    """Report Blender's setting (or ``--online-mode``) and return True when offline."""
+    if wheelhouse:
+        return False  # a wheelhouse install contacts nothing
+    try:
+        vendor.require_online(bool(bpy.app.online_access), headless=bpy.app.background)
+    except vendor.OfflineError as exc:
+        operator.report({"ERROR"}, str(exc))
+        return True
+    return False
 
 
-class IMG3D_OT_install_dependencies(bpy.types.Operator):
-    """Download and install PyTorch, diffusers and the other packages into the extension's own folder (Blender's Python is not changed)"""  # noqa: E501
+class IMG3D_OT_install_dependencies(tasks.ModalTask, bpy.types.Operator):
+    """Download and install PyTorch (the build for this GPU), diffusers and the other packages that Generate needs into the extension's own folder (Blender's Python is not changed)"""  # noqa: E501
 
     bl_idname = "img3d.install_dependencies"
     bl_label = "Install Dependencies"
     bl_options = {"REGISTER", "INTERNAL"}
+    timer_interval = 0.2
 
     torch_build: EnumProperty(
         name="PyTorch Build",
@@ -96,132 +253,147 @@ class IMG3D_OT_install_dependencies(bpy.types.Operator):
         default="PREFERENCES",
     )
     force: BoolProperty(name="Reinstall", description="Install even if up to date", default=False)
+    repair: BoolProperty(
+        name="Repair",
+        description="Delete this Blender's install folder first, then install everything again",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
     packages: StringProperty(
         name="Packages",
-        description="Space-separated requirements to install instead of the runtime list",
+        description="Space-separated requirements to install instead of the runtime set",
         default="",
         options={"HIDDEN", "SKIP_SAVE"},
     )
 
     @classmethod
     def poll(cls, context):
-        if INSTALL_STATUS.running:
+        if tasks.active("install") is not None:
             cls.poll_message_set("An install is already running")
             return False
         return True
 
-    def _command(self, context) -> tuple[list[str], dict[str, str], vendor.InstallPlan]:
+    def _prepare(self, context) -> Optional[InstallTask]:
         from ..prefs import get_preferences
 
         prefs = get_preferences()
-        build = prefs.torch_build if self.torch_build == "PREFERENCES" else self.torch_build
-        plan = install_plan(build, self.packages, prefs.torch_index_url)
-        command, env = vendor.subprocess_command(plan, force=self.force)
-        return command, env, plan
-
-    def _refuse_offline(self) -> bool:
-        if self.packages or not bpy.app.online_access:
-            try:
-                vendor.require_online(bool(bpy.app.online_access), headless=bpy.app.background)
-            except vendor.OfflineError as exc:
-                self.report({"ERROR"}, str(exc))
-                return True
-        return False
+        if _refuse_offline(self, prefs.wheelhouse):
+            return None
+        try:
+            build = None if self.torch_build == "PREFERENCES" else self.torch_build
+            plan = install_plan(build, self.packages)
+            vendor.preflight(plan, online=True)
+            if self.repair:
+                vendor.uninstall(plan.vendor_dir)
+        except Img3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        command, env = vendor.subprocess_command(plan, force=self.force or self.repair)
+        return InstallTask(command, env, plan)
 
     def execute(self, context):
-        """Synchronous path (background mode and scripts): same child process, waited for."""
-        if self._refuse_offline():
-            return {"CANCELLED"}
-        try:
-            command, env, plan = self._command(context)
-        except vendor.DependencyError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
-        progress = _progress_for(plan)
-        process = _start_install(command, env)
-        assert process.stdout is not None
-        for line in process.stdout:
-            self._take_line(line.rstrip(), progress)
-        return self._finished(process.wait(), progress)
+        """Synchronous path (background mode and scripts): the same task, ticked to its end."""
+        task = self._prepare(context)
+        return {"CANCELLED"} if task is None else tasks.run_to_end(self, context, task)
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        if self._refuse_offline():
-            return {"CANCELLED"}
+        task = self._prepare(context)
+        return {"CANCELLED"} if task is None else self.start_modal(context, task)
+
+
+class IMG3D_OT_check_dependencies(bpy.types.Operator):
+    """Import PyTorch in a separate process and multiply two matrices on the chosen device, to show whether Generate can run"""  # noqa: E501
+
+    bl_idname = "img3d.check_dependencies"
+    bl_label = "Check"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        folder = vendor_folder()
         try:
-            command, env, plan = self._command(context)
-        except vendor.DependencyError as exc:
+            device = install_plan().check_device
+        except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        INSTALL_STATUS.start(f"Installing into {plan.vendor_dir}")
-        self._progress = _progress_for(plan)
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._process = _start_install(command, env)
-        self._reader = threading.Thread(target=self._read_lines, daemon=True)
-        self._reader.start()
-        self._timer = context.window_manager.event_timer_add(
-            TIMER_INTERVAL_SECONDS, window=context.window
-        )
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        result = vendor.check_install(folder, device)
+        vendor.save_check(folder, result)
+        tasks.redraw(context)
+        self.report({"INFO"} if result.ok else {"ERROR"}, result.summary)
+        return {"FINISHED"} if result.ok else {"CANCELLED"}
 
-    def _read_lines(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.put(line.rstrip())
 
-    def modal(self, context, event):
-        if event.type == "ESC" or INSTALL_STATUS.cancel.is_set():
-            INSTALL_STATUS.cancel.set()
-            if self._process.poll() is None:
-                self._process.terminate()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        for _ in range(MAX_LINES_PER_TICK):
-            try:
-                self._take_line(self._lines.get_nowait(), self._progress)
-            except queue.Empty:
-                break
-        redraw_preferences()
-        if self._process.poll() is None or self._reader.is_alive() or not self._lines.empty():
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finished(self._process.returncode, self._progress)
+class IMG3D_OT_uninstall_dependencies(bpy.types.Operator):
+    """Delete this Blender's dependency folder (PyTorch and the rest). The models and the exporters are kept"""  # noqa: E501
 
-    def cancel(self, context):
-        # Blender is closing or the operator is dropped: don't leave pip running.
-        if getattr(self, "_process", None) is not None and self._process.poll() is None:
-            self._process.terminate()
-        INSTALL_STATUS.finish("Install stopped", error="Install stopped before it finished.")
+    bl_idname = "img3d.uninstall_dependencies"
+    bl_label = "Uninstall"
+    bl_options = {"INTERNAL"}
 
-    def _take_line(self, line: str, progress: vendor.PipProgress) -> None:
-        logger.info("pip: %s", line)
-        INSTALL_STATUS.log(line)
-        INSTALL_STATUS.update(progress.feed(line), progress.phase.capitalize())
+    @classmethod
+    def poll(cls, context):
+        if tasks.active("install") is not None:
+            cls.poll_message_set("An install is running: cancel it first")
+            return False
+        return True
 
-    def _finished(self, returncode: int, progress: vendor.PipProgress) -> set[str]:
-        if INSTALL_STATUS.cancel.is_set():
-            INSTALL_STATUS.finish("Install cancelled", error="Cancelled: run it again to finish.")
-            self.report({"WARNING"}, "Dependency install cancelled; run it again to finish")
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+    def execute(self, context):
+        folder = vendor_folder()
+        try:
+            removed = vendor.uninstall(folder)
+        except (Img3DError, OSError) as exc:
+            self.report({"ERROR"}, f"Couldn't remove {folder}: {exc}")
             return {"CANCELLED"}
-        if returncode != 0:
-            message = progress.error or (
-                f"The installer stopped with exit code {returncode}: see the log in the "
-                "preferences or the console."
-            )
-            INSTALL_STATUS.finish("Install failed", error=message)
-            self.report({"ERROR"}, message)
-            return {"CANCELLED"}
-        activate_vendor()
-        INSTALL_STATUS.finish("Dependencies installed")
-        self.report({"INFO"}, f"Dependencies installed in {vendor_folder()}")
+        _PLAN_LINES.clear()
+        state = tasks.state_of("install", context.window_manager)
+        state.message = f"Removed {folder}" if removed else f"Nothing installed in {folder}"
+        state.last_error = ""
+        tasks.redraw(context)
+        # Python can't unload compiled modules: what was imported stays until a restart.
+        self.report({"INFO"}, state.message + " (restart Blender to unload what was imported)")
         return {"FINISHED"}
 
 
+class IMG3D_OT_copy_install_log(bpy.types.Operator):
+    """Copy the install plan, the last install's output and the last check to the clipboard, for a bug report"""  # noqa: E501
+
+    bl_idname = "img3d.copy_install_log"
+    bl_label = "Copy Log"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        text = install_log_text(context)
+        context.window_manager.clipboard = text
+        self.report({"INFO"}, f"Copied {len(text.splitlines())} lines to the clipboard")
+        return {"FINISHED"}
+
+
+def install_log_text(context) -> str:
+    """Versions, the plan, the last check, the last install's output and error: for a report."""
+    import platform
+
+    state = tasks.state_of("install", context.window_manager)
+    check = last_check()
+    parts = [
+        f"Blender {bpy.app.version_string}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}",
+        "Plan:",
+        *plan_lines(),
+        "Last check: " + (check.summary if check else "none"),
+        "Log:",
+        *(state.log_lines() or ["(no install run in this session)"]),
+    ]
+    if state.last_error:
+        parts.append("Error: " + state.last_error)
+    return "\n".join(parts)
+
+
 class IMG3D_OT_cancel_task(bpy.types.Operator):
-    """Stop the running dependency install or model download"""
+    """Stop the running dependency install, model download or generation"""
 
     bl_idname = "img3d.cancel_task"
     bl_label = "Cancel"
@@ -231,17 +403,20 @@ class IMG3D_OT_cancel_task(bpy.types.Operator):
         items=(
             ("INSTALL", "Install", "The dependency install"),
             ("DOWNLOAD", "Download", "The model download"),
+            ("GENERATE", "Generate", "The generation"),
         ),
         default="INSTALL",
     )
 
     def execute(self, context):
-        from .models import DOWNLOAD_STATUS
-
-        status = INSTALL_STATUS if self.task == "INSTALL" else DOWNLOAD_STATUS
-        status.cancel.set()
-        status.update(text="Cancelling...")
+        tasks.cancel(self.task.lower())
         return {"FINISHED"}
 
 
-CLASSES = (IMG3D_OT_install_dependencies, IMG3D_OT_cancel_task)
+CLASSES = (
+    IMG3D_OT_install_dependencies,
+    IMG3D_OT_check_dependencies,
+    IMG3D_OT_uninstall_dependencies,
+    IMG3D_OT_copy_install_log,
+    IMG3D_OT_cancel_task,
+)

@@ -1,32 +1,28 @@
 """Model buttons of the preferences: download (with progress and cancel), open cache, release.
 
 The download runs ``core.model_store.download_model`` in a worker thread that
-never touches bpy; it writes byte progress into ``DOWNLOAD_STATUS`` and a timer
-on the main thread redraws the preferences. Cancelling stops the transfer
-between chunks; huggingface_hub keeps the ``.incomplete`` file, so the next
-Download resumes where this one stopped. Without a window (background mode,
-scripts) the same download runs synchronously.
+never touches bpy; it queues byte progress for the ``download`` task state
+(``tasks``), which the shared modal timer mirrors into the preferences.
+Cancelling stops the transfer between chunks; huggingface_hub keeps the
+``.incomplete`` file, so the next Download resumes where this one stopped.
+Without a window (background mode, scripts) the same task is ticked to its end.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Optional
 
 import bpy
 from bpy.props import EnumProperty
 
-from ...core.errors import CancelledError, Img3DError
+from ...core.errors import Img3DError
 from ...core.progress import Phase
 from ...core.system import model_store
-from .task_status import TaskStatus, redraw_preferences
+from .. import tasks
 
 logger = logging.getLogger(__name__)
-
-DOWNLOAD_STATUS = TaskStatus()
-TIMER_INTERVAL_SECONDS = 0.25
 
 WHICH_ITEMS = (
     ("BOTH", "Both", "The image-to-3D and the text-to-3D model"),
@@ -45,35 +41,38 @@ def models_to_download(prefs, which: str) -> list[tuple[str, str]]:
     return [(mode, source) for mode, source in wanted if not Path(source).expanduser().is_dir()]
 
 
-class _Download:
-    """One download job: the list of models, run in order, reporting into DOWNLOAD_STATUS."""
+class DownloadTask(tasks.Task):
+    """The listed models, downloaded in order into the cache folder."""
+
+    kind = "download"
+    busy_message = "A download is already running: wait for it or cancel it first."
+    start_text = "Downloading models"
+    done_text = "Models downloaded"
+    cancelled_text = "Download cancelled; Download Models again resumes it"
+    cancelled_hint = "Cancelled; Download again to resume."
+    failed_text = "Download failed"
 
     def __init__(self, models: list[tuple[str, str]], cache_dir: Path, revision: str) -> None:
+        super().__init__()
         self.models = models
         self.cache_dir = cache_dir
         self.revision = revision
-        self.error: Optional[Img3DError] = None
         self.folders: list[Path] = []
 
-    def run(self) -> None:
-        try:
-            for index, (mode, repo_id) in enumerate(self.models):
-                DOWNLOAD_STATUS.update(text=f"{repo_id}: starting")
-                self.folders.append(
-                    model_store.download_model(
-                        repo_id,
-                        mode=mode,
-                        cache_dir=self.cache_dir,
-                        revision=self.revision,
-                        progress=self._progress_for(index, repo_id),
-                        cancel=DOWNLOAD_STATUS.cancel,
-                    )
+    def work(self, progress, cancel):
+        for index, (mode, repo_id) in enumerate(self.models):
+            self.report(text=f"{repo_id}: starting")
+            self.folders.append(
+                model_store.download_model(
+                    repo_id,
+                    mode=mode,
+                    cache_dir=self.cache_dir,
+                    revision=self.revision,
+                    progress=self._progress_for(index, repo_id),
+                    cancel=cancel,
                 )
-        except Img3DError as exc:
-            self.error = exc
-        except Exception as exc:  # the worker must always end with a message, never silently
-            logger.exception("Model download failed")
-            self.error = Img3DError(f"Download failed unexpectedly: {exc}")
+            )
+        return self.folders
 
     def _progress_for(self, index: int, repo_id: str):
         share = 1.0 / len(self.models)
@@ -83,33 +82,42 @@ class _Download:
                 return
             done = model_store.format_size(step)
             size = model_store.format_size(total)
-            DOWNLOAD_STATUS.update(share * (index + step / total), f"{repo_id}: {done} of {size}")
+            self.report(share * (index + step / total), f"{repo_id}: {done} of {size}")
 
         return progress
 
+    def report_text(self) -> str:
+        return "Downloaded " + ", ".join(repo for _mode, repo in self.models)
 
-class IMG3D_OT_download_models(bpy.types.Operator):
+
+class IMG3D_OT_download_models(tasks.ModalTask, bpy.types.Operator):
     """Download the Shap-E models into the cache folder (resumes an interrupted download)"""
 
     bl_idname = "img3d.download_models"
     bl_label = "Download Models"
     bl_options = {"REGISTER", "INTERNAL"}
+    timer_interval = 0.25
 
     which: EnumProperty(name="Models", items=WHICH_ITEMS, default="BOTH")
 
     @classmethod
     def poll(cls, context):
-        if DOWNLOAD_STATUS.running:
+        if tasks.active("download") is not None:
             cls.poll_message_set("A download is already running")
             return False
         return True
 
-    def _prepare(self) -> Optional[_Download]:
+    def _prepare(self) -> Optional[DownloadTask]:
         from ...core.system.deps import require
+        from ...core.system.vendor import OfflineError, require_online
         from ..prefs import get_preferences
-        from .dependencies import activate_vendor
 
         prefs = get_preferences()
+        try:
+            require_online(bool(bpy.app.online_access), headless=bpy.app.background)
+        except OfflineError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
         if not prefs.downloads_allowed():
             self.report(
                 {"ERROR"},
@@ -121,68 +129,22 @@ class IMG3D_OT_download_models(bpy.types.Operator):
         if not models:
             self.report({"INFO"}, "The models are local folders: nothing to download")
             return None
-        activate_vendor()
         try:
             require(["huggingface_hub"])
         except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return None
-        return _Download(models, prefs.resolved_cache_dir(), prefs.revision)
+        return DownloadTask(models, prefs.resolved_cache_dir(), prefs.revision)
 
     def execute(self, context):
-        job = self._prepare()
-        if job is None:
-            return {"CANCELLED"}
-        DOWNLOAD_STATUS.start("Downloading models")
-        job.run()
-        return self._finished(job)
+        task = self._prepare()
+        return {"CANCELLED"} if task is None else tasks.run_to_end(self, context, task)
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        job = self._prepare()
-        if job is None:
-            return {"CANCELLED"}
-        DOWNLOAD_STATUS.start("Downloading models")
-        self._job = job
-        self._thread = threading.Thread(target=job.run, name="img3d-download", daemon=True)
-        self._thread.start()
-        self._timer = context.window_manager.event_timer_add(
-            TIMER_INTERVAL_SECONDS, window=context.window
-        )
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        if event.type == "ESC":
-            DOWNLOAD_STATUS.cancel.set()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        redraw_preferences()
-        if self._thread.is_alive():
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finished(self._job)
-
-    def cancel(self, context):
-        DOWNLOAD_STATUS.cancel.set()
-        self._thread.join(timeout=5.0)
-        DOWNLOAD_STATUS.finish("Download stopped", error="Stopped; Download again to resume.")
-
-    def _finished(self, job: _Download) -> set[str]:
-        if isinstance(job.error, CancelledError) or DOWNLOAD_STATUS.cancel.is_set():
-            DOWNLOAD_STATUS.finish(
-                "Download cancelled", error="Cancelled; Download again to resume."
-            )
-            self.report({"WARNING"}, "Download cancelled; Download Models again resumes it")
-            return {"CANCELLED"}
-        if job.error is not None:
-            DOWNLOAD_STATUS.finish("Download failed", error=str(job.error))
-            self.report({"ERROR"}, str(job.error))
-            return {"CANCELLED"}
-        DOWNLOAD_STATUS.finish("Models downloaded")
-        self.report({"INFO"}, "Downloaded " + ", ".join(repo for _mode, repo in job.models))
-        return {"FINISHED"}
+        task = self._prepare()
+        return {"CANCELLED"} if task is None else self.start_modal(context, task)
 
 
 class IMG3D_OT_open_cache_folder(bpy.types.Operator):

@@ -6,18 +6,14 @@ import bpy
 
 from ...core.system import sysinfo
 
-# Results of the last check, drawn by the panel and the preferences. Transient on purpose.
-LAST_CHECK: list[sysinfo.CheckEntry] = []
-
 
 def run_system_check() -> list[sysinfo.CheckEntry]:
     """Every check for this Blender: versions, packages (vendor folder included), torch
     build and GPUs, the preferences' models in the cache, disk space, online access."""
     from ..prefs import get_preferences
-    from .dependencies import activate_vendor, vendor_folder
+    from .dependencies import vendor_folder
 
     prefs = get_preferences()
-    activate_vendor()
     entries = sysinfo.collect(
         include_devices=True,
         cache_dir=prefs.resolved_cache_dir(),
@@ -30,6 +26,16 @@ def run_system_check() -> list[sysinfo.CheckEntry]:
     return entries
 
 
+def store_check(window_manager, entries: list[sysinfo.CheckEntry]) -> None:
+    """Keep the results on the WindowManager (transient), where the panels draw them."""
+    stored = window_manager.img3d_tasks.system_check
+    stored.clear()
+    for entry in entries:
+        item = stored.add()
+        item.name, item.ok = entry.name, entry.ok
+        item.detail, item.advice = entry.detail, entry.advice or ""
+
+
 class IMG3D_OT_system_check(bpy.types.Operator):
     """Check Python packages, the torch build, GPUs, models and disk space for generating meshes"""
 
@@ -38,8 +44,9 @@ class IMG3D_OT_system_check(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context):
-        LAST_CHECK[:] = run_system_check()
-        problems = [entry for entry in LAST_CHECK if not entry.ok]
+        entries = run_system_check()
+        store_check(context.window_manager, entries)
+        problems = [entry for entry in entries if not entry.ok]
         if problems:
             first = problems[0]
             self.report(

@@ -6,7 +6,6 @@ import bpy
 
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
-from ..operators.dependencies import activate_vendor
 from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
 
@@ -21,11 +20,11 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         props = context.scene.img3d
-        job = context.window_manager.img3d_job
+        job = context.window_manager.img3d_tasks.generate
         inputs = layout.column()
         inputs.enabled = not job.running
         inputs.row().prop(props, "mode", expand=True)
-        if props.mode == "IMAGE":
+        if props.mode == "image":
             inputs.row().prop(props, "image_source", expand=True)
             if props.image_source == "FILE":
                 inputs.prop(props, "image_path", text="")
@@ -41,12 +40,13 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
 
         if job.running:
             layout.progress(factor=job.progress, type="BAR", text=job.message or job.phase)
-            layout.operator("img3d.cancel", icon="CANCEL")
+            row = layout.row()
+            row.enabled = not job.cancelling
+            row.operator("img3d.cancel", icon="CANCEL")
         else:
             row = layout.row()
             row.scale_y = 1.4
             row.operator("img3d.generate", icon="MESH_MONKEY")
-            activate_vendor()
             missing = missing_modules()
             if missing:
                 box = layout.box()
@@ -76,7 +76,7 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         layout.use_property_split = True
         layout.use_property_decorate = False
         props = context.scene.img3d
-        layout.enabled = not context.window_manager.img3d_job.running
+        layout.enabled = not context.window_manager.img3d_tasks.generate.running
         col = layout.column(heading="Sampling")
         col.prop(props, "model", text="Model", placeholder="from preferences")
         col.prop(props, "steps")
@@ -87,7 +87,7 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         col.prop(props, "schedule")
         col.prop(props, "device")
         col.prop(props, "grid_size")
-        if props.mode == "IMAGE":
+        if props.mode == "image":
             col = layout.column(heading="Image")
             col.prop(props, "border")
         col = layout.column(heading="Mesh")
@@ -109,11 +109,11 @@ class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
 
     @classmethod
     def poll(cls, context):
-        name = context.window_manager.img3d_job.preview_image
+        name = context.window_manager.img3d_tasks.preview_image
         return bool(name) and name in bpy.data.images
 
     def draw(self, context):
-        image = bpy.data.images[context.window_manager.img3d_job.preview_image]
+        image = bpy.data.images[context.window_manager.img3d_tasks.preview_image]
         image.preview_ensure()
         self.layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from ..operators.system import LAST_CHECK
+import bpy
 
 
 def draw_check(layout) -> None:
-    """The Run System Check button and the last results under it."""
+    """The Run System Check button and the last results under it (the WindowManager's)."""
     layout.operator("img3d.system_check", icon="CHECKMARK")
-    if not LAST_CHECK:
+    entries = bpy.context.window_manager.img3d_tasks.system_check
+    if not entries:
         layout.label(text="Not run yet", icon="INFO")
         return
     col = layout.column(align=True)
-    for entry in LAST_CHECK:
+    for entry in entries:
         row = col.row()
         row.alert = not entry.ok
         row.label(text=f"{entry.name}: {entry.detail}", icon="CHECKMARK" if entry.ok else "ERROR")
