@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..core import exporters
 from ..core import settings as defaults
 from ..core.errors import ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
-
-LENGTH_UNITS = tuple(UNITS)
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +120,14 @@ def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None
         required=required,
         default=[],
         metavar="FILE",
-        help="write FILE (.glb .obj .dxf .step/.stp); repeat for several formats",
+        help=f"write FILE ({exporters.suffix_list()}); repeat for several formats",
     )
     group.add_argument(
         "--units",
-        choices=LENGTH_UNITS,
+        choices=tuple(UNITS),
         default=defaults.DEFAULT_UNITS,
-        help="length unit of DXF and STEP files; 1 Blender unit = 1 m (default mm)",
+        help=f"length unit of {exporters.unit_format_labels()} files; 1 Blender unit = 1 m "
+        f"(default {defaults.DEFAULT_UNITS})",
     )
     group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
     group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser(
         "export",
-        help="convert a mesh file to GLB/OBJ/DXF/STEP",
+        help=f"convert a mesh file to {'/'.join(n.upper() for n in exporters.FORMATS)}",
         description="Read a mesh (.glb .gltf .obj .ply .stl) and write other formats.",
     )
     exp.add_argument("--in", dest="input", type=Path, required=True, metavar="MESH")

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from . import choices
-from .errors import ConfigError
+from . import choices, exporters
+from .errors import ConfigError, ExportError
+from .exporters.units import DEFAULT_UNIT
 from .serialize import EqualByDict
 
 # --- models -----------------------------------------------------------------
@@ -65,8 +66,8 @@ DEFAULT_KEEP_COMPONENTS = 1
 DEFAULT_SMOOTH_ITERATIONS = 0
 
 # --- export -----------------------------------------------------------------
-EXPORT_FORMATS = ("glb", "obj", "dxf", "step")
-DEFAULT_UNITS = "mm"
+EXPORT_FORMATS = exporters.FORMATS  # the writer registry (live, read-only): name -> format
+DEFAULT_UNITS = DEFAULT_UNIT
 
 ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or numpy pixels
 
@@ -106,7 +107,7 @@ class GenerationSettings:
 
 @dataclass
 class MeshSettings:
-    """Post-processing applied to the raw marching-cubes mesh (see core/meshops.py)."""
+    """Post-processing applied to the raw marching-cubes mesh (see the core.mesh package)."""
 
     enabled: bool = True
     repair: bool = True
@@ -187,11 +188,12 @@ class Request(EqualByDict):
                 f"{MAX_SIZE:g}, got {m.size!r}; leave it unset to keep Shap-E's scale."
             )
         for out in self.outputs:
-            suffix = Path(out).suffix.lower().lstrip(".")
-            if suffix == "stp":
-                suffix = "step"
-            if suffix not in EXPORT_FORMATS:
-                raise ConfigError(f"Can't write {out}: use one of .glb, .obj, .dxf, .step/.stp.")
+            try:
+                exporters.format_for_path(out)
+            except ExportError:
+                raise ConfigError(
+                    f"Can't write {out}: use one of {exporters.suffix_list()}."
+                ) from None
 
     # --- plain data ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

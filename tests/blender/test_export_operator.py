@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -148,3 +149,34 @@ def test_the_file_extension_follows_the_format(tmp_path):
 def test_the_operator_is_in_file_export(installed_extension):
     export = sys.modules[f"{installed_extension}.blender.operators.export"]
     assert export.menu_func_export in bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize()
+
+
+def test_a_format_registered_in_the_core_appears_in_the_operator(installed_extension, tmp_path):
+    core_exporters = sys.modules[f"{installed_extension}.core.exporters"]
+    export = sys.modules[f"{installed_extension}.blender.operators.export"]
+
+    def write_ply(mesh, path, **options):
+        Path(path).write_text(f"ply {mesh.face_count}\n")
+        return Path(path)
+
+    core_exporters.register_format(
+        core_exporters.ExportFormat("ply", (".ply",), "Stanford PLY", "PLY test", write_ply)
+    )
+    try:
+        assert ("PLY", "Stanford PLY (.ply)", "PLY test") in export.format_items()
+        assert "*.ply" in export.file_filter().split(";")
+        assert ".ply" in export.menu_text()
+        assert export.path_for_format("part.glb", "PLY") == "part.ply"
+        # Re-registering the operator (what enabling the add-on does) offers the format.
+        bpy.utils.unregister_class(export.IMG3D_OT_export)
+        export.IMG3D_OT_export.__annotations__["format"] = export.format_property()
+        bpy.utils.register_class(export.IMG3D_OT_export)
+        add_cube()
+        path = tmp_path / "part.ply"
+        assert bpy.ops.img3d.export(filepath=str(path), format="PLY") == {"FINISHED"}
+        assert path.read_text() == "ply 12\n"
+    finally:
+        core_exporters.unregister_format("ply")
+        bpy.utils.unregister_class(export.IMG3D_OT_export)
+        export.IMG3D_OT_export.__annotations__["format"] = export.format_property()
+        bpy.utils.register_class(export.IMG3D_OT_export)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from blender_img3d import __version__
-from blender_img3d.core.exporters.geometry import srgb_to_linear
+from blender_img3d.core.colorspace import srgb_to_linear
 from blender_img3d.core.exporters.glb import glb_bytes, write_glb
 from blender_img3d.core.mesh.meshdata import MeshData
 from tests.fixtures.meshes import cube, icosphere, open_box, torus

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_img3d.core.exporters.geometry import y_up_to_z_up
 from blender_img3d.core.exporters.obj import write_obj
+from blender_img3d.core.mesh.placement import y_up_to_z_up
 from tests.fixtures.meshes import cube, icosphere, open_box, torus
 
 trimesh = pytest.importorskip("trimesh")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,56 @@ def test_reader_errors_are_typed_and_say_what_to_do(tmp_path):
     (tmp_path / "empty.obj").write_text("# nothing here\n")
     with pytest.raises(MeshInputError):
         read_mesh(tmp_path / "empty.obj")
+
+
+@pytest.fixture
+def dummy_ply_format():
+    """A PLY writer registered the way a new format would be: one ExportFormat entry."""
+    from blender_img3d.core import exporters
+
+    written = []
+
+    def write_ply(mesh, path, **options):
+        written.append((mesh.face_count, options))
+        Path(path).write_text("ply\n")
+        return Path(path)
+
+    exporters.register_format(
+        exporters.ExportFormat("ply", (".ply",), "Stanford PLY", "PLY test writer", write_ply)
+    )
+    try:
+        yield written
+    finally:
+        exporters.unregister_format("ply")
+
+
+def test_a_registered_format_reaches_settings_cli_and_dispatch(dummy_ply_format, tmp_path, capsys):
+    from blender_img3d.cli.main import main
+    from blender_img3d.core.settings import Request
+
+    assert "ply" in EXPORT_FORMATS and SUFFIXES[".ply"] == "ply"
+    assert format_for_path("mesh.PLY") == "ply"
+    Request(prompt="x", outputs=[tmp_path / "a.ply"]).validate()
+    export_mesh(cube(), tmp_path / "a.ply", units="cm")
+    assert dummy_ply_format == [(12, {})]  # no unit field declared: no units option
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    assert ".ply" in capsys.readouterr().out
+
+
+def test_unregistered_format_is_refused_everywhere(tmp_path):
+    from blender_img3d.core.errors import ConfigError
+    from blender_img3d.core.settings import Request
+
+    with pytest.raises(ConfigError, match=r"use one of \.glb \.obj \.dxf \.step/\.stp"):
+        Request(prompt="x", outputs=[tmp_path / "a.ply"]).validate()
+    with pytest.raises(ExportError, match="Can't tell the format"):
+        export_mesh(cube(), tmp_path / "a.ply")
+
+
+def test_a_suffix_belongs_to_one_format():
+    from blender_img3d.core import exporters
+
+    with pytest.raises(ValueError, match="already belongs to step"):
+        exporters.register_format(exporters.ExportFormat("stp2", (".stp",), "x", "y", "m:f"))
+    assert "stp2" not in EXPORT_FORMATS

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from blender_img3d.core.exporters.brep_mesh import brep_mesh, is_closed
+from blender_img3d.core.exporters.brep_mesh import brep_mesh
 from blender_img3d.core.exporters.step import step_string, write_step
 from blender_img3d.core.mesh.meshdata import MeshData
+from blender_img3d.core.mesh.topology import is_closed
 from tests.fixtures.meshes import (
     combine,
     cube,

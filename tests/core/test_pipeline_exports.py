@@ -19,9 +19,9 @@ import pytest
 
 from blender_img3d.core import pipeline
 from blender_img3d.core.exporters import export_mesh
-from blender_img3d.core.exporters.geometry import y_up_to_z_up
 from blender_img3d.core.mesh.meshdata import MeshData
 from blender_img3d.core.mesh.metrics import compute_metrics
+from blender_img3d.core.mesh.placement import y_up_to_z_up
 from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request
 from tests.core.test_exporters_dxf import read_back
 from tests.core.test_exporters_glb import assert_clean, validate

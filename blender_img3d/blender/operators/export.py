@@ -1,4 +1,8 @@
-"""Export the selected meshes as GLB, OBJ, DXF or STEP through ``core.exporters``.
+"""Export the selected meshes in any format of the ``core.exporters`` registry.
+
+The format menu, the file filter, the extensions and the File > Export entry
+are all built from the registry (identifiers are the format names in upper
+case), so a format registered there appears here with nothing to add.
 
 Several selected objects are joined into one mesh (in world space by default),
 because the CAD targets (STEP solids, DXF) want one part per file and a single
@@ -20,45 +24,74 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
+from ...core import exporters
 from ...core.errors import Img3DError
-from ...core.mesh.meshdata import MeshData
+from ...core.exporters.units import DEFAULT_UNIT, UNITS
+from ...core.mesh.meshdata import MeshData, join_meshes
 
 logger = logging.getLogger(__name__)
 
-FORMAT_ITEMS = (
-    ("GLB", "glTF Binary (.glb)", "glTF 2.0 binary with vertex colours, Y up"),
-    ("OBJ", "Wavefront (.obj)", "OBJ with vertex colours and a material file"),
-    ("DXF", "AutoCAD DXF (.dxf)", "DXF mesh for CAD, in the chosen unit"),
-    ("STEP", "STEP (.step)", "STEP AP214 solid (closed meshes) or surface, for CAD"),
-)
-EXTENSIONS = {"GLB": ".glb", "OBJ": ".obj", "DXF": ".dxf", "STEP": ".step"}
-KNOWN_SUFFIXES = {".glb", ".gltf", ".obj", ".dxf", ".step", ".stp"}
-UNIT_ITEMS = (
-    ("mm", "Millimetres", "Write CAD coordinates in millimetres"),
-    ("cm", "Centimetres", "Write CAD coordinates in centimetres"),
-    ("m", "Metres", "Write CAD coordinates in metres"),
-    ("in", "Inches", "Write CAD coordinates in inches"),
-    ("ft", "Feet", "Write CAD coordinates in feet"),
-)
+# Mesh suffixes that aren't ours to write but that a new format replaces rather than
+# appends to ("chair.gltf" -> "chair.glb", not "chair.gltf.glb").
+_OTHER_MESH_SUFFIXES = (".gltf",)
+
+
+def format_items() -> tuple[tuple[str, str, str], ...]:
+    """EnumProperty items for the registry's formats: (NAME, "Label (.ext)", description)."""
+    return tuple(
+        (fmt.name.upper(), f"{fmt.label} ({fmt.suffix})", fmt.description)
+        for fmt in exporters.FORMATS.values()
+    )
+
+
+def format_property():
+    """The operator's Format enum over the registry as it is now (read at registration)."""
+    items = format_items()
+    return EnumProperty(
+        name="Format",
+        items=items,
+        default=items[0][0],
+        description="File format; the file name's extension follows it",
+    )
+
+
+def unit_items() -> tuple[tuple[str, str, str], ...]:
+    """EnumProperty items for ``core.exporters.units.UNITS``."""
+    return tuple(
+        (unit.name, unit.label, f"Write CAD coordinates in {unit.label.lower()}")
+        for unit in UNITS.values()
+    )
+
+
+def extensions() -> dict[str, str]:
+    """Format identifier -> the suffix a new file gets (``"STEP"`` -> ``".step"``)."""
+    return {fmt.name.upper(): fmt.suffix for fmt in exporters.FORMATS.values()}
+
+
+def file_filter() -> str:
+    """The file browser's filter: every suffix the registry writes."""
+    return ";".join(f"*{suffix}" for suffix in exporters.all_suffixes())
+
+
+def menu_text() -> str:
+    """File > Export entry: ``"Img3D Mesh (.glb/.obj/.dxf/.step)"``."""
+    return f"Img3D Mesh ({'/'.join(fmt.suffix for fmt in exporters.FORMATS.values())})"
 
 
 def path_for_format(filepath: str, fmt: str) -> str:
     """``filepath`` with the format's extension: a known mesh suffix is replaced, else appended."""
-    ext = EXTENSIONS[fmt]
+    entry = exporters.FORMATS[fmt.lower()]
     root, suffix = os.path.splitext(filepath)
-    if suffix.lower() == ext or (fmt == "STEP" and suffix.lower() == ".stp"):
+    if suffix.lower() in entry.suffixes:
         return filepath
-    if suffix.lower() in KNOWN_SUFFIXES:
-        return root + ext
-    return filepath + ext
+    if suffix.lower() in (*exporters.all_suffixes(), *_OTHER_MESH_SUFFIXES):
+        return root + entry.suffix
+    return filepath + entry.suffix
 
 
 def _format_from_path(filepath: str) -> Optional[str]:
-    suffix = os.path.splitext(filepath)[1].lower()
-    for fmt, ext in EXTENSIONS.items():
-        if suffix == ext:
-            return fmt
-    return "STEP" if suffix == ".stp" else None
+    owner = exporters.suffix_owner(os.path.splitext(filepath)[1].lower())
+    return None if owner is None else owner.upper()
 
 
 def selected_mesh_arrays(
@@ -97,31 +130,10 @@ def selected_mesh_arrays(
     parts = [part for part in parts if part.face_count]
     if not parts:
         raise Img3DError("The selected meshes have no faces: there is nothing to export.")
-    joined = _join(parts, name=objects[0].name if len(objects) == 1 else "img3d_export")
-    joined.vertices *= unit_scale
+    joined = join_meshes(parts, name=objects[0].name if len(objects) == 1 else "img3d_export")
+    joined.vertices = joined.vertices * unit_scale
     joined.metadata = _metadata(objects)
     return joined
-
-
-def _join(parts: list[MeshData], name: str) -> MeshData:
-    if len(parts) == 1:
-        part = parts[0]
-        return MeshData(part.vertices, part.faces, part.colors, name=name)
-    offsets = np.cumsum([0] + [part.vertex_count for part in parts[:-1]])
-    vertices = np.concatenate([part.vertices for part in parts])
-    faces = np.concatenate([part.faces + offset for part, offset in zip(parts, offsets)])
-    colors = None
-    if any(part.colors is not None for part in parts):
-        # A part without colours gets Blender's default grey rather than dropping all colours.
-        colors = np.concatenate(
-            [
-                part.colors
-                if part.colors is not None
-                else np.full((part.vertex_count, 3), 0.8, dtype=np.float32)
-                for part in parts
-            ]
-        )
-    return MeshData(vertices, faces, colors, name=name)
 
 
 def _metadata(objects: list[bpy.types.Object]) -> dict:
@@ -133,22 +145,15 @@ def _metadata(objects: list[bpy.types.Object]) -> dict:
 
 
 class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
-    """Export the selected meshes as GLB, OBJ, DXF or STEP (several objects are joined into one file)"""  # noqa: E501
+    """Export the selected meshes as a mesh or CAD file (several objects are joined into one file)"""  # noqa: E501
 
     bl_idname = "img3d.export"
     bl_label = "Export Mesh (Img3D)"
     bl_options = {"REGISTER", "PRESET"}
 
-    filename_ext = ".glb"
-    filter_glob: StringProperty(
-        default="*.glb;*.obj;*.dxf;*.step;*.stp", options={"HIDDEN"}, maxlen=255
-    )
-    format: EnumProperty(
-        name="Format",
-        items=FORMAT_ITEMS,
-        default="GLB",
-        description="File format; the file name's extension follows it",
-    )
+    filename_ext = next(iter(extensions().values()))
+    filter_glob: StringProperty(default=file_filter(), options={"HIDDEN"}, maxlen=255)
+    format: format_property()
     apply_modifiers: BoolProperty(
         name="Apply Modifiers",
         description="Export what the viewport shows (the evaluated mesh), not the base mesh",
@@ -168,9 +173,10 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
     )
     units: EnumProperty(
         name="CAD Units",
-        description="Length unit written into DXF and STEP files (Blender metres are converted)",
-        items=UNIT_ITEMS,
-        default="mm",
+        description=f"Length unit written into {exporters.unit_format_labels()} files "
+        "(Blender metres are converted)",
+        items=unit_items(),
+        default=DEFAULT_UNIT,
     )
 
     def check(self, context):
@@ -181,7 +187,7 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         return False
 
     def invoke(self, context, event):
-        self.filename_ext = EXTENSIONS[self.format]
+        self.filename_ext = extensions()[self.format]
         return ExportHelper.invoke(self, context, event)
 
     def draw(self, context):
@@ -192,12 +198,10 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         layout.prop(self, "use_world_transform")
         layout.prop(self, "scale")
         row = layout.row()
-        row.enabled = self.format in {"DXF", "STEP"}
+        row.enabled = exporters.FORMATS[self.format.lower()].units
         row.prop(self, "units")
 
     def execute(self, context):
-        from ...core import exporters
-
         if not self.filepath:
             self.report({"ERROR"}, "No file name given: choose where to write the export.")
             return {"CANCELLED"}
@@ -221,7 +225,7 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
 
 
 def menu_func_export(self, context):
-    self.layout.operator(IMG3D_OT_export.bl_idname, text="Img3D Mesh (.glb/.obj/.dxf/.step)")
+    self.layout.operator(IMG3D_OT_export.bl_idname, text=menu_text())
 
 
 CLASSES = (IMG3D_OT_export,)

@@ -1,4 +1,4 @@
-"""Mesh tools on the active object through ``core.meshops``, and its quality report.
+"""Mesh tools on the active object through ``core.mesh``, and its quality report.
 
 Each tool reads the object's own mesh (local coordinates, no modifiers) as
 arrays, runs the core function and writes the result back as a new mesh
@@ -7,7 +7,7 @@ name and transform. The tools are undoable (``UNDO``: Blender's global undo
 restores the previous datablock). The old datablock is removed when nothing
 else uses it, so repeated edits don't pile up orphan meshes.
 
-Written-back meshes are triangles (meshops works on triangles); vertex colours
+Written-back meshes are triangles (core.mesh works on triangles); vertex colours
 and materials are carried over, UV maps, vertex groups, shape keys and custom
 normals are not.
 """
@@ -134,13 +134,14 @@ class IMG3D_OT_mesh_clean(_MeshTool, bpy.types.Operator):
     repair: BoolProperty(name="Close Holes", default=True)
 
     def process(self, mesh):
-        from ...core.mesh import process as meshops
+        from ...core.mesh.cleanup import cleanup
+        from ...core.mesh.repair import repair
         from ...core.settings import MeshSettings
 
-        cleaned = meshops.cleanup(mesh, MeshSettings(keep_components=self.keep_components))
+        cleaned = cleanup(mesh, MeshSettings(keep_components=self.keep_components))
         if not self.repair:
             return cleaned, ""
-        repaired, report = meshops.repair(cleaned)
+        repaired, report = repair(cleaned)
         note = f"filled {report.holes_filled} of {report.holes_found} hole(s)"
         if report.notes:
             note += "; " + "; ".join(report.notes)
@@ -161,11 +162,11 @@ class IMG3D_OT_mesh_decimate(_MeshTool, bpy.types.Operator):
     )
 
     def process(self, mesh):
-        from ...core.mesh import process as meshops
+        from ...core.mesh.decimate import decimate
 
         if mesh.face_count <= self.target_faces:
             return mesh, f"already at or below {self.target_faces} faces"
-        return meshops.decimate(mesh, target_faces=self.target_faces), ""
+        return decimate(mesh, target_faces=self.target_faces), ""
 
 
 class IMG3D_OT_mesh_smooth(_MeshTool, bpy.types.Operator):
@@ -184,10 +185,10 @@ class IMG3D_OT_mesh_smooth(_MeshTool, bpy.types.Operator):
     )
 
     def process(self, mesh):
-        from ...core.mesh import process as meshops
+        from ...core.mesh.smooth import smooth
 
         mu = -(self.strength + 0.03)  # Taubin: |mu| slightly above lambda keeps the volume
-        return meshops.smooth(mesh, self.iterations, lamb=self.strength, mu=mu), ""
+        return smooth(mesh, self.iterations, lamb=self.strength, mu=mu), ""
 
 
 class IMG3D_OT_quality_report(bpy.types.Operator):

@@ -1,56 +1,148 @@
-"""Mesh file writers behind one registry: format name -> ``write_<fmt>(mesh, path, **options)``.
+"""Mesh file writers behind one registry: THE list of export formats.
+
+Each :class:`ExportFormat` names its file suffixes, the label and description a
+user sees (CLI help, Blender's format menu and file filter), whether it declares
+a length unit, and its writer ``write_<fmt>(mesh, path, **options)``. The CLI,
+``settings.Request`` validation and the Blender export operator all read this
+registry, so a new format is one writer module plus one :func:`register_format`
+call here. Writers are named by module and imported on first use, so importing
+this package (``core.settings`` does) stays cheap.
 
 Every writer checks the mesh, converts axes/units/colour spaces as its format
-requires and writes through :func:`.atomic.atomic_write`, so a failed export
-never leaves a half-written file. No bpy here: the Blender operators, the CLI and
-scripts all call :func:`export_mesh`.
+requires, refuses options it doesn't know and writes through
+:func:`.atomic.atomic_write`, so a failed export never leaves a half-written
+file. No bpy here: the Blender operators, the CLI and scripts all call
+:func:`export_mesh`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Optional, Union
 
 from ..errors import ExportError
 from ..mesh.meshdata import MeshData
-from .dxf import write_dxf
-from .glb import write_glb
-from .obj import write_obj
-from .step import write_step
+from .units import DEFAULT_UNIT
 
 Writer = Callable[..., Path]
 
-WRITERS: dict[str, Writer] = {
-    "glb": write_glb,
-    "obj": write_obj,
-    "dxf": write_dxf,
-    "step": write_step,
-}
 
-# File suffix -> format name.
-SUFFIXES: dict[str, str] = {
-    ".glb": "glb",
-    ".obj": "obj",
-    ".dxf": "dxf",
-    ".step": "step",
-    ".stp": "step",
-}
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: how users see it and which function writes it.
 
-# Formats that declare a length unit and so take ``units``; glTF is metres by
-# definition and OBJ has no unit field, so both keep Blender's metres.
-UNIT_FORMATS = frozenset({"dxf", "step"})
+    ``suffixes`` are lower-case with the dot, the first one the format's own
+    (``(".step", ".stp")``). ``writer`` is a callable or ``"module:function"``
+    relative to this package, imported when first used. ``units``: the format
+    declares a length unit and so takes the ``units`` option (glTF is metres by
+    definition and OBJ has no unit field, so both keep Blender's metres).
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    label: str
+    description: str
+    writer: Union[str, Writer]
+    units: bool = False
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0]
+
+    def load_writer(self) -> Writer:
+        if callable(self.writer):
+            return self.writer
+        module, function = self.writer.split(":")
+        return getattr(importlib.import_module(module, __name__), function)
+
+
+_FORMATS: dict[str, ExportFormat] = {}
+# The registry, read-only and live: what every other module reads.
+FORMATS: Mapping[str, ExportFormat] = MappingProxyType(_FORMATS)
+
+
+def register_format(fmt: ExportFormat) -> None:
+    """Add (or replace) a format; its name and suffixes must be lower-case, suffixes dotted."""
+    if fmt.name != fmt.name.lower() or not fmt.suffixes:
+        raise ValueError(f"format name must be lower-case with suffixes: {fmt!r}")
+    for suffix in fmt.suffixes:
+        if not suffix.startswith(".") or suffix != suffix.lower():
+            raise ValueError(f"suffix {suffix!r} of {fmt.name} must be lower-case and dotted")
+        owner = suffix_owner(suffix)
+        if owner is not None and owner != fmt.name:
+            raise ValueError(f"suffix {suffix} already belongs to {owner}")
+    _FORMATS[fmt.name] = fmt
+
+
+def unregister_format(name: str) -> None:
+    """Remove a format (for plug-ins and tests); unknown names are ignored."""
+    _FORMATS.pop(name, None)
+
+
+def suffix_owner(suffix: str) -> Optional[str]:
+    """The format writing ``suffix`` (lower-case, dotted), or None."""
+    for fmt in _FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt.name
+    return None
+
+
+def all_suffixes() -> list[str]:
+    """Every suffix the registry writes, formats in order."""
+    return [suffix for fmt in _FORMATS.values() for suffix in fmt.suffixes]
+
+
+def suffix_list() -> str:
+    """The suffixes as users read them: ``".glb .obj .dxf .step/.stp"``."""
+    return " ".join("/".join(fmt.suffixes) for fmt in _FORMATS.values())
+
+
+def unit_format_labels() -> str:
+    """Names of the formats that declare a unit, for help texts: ``"DXF and STEP"``."""
+    names = [fmt.name.upper() for fmt in _FORMATS.values() if fmt.units]
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
+class _LiveView(Mapping):
+    """A read-only mapping computed from the registry each time it is read."""
+
+    def __init__(self, items: Callable[[], dict]) -> None:
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
+# Views kept for callers that want plain lookups: format -> writer, suffix -> format.
+WRITERS: Mapping[str, Writer] = _LiveView(
+    lambda: {name: fmt.load_writer() for name, fmt in _FORMATS.items()}
+)
+SUFFIXES: Mapping[str, str] = _LiveView(
+    lambda: {suffix: fmt.name for fmt in _FORMATS.values() for suffix in fmt.suffixes}
+)
 
 
 def format_for_path(path: Union[str, os.PathLike]) -> str:
     """The format name for ``path``'s suffix (``.stp`` -> ``"step"``), or ExportError."""
     suffix = Path(os.fspath(path)).suffix.lower()
-    if suffix not in SUFFIXES:
+    name = suffix_owner(suffix) if suffix else None
+    if name is None:
         raise ExportError(
             f"Can't tell the format of {os.fspath(path)!r} from its suffix {suffix or '(none)'}: "
-            f"use one of {', '.join(SUFFIXES)}."
+            f"use one of {', '.join(all_suffixes())}."
         )
-    return SUFFIXES[suffix]
+    return name
 
 
 def export_mesh(
@@ -58,21 +150,74 @@ def export_mesh(
     path: Union[str, os.PathLike],
     fmt: Optional[str] = None,
     *,
-    units: str = "mm",
+    units: str = DEFAULT_UNIT,
     **options: Any,
 ) -> Path:
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
 
+    ``fmt`` is a format name or one of its suffixes without the dot (``"stp"``).
     ``units`` applies to the formats that declare one (DXF, STEP); other options go
-    to the writer (see each ``write_<fmt>``).
+    to the writer (see each ``write_<fmt>``), which refuses ones it doesn't know.
     """
     name = (fmt or format_for_path(path)).lower()
-    name = "step" if name == "stp" else name
-    if name not in WRITERS:
-        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(WRITERS)}.")
-    if name in UNIT_FORMATS:
+    name = _FORMATS[name].name if name in _FORMATS else suffix_owner(f".{name}") or name
+    if name not in _FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(_FORMATS)}.")
+    entry = _FORMATS[name]
+    if entry.units:
         options["units"] = units
-    return WRITERS[name](mesh, path, **options)
+    return entry.load_writer()(mesh, path, **options)
 
 
-__all__ = ["SUFFIXES", "WRITERS", "Writer", "export_mesh", "format_for_path"]
+register_format(
+    ExportFormat(
+        "glb",
+        (".glb",),
+        "glTF Binary",
+        "glTF 2.0 binary with vertex colours, Y up",
+        ".glb:write_glb",
+    )
+)
+register_format(
+    ExportFormat(
+        "obj",
+        (".obj",),
+        "Wavefront",
+        "OBJ with vertex colours and a material file",
+        ".obj:write_obj",
+    )
+)
+register_format(
+    ExportFormat(
+        "dxf",
+        (".dxf",),
+        "AutoCAD DXF",
+        "DXF mesh for CAD, in the chosen unit",
+        ".dxf:write_dxf",
+        units=True,
+    )
+)
+register_format(
+    ExportFormat(
+        "step",
+        (".step", ".stp"),
+        "STEP",
+        "STEP AP214 solid (closed meshes) or surface, for CAD",
+        ".step:write_step",
+        units=True,
+    )
+)
+
+__all__ = [
+    "FORMATS",
+    "SUFFIXES",
+    "WRITERS",
+    "ExportFormat",
+    "Writer",
+    "all_suffixes",
+    "export_mesh",
+    "format_for_path",
+    "register_format",
+    "suffix_list",
+    "unregister_format",
+]

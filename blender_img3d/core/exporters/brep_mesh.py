@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ExportError
+from ..mesh.topology import edge_table, enclosing_pieces, is_closed, signed_volumes, vertex_labels
 
 log = logging.getLogger(__name__)
 
@@ -88,40 +89,30 @@ def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
         )
     points, faces = _drop_unused(points, faces)
 
-    edges, edge_of_corner, forward = _edges(faces, len(points))
-    component_of_vertex, count = _components(len(points), edges)
+    table = edge_table(faces, len(points))
+    count, component_of_vertex = vertex_labels(faces, len(points))
     face_component = component_of_vertex[faces[:, 0]]
-    closed = is_closed(faces, len(points))
+    closed = is_closed(faces, len(points), table)
     void_of = np.full(count, -1, dtype=np.int64)
     if closed and count > 1:
         void_of, reversed_faces = _voids(points, faces, face_component, count)
         if reversed_faces.any():
             faces = faces.copy()
             faces[reversed_faces] = faces[reversed_faces][:, ::-1]
-            # The same undirected edges, so unique() numbers them as before.
-            edges, edge_of_corner, forward = _edges(faces, len(points))
+            # The same undirected edges, so they keep their numbers.
+            table = edge_table(faces, len(points))
     return BrepMesh(
         points=points,
         faces=faces,
-        edges=edges,
-        face_edges=edge_of_corner,
-        face_edge_forward=forward,
+        edges=table.edges,
+        face_edges=table.face_edges,
+        face_edge_forward=table.forward,
         face_component=face_component,
         component_count=count,
         closed=closed,
         tolerance=tolerance,
         void_of=void_of,
     )
-
-
-def _edges(faces: np.ndarray, vertex_count: int):
-    """Unique undirected edges (low, high), the edge under each face corner, and its sense."""
-    corners = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
-    keys = corners.min(axis=1) * vertex_count + corners.max(axis=1)
-    unique_keys, edge_of_corner = np.unique(keys, return_inverse=True)
-    edges = np.stack([unique_keys // vertex_count, unique_keys % vertex_count], axis=1)
-    forward = (corners[:, 0] < corners[:, 1]).reshape(-1, 3)
-    return edges, edge_of_corner.reshape(-1, 3), forward
 
 
 def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, count: int):
@@ -132,35 +123,20 @@ def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, co
     centre). An inward piece that nothing encloses is a solid written inside out:
     its faces are reversed and it stays a solid of its own.
     """
-    from ..mesh.topology import points_inside, signed_volumes
-
     volume = np.bincount(face_component, weights=signed_volumes(points, faces), minlength=count)
     void_of = np.full(count, -1, dtype=np.int64)
     inward = np.flatnonzero(volume < 0)
     if len(inward) == 0:
         return void_of, np.zeros(len(faces), dtype=bool)
-    corners = points[faces]
-    lo = np.full((count, 3), np.inf)
-    hi = np.full((count, 3), -np.inf)
-    np.minimum.at(lo, face_component, corners.min(axis=1))
-    np.maximum.at(hi, face_component, corners.max(axis=1))
-    # A face centre, not a vertex: vertices of a grid mesh sit where rays could graze edges.
-    first_face = np.unique(face_component, return_index=True)[1]
-    probe = corners[first_face].mean(axis=1)
-    unassigned = np.ones(count, dtype=bool)
-    for solid in sorted(np.flatnonzero(volume > 0), key=lambda c: volume[c]):
-        candidates = inward[
-            unassigned[inward]
-            & np.all(lo[inward] >= lo[solid], axis=1)
-            & np.all(hi[inward] <= hi[solid], axis=1)
-        ]
-        if len(candidates) == 0:
-            continue
-        enclosed = candidates[
-            points_inside(points, faces[face_component == solid], probe[candidates])
-        ]
-        void_of[enclosed] = solid
-        unassigned[enclosed] = False
+    # Smallest solid first: a void belongs to the innermost solid around it.
+    solids = sorted(np.flatnonzero(volume > 0).tolist(), key=lambda c: volume[c])
+    candidates = np.zeros(count, dtype=bool)
+    candidates[inward] = True
+    owner = enclosing_pieces(
+        points, faces, face_component, count, np.array(solids, dtype=np.int64), candidates
+    )
+    void_of[inward] = owner[inward]
+    unassigned = owner < 0
     orphans = int(np.count_nonzero(unassigned[inward]))
     if orphans:
         log.warning("%d closed pieces are wound inside out; writing them turned right", orphans)
@@ -186,17 +162,6 @@ def tolerance_for(points: np.ndarray) -> float:
     if not diagonal > 0.0:
         raise ExportError("All vertices of the mesh are at one point: it has no size to export.")
     return diagonal * RELATIVE_TOLERANCE
-
-
-def is_closed(faces: np.ndarray, vertex_count: int) -> bool:
-    """True when every directed edge appears once and its reverse once: a closed
-    2-manifold with consistent winding, the condition for a valid solid."""
-    directed = np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
-    forward = directed[:, 0] * vertex_count + directed[:, 1]
-    backward = directed[:, 1] * vertex_count + directed[:, 0]
-    if len(np.unique(forward)) != len(forward):
-        return False
-    return bool(np.isin(backward, forward, assume_unique=True).all())
 
 
 def _weld(points: np.ndarray, faces: np.ndarray, tolerance: float):
@@ -278,16 +243,3 @@ def _flip_caps(points: np.ndarray, faces: np.ndarray, tolerance: float) -> np.nd
     if flat.any():
         log.debug("dropping %d flat triangles left after edge flips", int(flat.sum()))
     return faces[~flat]
-
-
-def _components(vertex_count: int, edges: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected-component label per vertex, through the edges."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix(
-        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
-        shape=(vertex_count, vertex_count),
-    )
-    count, labels = connected_components(graph, directed=False)
-    return labels, int(count)

@@ -23,7 +23,7 @@ from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays
 from .metadata import generator_name, json_safe
-from .units import length_unit
+from .units import DEFAULT_UNIT, length_unit
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def write_dxf(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     default, or "polyface"), ``colors`` (bool, default True: write true colours when
     the mesh has vertex colours), ``layer`` (layer name; default the mesh's name).
     """
-    unit = length_unit(options.pop("units", "mm"))
+    unit = length_unit(options.pop("units", DEFAULT_UNIT))
     kind = str(options.pop("entity", "mesh")).lower()
     with_colors = bool(options.pop("colors", True))
     layer = layer_name(options.pop("layer", None) or mesh.name)

@@ -1,4 +1,5 @@
-"""Array work every writer shares: input checks, axis swaps, normals and colour spaces.
+"""Array work every writer shares: input checks and normals (axes: ``mesh.placement``;
+colour spaces: ``core.colorspace``).
 
 Kept apart from the writers so each format module holds only its format.
 """
@@ -11,8 +12,6 @@ import numpy as np
 
 from ..errors import ExportError
 from ..mesh.meshdata import MeshData
-
-UP_AXES = ("Y", "Z")
 
 
 def checked_arrays(mesh: MeshData) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -43,24 +42,6 @@ def checked_arrays(mesh: MeshData) -> tuple[np.ndarray, np.ndarray, Optional[np.
     return vertices, faces, colors
 
 
-def z_up_to_y_up(vertices: np.ndarray) -> np.ndarray:
-    """Blender's Z-up frame to the Y-up frame of glTF and OBJ: (x, y, z) -> (x, z, -y)."""
-    return np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=1)
-
-
-def y_up_to_z_up(vertices: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`z_up_to_y_up`: (x, y, z) -> (x, -z, y)."""
-    return np.stack([vertices[:, 0], -vertices[:, 2], vertices[:, 1]], axis=1)
-
-
-def checked_up_axis(up_axis: str) -> str:
-    """``"Y"`` or ``"Z"`` from any case, or :class:`ExportError`."""
-    axis = str(up_axis).upper()
-    if axis not in UP_AXES:
-        raise ExportError(f"up_axis must be 'Y' or 'Z', got {up_axis!r}.")
-    return axis
-
-
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Unnormalised face normals (length = twice the triangle's area)."""
     corners = vertices[faces]
@@ -87,15 +68,3 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     normals[bad] = (0.0, 0.0, 1.0)
     length[bad] = 1.0
     return normals / length[:, None]
-
-
-def srgb_to_linear(colors: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1 transfer function)."""
-    c = np.clip(np.asarray(colors, dtype=np.float64), 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(colors: np.ndarray) -> np.ndarray:
-    """Linear light in [0, 1] to sRGB encoding (inverse of :func:`srgb_to_linear`)."""
-    c = np.clip(np.asarray(colors, dtype=np.float64), 0.0, 1.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1.0 / 2.4) - 0.055)

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from ..colorspace import srgb_to_linear
 from ..mesh.meshdata import MeshData
+from ..mesh.placement import z_up_to_y_up
 from .atomic import PathLike, atomic_write
-from .geometry import checked_arrays, srgb_to_linear, vertex_normals, z_up_to_y_up
+from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, json_safe
 
 log = logging.getLogger(__name__)

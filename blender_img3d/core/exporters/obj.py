@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..mesh.meshdata import MeshData
+from ..mesh.placement import checked_up_axis, z_up_to_y_up
 from .atomic import PathLike, atomic_write, check_target
-from .geometry import checked_arrays, checked_up_axis, vertex_normals, z_up_to_y_up
+from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, metadata_json
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from .atomic import PathLike, atomic_write
 from .brep_mesh import BrepMesh, brep_mesh
 from .geometry import checked_arrays
 from .metadata import generator_name, metadata_json
-from .units import LengthUnit, length_unit
+from .units import DEFAULT_UNIT, LengthUnit, length_unit
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     Options: ``units`` ("mm" default; "cm", "m", "in", "ft"): Blender metres are
     scaled to it and the file declares it.
     """
-    unit = length_unit(options.pop("units", "mm"))
+    unit = length_unit(options.pop("units", DEFAULT_UNIT))
     if options:
         log.debug("write_step ignores options %s", sorted(options))
     with atomic_write(path, "wb") as stream:

@@ -18,6 +18,7 @@ class LengthUnit:
     """One length unit: its scale from metres and its names in DXF and STEP."""
 
     name: str
+    label: str  # plural, as menus show it: "Millimetres"
     per_metre: float  # coordinates in this unit = metres * per_metre
     dxf_insunits: int  # DXF $INSUNITS code
     step_si_prefix: Optional[str]  # ".MILLI." etc. for SI units; None for the metre itself
@@ -25,12 +26,14 @@ class LengthUnit:
 
 
 UNITS: dict[str, LengthUnit] = {
-    "mm": LengthUnit("mm", 1000.0, 4, ".MILLI."),
-    "cm": LengthUnit("cm", 100.0, 5, ".CENTI."),
-    "m": LengthUnit("m", 1.0, 6, None),
-    "in": LengthUnit("in", 1000.0 / 25.4, 1, None, step_conversion_mm=25.4),
-    "ft": LengthUnit("ft", 1000.0 / 304.8, 2, None, step_conversion_mm=304.8),
+    "mm": LengthUnit("mm", "Millimetres", 1000.0, 4, ".MILLI."),
+    "cm": LengthUnit("cm", "Centimetres", 100.0, 5, ".CENTI."),
+    "m": LengthUnit("m", "Metres", 1.0, 6, None),
+    "in": LengthUnit("in", "Inches", 1000.0 / 25.4, 1, None, step_conversion_mm=25.4),
+    "ft": LengthUnit("ft", "Feet", 1000.0 / 304.8, 2, None, step_conversion_mm=304.8),
 }
+# What CAD files are written in unless the user says otherwise.
+DEFAULT_UNIT = "mm"
 
 
 def length_unit(name: str) -> LengthUnit:

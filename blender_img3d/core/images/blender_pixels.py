@@ -13,16 +13,11 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..colorspace import linear_to_srgb
 from ..errors import ImageInputError
 from .limits import check_pixel_count
 
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function (IEC 61966-2-1) on values clipped to [0, 1]."""
-    x = np.clip(linear, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
 
 
 def image_from_pixels(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..serialize import EqualByDict
+
+# What a part without vertex colours gets when joined with coloured ones: Blender's
+# default material grey, rather than dropping every part's colours.
+MISSING_COLOR = 0.8
 
 
 @dataclass(eq=False)
@@ -56,6 +60,21 @@ class MeshData(EqualByDict):
             metadata=dict(data.get("metadata") or {}),
         )
 
+    def replaced(
+        self,
+        vertices: Optional[np.ndarray] = None,
+        faces: Optional[np.ndarray] = None,
+        colors: Optional[np.ndarray] = None,
+    ) -> "MeshData":
+        """A new mesh with the arrays given replaced, sharing name and a copy of the metadata."""
+        return MeshData(
+            self.vertices if vertices is None else vertices,
+            self.faces if faces is None else faces,
+            self.colors if colors is None else colors,
+            name=self.name,
+            metadata=dict(self.metadata),
+        )
+
     @property
     def vertex_count(self) -> int:
         return int(len(self.vertices))
@@ -63,3 +82,39 @@ class MeshData(EqualByDict):
     @property
     def face_count(self) -> int:
         return int(len(self.faces))
+
+
+def join_meshes(parts: Sequence[MeshData], name: Optional[str] = None) -> MeshData:
+    """One mesh holding every part (faces renumbered; metadata of the first part).
+
+    Colours are kept when any part has them; parts without get :data:`MISSING_COLOR`.
+    """
+    if not parts:
+        raise ValueError("join_meshes needs at least one mesh")
+    first = parts[0]
+    name = first.name if name is None else name
+    if len(parts) == 1:
+        return MeshData(first.vertices, first.faces, first.colors, name, dict(first.metadata))
+    offsets = np.cumsum([0] + [part.vertex_count for part in parts[:-1]])
+    colors = None
+    if any(part.colors is not None for part in parts):
+        colors = np.concatenate(
+            [
+                part.colors
+                if part.colors is not None
+                else np.full((part.vertex_count, 3), MISSING_COLOR, dtype=np.float32)
+                for part in parts
+            ]
+        )
+    return MeshData(
+        np.concatenate([part.vertices for part in parts]),
+        np.concatenate([part.faces + offset for part, offset in zip(parts, offsets)]),
+        colors,
+        name=name,
+        metadata=dict(first.metadata),
+    )
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 hole"``, ``"3 holes"``: counts in the notes a processing step leaves."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -5,7 +5,7 @@ the edge table (about 0.1 s for 200k faces). The answer is a plain dataclass who
 :meth:`MeshMetrics.to_dict` is JSON-serialisable, so the CLI's ``--report`` and
 Blender's custom properties store it as is.
 
-Definitions (shared with :mod:`.meshops` through :mod:`.topology`):
+Definitions (shared with the processing steps through :mod:`.topology`):
 
 * *watertight*: every edge has exactly two faces (no boundary, no non-manifold edge);
 * *edge-manifold*: no edge has three or more faces;

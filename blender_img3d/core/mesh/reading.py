@@ -2,7 +2,8 @@
 
 trimesh parses the formats; this module only brings the result into our
 conventions: glTF (and, by default, OBJ) are Y-up and converted to Z-up, glTF
-colours are linear and converted to sRGB, several meshes in one file are joined,
+colours are linear and converted to sRGB, several meshes in one file are joined
+(``meshdata.join_meshes``),
 and our own GLBs give back their name and generation settings from
 ``asset.extras``. Every failure is a :class:`MeshInputError` saying what to fix.
 """
@@ -18,9 +19,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ..colorspace import linear_to_srgb
 from ..errors import DependencyError, MeshInputError
-from ..exporters.geometry import checked_up_axis, linear_to_srgb, y_up_to_z_up
-from .meshdata import MeshData
+from .meshdata import MeshData, join_meshes
+from .placement import checked_up_axis, y_up_to_z_up
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,19 @@ def read_mesh(path: Union[str, os.PathLike], *, up_axis: Optional[str] = None) -
     parts = _triangle_meshes(loaded, trimesh)
     if not parts:
         raise MeshInputError(f"{source} contains no triangles; nothing to export.")
-    vertices, faces, colors = _join(parts, linear_colors=suffix in (".glb", ".gltf"))
-    if axis == "Y":
-        vertices = y_up_to_z_up(vertices)
-    name, metadata = _gltf_identity(source) if suffix in (".glb", ".gltf") else (None, {})
-    return MeshData(vertices, faces, colors, name=name or source.stem, metadata=metadata)
+    if gltf:
+        for part in parts:
+            if part.colors is not None:
+                part.colors = linear_to_srgb(part.colors).astype(np.float32)
+    joined = join_meshes(parts)
+    vertices = y_up_to_z_up(joined.vertices) if axis == "Y" else joined.vertices
+    name, metadata = _gltf_identity(source) if gltf else (None, {})
+    name = name or source.stem
+    return MeshData(vertices, joined.faces, joined.colors, name=name, metadata=metadata)
 
 
-def _triangle_meshes(loaded, trimesh) -> list[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
-    """(vertices, faces, colours) of each triangle mesh, scene transforms applied.
+def _triangle_meshes(loaded, trimesh) -> list[MeshData]:
+    """Each triangle mesh in the file, scene transforms applied.
 
     The scene graph is walked here rather than through ``Scene.dump()``, which
     drops the float colours kept in ``visual.vertex_attributes``.
@@ -102,20 +108,8 @@ def _triangle_meshes(loaded, trimesh) -> list[tuple[np.ndarray, np.ndarray, Opti
             vertices = trimesh.transform_points(vertices, transform)
             if np.linalg.det(np.asarray(transform)[:3, :3]) < 0:
                 faces = faces[:, ::-1]  # a mirroring node turns the winding inside out
-        parts.append((vertices, faces, _vertex_colors(mesh)))
+        parts.append(MeshData(vertices, faces, _vertex_colors(mesh)))
     return parts
-
-
-def _join(parts: list, linear_colors: bool):
-    offsets = np.cumsum([0] + [len(v) for v, _, _ in parts[:-1]])
-    vertices = np.concatenate([v for v, _, _ in parts])
-    faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets)])
-    colors = None
-    if all(c is not None for _, _, c in parts):
-        colors = np.concatenate([c for _, _, c in parts])
-        if linear_colors:
-            colors = linear_to_srgb(colors).astype(np.float32)
-    return vertices, faces, colors
 
 
 def _vertex_colors(mesh) -> Optional[np.ndarray]:

@@ -1,7 +1,8 @@
 """Connectivity facts about a triangle mesh, vectorised with numpy and scipy.sparse.
 
-Shared by :mod:`.meshops` (which changes meshes) and :mod:`.metrics` (which
-measures them) so both agree on what an edge, a boundary or a component is:
+Shared by the processing steps (which change meshes), :mod:`.metrics` (which
+measures them) and the STEP B-rep builder (which needs a closed, consistently
+wound surface), so all agree on what an edge, a boundary or a component is:
 
 * an *edge* is an unordered vertex pair used by at least one face;
 * a *boundary* edge is used by one face, a *non-manifold* edge by three or more;
@@ -13,7 +14,9 @@ scipy is imported inside the functions that need it so importing this module sta
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -40,6 +43,28 @@ def check_mesh(mesh: MeshData, action: str = "process") -> None:
             f"Can't {action} the mesh: face indices run from {low} to {high} "
             f"but there are only {len(vertices)} vertices."
         )
+
+
+_Step = TypeVar("_Step", bound=Callable)
+
+
+def checks_mesh(action: str) -> Callable[[_Step], _Step]:
+    """Decorate a step taking a mesh first so it runs :func:`check_mesh` before it works.
+
+    The undecorated step stays reachable as ``step.unchecked``: a chain such as
+    ``process_mesh`` checks its input once and calls the steps through that.
+    """
+
+    def decorate(step):
+        @functools.wraps(step)
+        def checked(mesh, *args, **kwargs):
+            check_mesh(mesh, action)
+            return step(mesh, *args, **kwargs)
+
+        checked.unchecked = step
+        return checked
+
+    return decorate
 
 
 @dataclass
@@ -80,6 +105,18 @@ def edge_table(faces: np.ndarray, n_vertices: int) -> EdgeTable:
         counts=counts,
         forward=(starts < ends).reshape(-1, 3),
     )
+
+
+def is_closed(faces: np.ndarray, n_vertices: int, table: "EdgeTable | None" = None) -> bool:
+    """True for a closed 2-manifold with consistent winding: every edge has two faces that
+    walk it in opposite directions (what a valid solid and a watertight mesh need)."""
+    if len(faces) == 0:
+        return False
+    table = table or edge_table(faces, n_vertices)
+    if not np.all(table.counts == 2):
+        return False
+    forward_uses = np.bincount(table.face_edges[table.forward], minlength=len(table.counts))
+    return bool(np.all(forward_uses == 1))
 
 
 def vertex_labels(faces: np.ndarray, n_vertices: int) -> tuple[int, np.ndarray]:
@@ -168,6 +205,60 @@ def points_inside(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -
             depth = (d[hit] * tw[near][hit]).sum(axis=1) / total[hit]
             votes[i] += int(np.count_nonzero(depth > p[axis]) % 2)
     return votes >= 2
+
+
+def piece_bounds(
+    vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per piece (face labels 0..count-1): bounding-box corners and a probe point.
+
+    The probe is the centre of the piece's first face, not a vertex: marching-cubes
+    vertices sit on grid lines that the rays of :func:`points_inside` could graze.
+    """
+    corners = vertices[faces]
+    lo = np.full((count, 3), np.inf)
+    hi = np.full((count, 3), -np.inf)
+    np.minimum.at(lo, labels, corners.min(axis=1))
+    np.maximum.at(hi, labels, corners.max(axis=1))
+    probe = corners[np.unique(labels, return_index=True)[1]].mean(axis=1)
+    return lo, hi, probe
+
+
+def enclosing_pieces(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    containers: np.ndarray,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """For each piece, the first of ``containers`` (closed pieces, in the order given) that
+    encloses it, else -1. Only pieces where ``candidates`` (bool per piece) is True are
+    tested, and a container already found inside another one encloses nothing itself.
+
+    A piece is inside a container when its bounding box is, its volume is smaller
+    and its probe point is enclosed by the container's surface (ray parity).
+    """
+    volume = np.abs(np.bincount(labels, weights=signed_volumes(vertices, faces), minlength=count))
+    lo, hi, probe = piece_bounds(vertices, faces, labels, count)
+    owner = np.full(count, -1, dtype=np.int64)
+    for outer in np.asarray(containers, dtype=np.int64).tolist():
+        if owner[outer] >= 0:
+            continue
+        inside_box = (
+            candidates
+            & (owner < 0)
+            & (volume < volume[outer])
+            & np.all(lo >= lo[outer], axis=1)
+            & np.all(hi <= hi[outer], axis=1)
+        )
+        inside_box[outer] = False
+        tested = np.flatnonzero(inside_box)
+        if len(tested) == 0:
+            continue
+        enclosed = points_inside(vertices, faces[labels == outer], probe[tested])
+        owner[tested[enclosed]] = outer
+    return owner
 
 
 def non_manifold_vertex_mask(faces: np.ndarray, n_vertices: int, table: EdgeTable) -> np.ndarray:
