@@ -74,7 +74,9 @@ def main(zip_path: str, out_dir: str) -> dict:
     if package not in bpy.context.preferences.addons:
         addon_utils.enable(package, default_set=True)
     vendor_root = HOME / "extensions" / ".user" / "user_default" / "blender_img3d" / "vendor"
-    report = {"vendor_before": vendor_root.exists(), "exports": {}, "tools": {}}
+    # Enabling may create the empty folder; nothing may be installed in it.
+    installed = lambda: vendor_root.exists() and any(p.is_file() for p in vendor_root.rglob("*"))  # noqa: E731
+    report = {"vendor_before": installed(), "exports": {}, "tools": {}}
     bpy.ops.mesh.primitive_cube_add(size=0.05)
     bpy.ops.object.modifier_add(type="SUBSURF")
     bpy.ops.object.modifier_apply(modifier="Subdivision")
@@ -92,7 +94,7 @@ def main(zip_path: str, out_dir: str) -> dict:
     report["generate_poll"] = bpy.ops.img3d.generate.poll()
     report["seen"] = SEEN
     report["home"] = str(HOME)
-    report["vendor_after"] = vendor_root.exists() and any(vendor_root.iterdir())
+    report["vendor_after"] = installed()
     report["torch_loaded"] = "torch" in sys.modules
     return report
 

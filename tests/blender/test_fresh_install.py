@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bpy
+
 PROBE = Path(__file__).with_name("fresh_install_probe.py")
 
 
@@ -38,3 +40,18 @@ def test_exporters_and_mesh_tools_work_from_the_zip_alone_with_no_vendor_folder(
     # Only Generate needs the runtime install: its button is greyed out, torch untouched.
     assert report["generate_poll"] is False and report["torch_loaded"] is False
     assert (tmp_path / "cube.step").read_text().startswith("ISO-10303-21;")
+
+
+def test_the_generate_button_says_it_needs_the_install_when_packages_are_missing(
+    installed_extension, monkeypatch
+):
+    from tests.blender.ui_layout import RecordingLayout
+
+    panel_module = sys.modules[f"{installed_extension}.blender.ui.panel"]
+    monkeypatch.setattr(panel_module, "missing_modules", lambda: ["torch", "diffusers"])
+    layout = RecordingLayout()
+    panel = type("View", (), {"layout": layout})()
+    panel_module.IMG3D_PT_main.draw(panel, bpy.context)
+    assert "img3d.generate" in layout.texts("operator")
+    assert "preferences.addon_show" in layout.texts("operator")
+    assert "Export and the mesh tools work without them" in layout.texts("label")
