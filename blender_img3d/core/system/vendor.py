@@ -130,6 +130,11 @@ class PipRun:
     index_url: Optional[str] = None  # None: pip's own default (PyPI or its config)
     no_deps: bool = False
     download_bytes: int = 0
+    # Where the run's dependencies may also come from. torch's run lists PyPI here:
+    # the PyTorch indexes mirror only some versions of filelock, sympy & co., and the
+    # constraints pin those. torch itself still comes from its index: its local
+    # version (2.13.0+cu128) sorts above PyPI's plain 2.13.0.
+    extra_index_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,8 @@ class InstallPlan:
                 command += ["--no-index", "--find-links", str(self.wheelhouse)]
             elif run.index_url:
                 command += ["--index-url", run.index_url]
+                if run.extra_index_url and run.extra_index_url != run.index_url:
+                    command += ["--extra-index-url", run.extra_index_url]
             if run.no_deps:
                 command.append("--no-deps")
             commands.append([*command, *self.extra_pip_args, *run.requirements])
@@ -332,6 +339,7 @@ def make_plan(
             (TORCH_REQUIREMENT,),
             build.index_url,
             download_bytes=build.download_bytes,
+            extra_index_url=hardware.PYPI_INDEX_URL,
         ),
         PipRun(
             f"{len(libraries)} pinned libraries (diffusers, transformers, ...)",
