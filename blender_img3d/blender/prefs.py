@@ -9,13 +9,16 @@ to draw this page.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from ..core import choices
 from ..core import settings as defaults
-from ..core.system import hardware
+from ..core.errors import Img3DError
+from ..core.system import hardware, vendor
+from ..core.system.requirements import BUNDLED_WHEELS
 from . import tasks
 from .props import enum_items
 
@@ -41,6 +44,92 @@ def user_data_dir(*parts: str) -> Path:
 
 def get_preferences() -> "IMG3D_Preferences":
     return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+# --- what Install Dependencies would do with these preferences ------------------------
+
+
+def vendor_root() -> Path:
+    """The folder holding the per-ABI install folders: the preference, or the extension's own."""
+    custom = get_preferences().install_folder
+    return Path(bpy.path.abspath(custom)) if custom else user_data_dir("vendor")
+
+
+def vendor_folder() -> Path:
+    """This Blender's install folder (``…/vendor/cp311-win_amd64``)."""
+    return vendor.vendor_dir_for(vendor_root())
+
+
+_MACHINE: list[hardware.Machine] = []
+
+
+def this_machine() -> hardware.Machine:
+    """The probed machine, once per session (``nvidia-smi`` is too slow for every redraw)."""
+    if not _MACHINE:
+        _MACHINE.append(hardware.probe_machine())
+    return _MACHINE[0]
+
+
+def install_plan(
+    build: Optional[str] = None,
+    packages: str = "",
+    torch_index_url: Optional[str] = None,
+    wheelhouse: Optional[str] = None,
+) -> vendor.InstallPlan:
+    """The plan for this Blender: its vendor folder, its own numpy as the pin, the prefs' choices.
+
+    Unset arguments come from the preferences. Raises ``DependencyError``
+    (an unsupported platform, a missing wheelhouse) before anything runs.
+    """
+    prefs = get_preferences()
+    build = prefs.torch_build if build is None else build
+    torch_index_url = prefs.torch_index_url if torch_index_url is None else torch_index_url
+    wheelhouse = prefs.wheelhouse if wheelhouse is None else wheelhouse
+    torch_build = None
+    if not packages.split():
+        torch_build = hardware.choose_build(this_machine(), build.lower())
+        if torch_index_url:
+            torch_build = hardware.with_index_url(torch_build, torch_index_url)
+    return vendor.make_plan(
+        vendor_folder(),
+        build=torch_build,
+        numpy_version=vendor.running_numpy_version(),
+        packages=packages.split() or None,
+        skip=vendor.available_at_pin(BUNDLED_WHEELS),
+        wheelhouse=bpy.path.abspath(wheelhouse) if wheelhouse else None,
+    )
+
+
+_PLAN_LINES: dict[tuple, list[str]] = {}
+
+
+def plan_lines() -> list[str]:
+    """What Install Dependencies would do with the current preferences (cached per choice)."""
+    prefs = get_preferences()
+    key = (prefs.torch_build, prefs.torch_index_url, prefs.wheelhouse, prefs.install_folder)
+    if key not in _PLAN_LINES:
+        try:
+            plan = install_plan()
+            lines = plan.describe()
+            try:
+                vendor.check_path_lengths(plan.vendor_dir)
+            except vendor.InstallError as exc:
+                lines.append("Warning: " + str(exc))
+        except Img3DError as exc:
+            lines = [f"Can't install here: {exc}"]
+        _PLAN_LINES.clear()
+        _PLAN_LINES[key] = lines
+    return _PLAN_LINES[key]
+
+
+def last_check() -> Optional[vendor.CheckResult]:
+    """The saved result of the last check of this Blender's install, if any."""
+    return vendor.load_check(vendor_folder())
+
+
+def forget_plan() -> None:
+    """Drop the cached plan text (after an install or uninstall changes what is there)."""
+    _PLAN_LINES.clear()
 
 
 class IMG3D_Preferences(bpy.types.AddonPreferences):
@@ -160,7 +249,6 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
 
     def _draw_dependencies(self, box) -> None:
         from ..core.system.deps import missing_modules
-        from .operators.dependencies import last_check, plan_lines
 
         box.label(text="Dependencies (needed by Generate only)", icon="SCRIPT")
         missing = missing_modules()

@@ -20,17 +20,23 @@ import logging
 import queue
 import subprocess
 import threading
-from pathlib import Path
 from typing import IO, Optional
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from ...core.errors import CancelledError, Img3DError
-from ...core.system import hardware, vendor
-from ...core.system.requirements import BUNDLED_WHEELS
+from ...core.system import vendor
 from .. import tasks
-from ..prefs import TORCH_BUILD_ITEMS
+from ..prefs import (
+    TORCH_BUILD_ITEMS,
+    forget_plan,
+    get_preferences,
+    install_plan,
+    last_check,
+    plan_lines,
+    vendor_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,93 +45,9 @@ OUTPUT_POLL_SECONDS = 0.1
 SMALL_INSTALL_BYTES = 50 * 1024**2
 
 
-def vendor_root() -> Path:
-    """The folder holding the per-ABI install folders: the preference, or the extension's own."""
-    from ..prefs import get_preferences, user_data_dir
-
-    custom = get_preferences().install_folder
-    return Path(bpy.path.abspath(custom)) if custom else user_data_dir("vendor")
-
-
-def vendor_folder() -> Path:
-    """This Blender's install folder (``…/vendor/cp311-win_amd64``)."""
-    return vendor.vendor_dir_for(vendor_root())
-
-
 def activate_vendor() -> bool:
     """Append the vendor folder to ``sys.path`` if it holds an install (register, after install)."""
     return vendor.activate(vendor_folder())
-
-
-_MACHINE: list[hardware.Machine] = []
-
-
-def this_machine() -> hardware.Machine:
-    """The probed machine, once per session (``nvidia-smi`` is too slow for every redraw)."""
-    if not _MACHINE:
-        _MACHINE.append(hardware.probe_machine())
-    return _MACHINE[0]
-
-
-def install_plan(
-    build: Optional[str] = None,
-    packages: str = "",
-    torch_index_url: Optional[str] = None,
-    wheelhouse: Optional[str] = None,
-) -> vendor.InstallPlan:
-    """The plan for this Blender: its vendor folder, its own numpy as the pin, the prefs' choices.
-
-    Unset arguments come from the preferences. Raises ``DependencyError``
-    (an unsupported platform, a missing wheelhouse) before anything runs.
-    """
-    from ..prefs import get_preferences
-
-    prefs = get_preferences()
-    build = prefs.torch_build if build is None else build
-    torch_index_url = prefs.torch_index_url if torch_index_url is None else torch_index_url
-    wheelhouse = prefs.wheelhouse if wheelhouse is None else wheelhouse
-    torch_build = None
-    if not packages.split():
-        torch_build = hardware.choose_build(this_machine(), build.lower())
-        if torch_index_url:
-            torch_build = hardware.with_index_url(torch_build, torch_index_url)
-    return vendor.make_plan(
-        vendor_folder(),
-        build=torch_build,
-        numpy_version=vendor.running_numpy_version(),
-        packages=packages.split() or None,
-        skip=vendor.available_at_pin(BUNDLED_WHEELS),
-        wheelhouse=bpy.path.abspath(wheelhouse) if wheelhouse else None,
-    )
-
-
-_PLAN_LINES: dict[tuple, list[str]] = {}
-
-
-def plan_lines() -> list[str]:
-    """What Install Dependencies would do with the current preferences (cached per choice)."""
-    from ..prefs import get_preferences
-
-    prefs = get_preferences()
-    key = (prefs.torch_build, prefs.torch_index_url, prefs.wheelhouse, prefs.install_folder)
-    if key not in _PLAN_LINES:
-        try:
-            plan = install_plan()
-            lines = plan.describe()
-            try:
-                vendor.check_path_lengths(plan.vendor_dir)
-            except vendor.InstallError as exc:
-                lines.append("Warning: " + str(exc))
-        except Img3DError as exc:
-            lines = [f"Can't install here: {exc}"]
-        _PLAN_LINES.clear()
-        _PLAN_LINES[key] = lines
-    return _PLAN_LINES[key]
-
-
-def last_check() -> Optional[vendor.CheckResult]:
-    """The saved result of the last check of this Blender's install, if any."""
-    return vendor.load_check(vendor_folder())
 
 
 def _start_install(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -216,7 +138,7 @@ class InstallTask(tasks.Task):
 
     def on_result(self, context, result) -> str:
         activate_vendor()
-        _PLAN_LINES.clear()
+        forget_plan()
         if self.check is not None and not self.check.ok:
             raise vendor.InstallError(f"Installed, but {self.check.summary}")
         return self.check.summary if self.check is not None else self.done_text
@@ -274,8 +196,6 @@ class IMG3D_OT_install_dependencies(tasks.ModalTask, bpy.types.Operator):
         return True
 
     def _prepare(self, context) -> Optional[InstallTask]:
-        from ..prefs import get_preferences
-
         prefs = get_preferences()
         if _refuse_offline(self, prefs.wheelhouse):
             return None
@@ -348,7 +268,7 @@ class IMG3D_OT_uninstall_dependencies(bpy.types.Operator):
         except (Img3DError, OSError) as exc:
             self.report({"ERROR"}, f"Couldn't remove {folder}: {exc}")
             return {"CANCELLED"}
-        _PLAN_LINES.clear()
+        forget_plan()
         state = tasks.state_of("install", context.window_manager)
         state.message = f"Removed {folder}" if removed else f"Nothing installed in {folder}"
         state.last_error = ""
