@@ -21,6 +21,7 @@ class Phase:
     QUEUED = "queued on the server"  # a remote job waiting for a free GPU
     LOADING_MODEL = "loading model"
     DOWNLOADING = "downloading"
+    INSTALLING = "installing packages"
     PREPROCESSING = "preprocessing"
     CONDITIONING = "conditioning"
     SAMPLING = "sampling"

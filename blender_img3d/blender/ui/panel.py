@@ -6,7 +6,7 @@ import bpy
 
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
-from ..prefs import get_preferences
+from ..prefs import ADDON_PACKAGE, get_preferences
 from ..presets import IMG3D_MT_presets
 from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
@@ -49,17 +49,22 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
             row.enabled = not job.cancelling
             row.operator("img3d.cancel", icon="CANCEL")
         else:
+            prefs = get_preferences()
+            missing = [] if prefs.remote else missing_modules()
             row = layout.row()
             row.scale_y = 1.4
-            row.operator("img3d.generate", icon="MESH_MONKEY")
-            prefs = get_preferences()
             if prefs.remote:
                 layout.label(text=f"On the server {prefs.server_url}", icon="NETWORK_DRIVE")
-            missing = [] if prefs.remote else missing_modules()
+            # Only Generate needs the runtime install; the button says so (export and the
+            # mesh tools run on the wheels bundled with the extension).
+            text = "Generate (needs Install Dependencies)" if missing else "Generate"
+            row.operator("img3d.generate", text=text, icon="MESH_MONKEY")
             if missing:
                 box = layout.box()
                 box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
-                box.label(text="Preferences > Add-ons > Img3D > Install dependencies")
+                box.label(text="Export and the mesh tools work without them")
+                show = box.operator("preferences.addon_show", text="Install Dependencies…")
+                show.module = ADDON_PACKAGE
         if job.last_error and not job.running:
             box = layout.box()
             box.alert = True
