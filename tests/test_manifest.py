@@ -89,7 +89,8 @@ def test_validator_rejects_a_bad_manifest_with_its_message(tmp_path):
     shutil.copytree(REPO_ROOT / "blender_img3d", package)
     text = (REPO_ROOT / "blender_manifest.toml").read_text()
     reason = MANIFEST["permissions"]["network"]
-    (package / "blender_manifest.toml").write_text(text.replace(reason, reason + "."))
+    # Same length (the reason may already use all 64 characters), ending in a full stop.
+    (package / "blender_manifest.toml").write_text(text.replace(reason, reason[:-1] + "."))
     with pytest.raises(build_extension.BuildError, match="punctuation"):
         build_extension.validate(package)
 
