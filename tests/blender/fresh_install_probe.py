@@ -80,6 +80,9 @@ def main(zip_path: str, out_dir: str) -> dict:
     bpy.ops.mesh.primitive_cube_add(size=0.05)
     bpy.ops.object.modifier_add(type="SUBSURF")
     bpy.ops.object.modifier_apply(modifier="Subdivision")
+    mesh = bpy.context.active_object.data
+    while mesh.uv_layers:  # a generated mesh has none; the tools refuse to drop them silently
+        mesh.uv_layers.remove(mesh.uv_layers[0])
     for fmt, ext in (("GLB", "glb"), ("OBJ", "obj"), ("DXF", "dxf"), ("STEP", "step")):
         path = Path(out_dir) / f"cube.{ext}"
         outcome = bpy.ops.img3d.export(filepath=str(path), format=fmt)
