@@ -36,9 +36,16 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    lts_asked = "lts" in (config.getoption("-m") or "")
     for item in items:
         if "tests/blender/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.blender)
+        if "lts" in item.keywords and not lts_asked:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="opt-in: 'pytest -m lts' runs Blender 4.2/4.5 (downloads ~0.7 GB once)"
+                )
+            )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m blender_img3d info|generate|decode|export``.
+"""Command line: ``python -m blender_img3d info|generate|decode|export|batch|serve``.
 
 Kept import-light: only argparse runs before a subcommand is chosen, so
 ``--help`` is instant; each subcommand imports what it needs. Errors print one
@@ -30,6 +30,7 @@ from ..core import settings as defaults
 from ..core.errors import CancelledError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .serve import add_remote_options, add_serve_parser, remote_backend
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.DEFAULT_KEEP_COMPONENTS,
         metavar="N",
-        help="keep the N largest pieces, 0 keeps all (default 1)",
+        help="keep only the N largest pieces (default 0: every part; specks under "
+        f"{defaults.SPECK_AREA_FRACTION * 100:g} %% of the surface always go)",
     )
     group.add_argument("--size", type=float, metavar="L", help="scale so the longest side is L")
     group.add_argument(
@@ -124,17 +126,20 @@ def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None:
+def _add_output_options(
+    parser: argparse.ArgumentParser, required: bool, per_file: bool = True
+) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("output")
-    group.add_argument(
-        "--out",
-        action="append",
-        type=Path,
-        required=required,
-        default=[],
-        metavar="FILE",
-        help=f"write FILE ({exporters.suffix_list()}); repeat for several formats",
-    )
+    if per_file:
+        group.add_argument(
+            "--out",
+            action="append",
+            type=Path,
+            required=required,
+            default=[],
+            metavar="FILE",
+            help=f"write FILE ({exporters.suffix_list()}); repeat for several formats",
+        )
     group.add_argument(
         "--units",
         choices=tuple(UNITS),
@@ -142,9 +147,80 @@ def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None
         help=f"length unit of {exporters.unit_format_labels()} files; 1 Blender unit = 1 m "
         f"(default {defaults.DEFAULT_UNITS})",
     )
-    group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
-    group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
+    group.add_argument(
+        "--dxf-entity",
+        choices=defaults.DXF_ENTITIES,
+        default=defaults.DEFAULT_DXF_ENTITY,
+        help=f"DXF entity (default {defaults.DEFAULT_DXF_ENTITY}, which almost every CAD "
+        "program opens; mesh: one MESH entity for AutoCAD 2010+)",
+    )
+    group.add_argument(
+        "--no-merge-coplanar",
+        action="store_true",
+        help="STEP: one face per triangle instead of merging coplanar triangles",
+    )
+    if per_file:
+        group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
+        group.add_argument(
+            "--name", help="object name in the files (default: image stem or prompt)"
+        )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    return group
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
+    sampling.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
+        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
+    )
+    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
+    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
+    sampling.add_argument(
+        "--schedule",
+        choices=defaults.SCHEDULES,
+        default=defaults.DEFAULT_SCHEDULE,
+        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+    )
+    if per_file:
+        sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
+
+
+def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    image = parser.add_argument_group("image input")
+    image.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="hand the image to the model's own processor unchanged",
+    )
+    image.add_argument("--no-remove-background", action="store_true")
+    image.add_argument(
+        "--border",
+        type=float,
+        default=defaults.DEFAULT_BORDER,
+        metavar="F",
+        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
+    )
+    if per_file:
+        image.add_argument(
+            "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
+        )
+
+
+def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
+    return defaults.ImageSettings(
+        remove_background=not args.no_remove_background, border=args.border
+    )
+
+
+def _export_settings(args: argparse.Namespace) -> defaults.ExportSettings:
+    return defaults.ExportSettings(
+        dxf_entity=args.dxf_entity, merge_coplanar=not args.no_merge_coplanar
+    )
 
 
 def _mesh_settings(args: argparse.Namespace) -> defaults.MeshSettings:
@@ -205,7 +281,6 @@ def _run_with_progress(args: argparse.Namespace, work) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Image or prompt → mesh files, through the backend seam like every other entry point."""
-    from ..core.backend import get_backend
     from ..core.outputs import plan_for_request
 
     request = defaults.Request(
@@ -213,10 +288,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         name=args.name,
         preprocess=not args.no_preprocess,
-        image_settings=defaults.ImageSettings(
-            remove_background=not args.no_remove_background,
-            border=args.border,
-        ),
+        image_settings=_image_settings(args),
         generation=_generation_settings(args),
         mesh=_mesh_settings(args),
         outputs=list(args.out),
@@ -224,12 +296,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         save_input=args.save_input,
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     # Every output checked before the image is read or a model loaded.
     plan_for_request(request)
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
-    backend = get_backend("local")
+    backend = remote_backend(args)
     return _run_with_progress(args, lambda bar: backend.submit(request, progress=bar))
 
 
@@ -244,6 +317,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         outputs=list(args.out),
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     request.validate_settings()
     return _run_with_progress(
@@ -261,6 +335,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         outputs=list(args.out),
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     request.mesh.enabled = args.process
     request.validate_settings()
@@ -273,6 +348,24 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.input, request, progress=bar, up_axis=args.up_axis
         ),
     )
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Many images or prompts → one folder per item (cli/batch.py); resumable."""
+    from . import batch
+
+    base = defaults.Request(
+        preprocess=not args.no_preprocess,
+        image_settings=_image_settings(args),
+        generation=_generation_settings(args),
+        mesh=_mesh_settings(args),
+        units=args.units,
+        export=_export_settings(args),
+    )
+    summary = batch.run(args, base)
+    if summary is None:
+        return EXIT_CANCELLED
+    return EXIT_ERROR if summary.failures else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,45 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", metavar="PATH", help="picture of a single object")
     source.add_argument("--prompt", metavar="TEXT", help="what to generate, e.g. 'a red chair'")
-    sampling = gen.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
-    sampling.add_argument(
-        "--guidance",
-        type=float,
-        metavar="G",
-        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
-        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
-    )
-    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
-    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
-    sampling.add_argument(
-        "--schedule",
-        choices=defaults.SCHEDULES,
-        default=defaults.DEFAULT_SCHEDULE,
-        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
-    )
-    sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
-    image = gen.add_argument_group("image input")
-    image.add_argument(
-        "--no-preprocess",
-        action="store_true",
-        help="hand the image to the model's own processor unchanged",
-    )
-    image.add_argument("--no-remove-background", action="store_true")
-    image.add_argument(
-        "--border",
-        type=float,
-        default=defaults.DEFAULT_BORDER,
-        metavar="F",
-        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
-    )
-    image.add_argument(
-        "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
-    )
+    _add_sampling_options(gen)
+    _add_image_options(gen)
     _add_model_options(gen)
     _add_decode_options(gen)
     _add_mesh_options(gen)
     _add_output_options(gen, required=True)
+    add_remote_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     dec = sub.add_parser(
@@ -368,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(exp)
     _add_output_options(exp, required=True)
     exp.set_defaults(func=cmd_export)
+
+    from . import batch
+
+    bat = sub.add_parser("batch", help=batch.HELP, description=batch.DESCRIPTION)
+    batch.add_batch_arguments(bat)
+    _add_sampling_options(bat, per_file=False)
+    _add_image_options(bat, per_file=False)
+    _add_model_options(bat)
+    _add_decode_options(bat)
+    _add_mesh_options(bat)
+    _add_output_options(bat, required=False, per_file=False)
+    bat.set_defaults(func=cmd_batch)
+    add_serve_parser(sub, _add_model_options)
     return parser
 
 

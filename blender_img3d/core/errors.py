@@ -61,6 +61,10 @@ class OutputPathError(ExportError):
     input, or its folder or name is unusable. Raised before any work; nothing is written."""
 
 
+class ServerError(Img3DError):
+    """The GPU server can't be reached, refused the request, or lost the job."""
+
+
 class CancelledError(Img3DError):
     """The user cancelled the job."""
 

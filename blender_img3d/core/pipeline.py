@@ -168,7 +168,6 @@ def run(
 def _run(request, plan, batch, progress, cancel) -> Result:
     timer = _Timer()
     gen = request.generation
-    label = source_label(request)
 
     model_input, input_report = None, None
     if request.mode == "image":
@@ -182,7 +181,8 @@ def _run(request, plan, batch, progress, cancel) -> Result:
 
     from .shap_e.sampling import sample_latents
 
-    with timer("sample"):
+    stats: dict[str, Any] = {}
+    with timer("sample_total"):
         latents = sample_latents(
             models,
             images=model_input,
@@ -196,7 +196,36 @@ def _run(request, plan, batch, progress, cancel) -> Result:
             sigma_max=gen.sigma_max,
             progress=progress,
             cancel=cancel,
+            stats=stats,
         )
+    # Conditioning (CLIP), the sampling loop alone, and how many prior calls it made.
+    timer.timings["condition"] = stats["condition_s"]
+    timer.timings["sample"] = stats["sample_s"]
+    timer.timings["prior_calls"] = stats["prior_calls"]
+    return _result_from_latents(
+        request, plan, batch, models, latents, model_input, input_report, timer, progress, cancel
+    )
+
+
+def _result_from_latents(
+    request: defaults.Request,
+    plan: Any,
+    batch: Any,
+    models: Any,
+    latents: Any,
+    model_input: Any,
+    input_report: Optional[dict[str, Any]],
+    timer: _Timer,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+) -> Result:
+    """The tail ``run`` and ``run_group`` share: save latents, decode, process, measure, export.
+
+    ``plan`` is the request's checked output plan and ``batch`` the staged-writes
+    batch its files go through (see :func:`run`).
+    """
+    gen = request.generation
+    label = source_label(request)
     latents_np = latents.numpy() if hasattr(latents, "numpy") else np.asarray(latents)
     settings = request.settings_dict()
     metadata = _generation_metadata(request, settings, models.source, models.revision)
@@ -220,6 +249,130 @@ def _run(request, plan, batch, progress, cancel) -> Result:
     )
     _finish(result, raw, plan.meshes, label, request, metadata, timer, progress, cancel)
     return result
+
+
+def sampling_key(request: defaults.Request) -> tuple:
+    """What requests must share to be sampled together by :func:`run_group`.
+
+    Source, name, seed, batch, decoding, mesh, image and output settings may
+    differ per request; the model and the sampler may not.
+    """
+    gen = request.generation
+    return (
+        request.mode,
+        request.model_id(),
+        gen.revision,
+        gen.cache_dir,
+        gen.allow_download,
+        gen.device,
+        gen.dtype,
+        gen.steps,
+        request.guidance(),
+        gen.schedule,
+        gen.sigma_min,
+        gen.sigma_max,
+    )
+
+
+def run_group(
+    requests: list[defaults.Request],
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> list[Any]:
+    """Run several requests with one prior call per sampling step serving all of them.
+
+    The requests must have equal :func:`sampling_key` and at most ``MAX_BATCH``
+    variants in all. Entry ``i`` of the returned list is request ``i``'s
+    :class:`Result` (the latents, meshes and files its own :func:`run` would give,
+    up to the float rounding of batched matmuls) or, where only that request
+    failed (an unreadable image, an empty surface, a file it can't write), the
+    :class:`~.errors.Img3DError` it raised, so one bad item doesn't sink the
+    others. Failures that concern the whole group (the model, cancellation,
+    sampling itself) are raised. Sampling time is shared out by variant count.
+    """
+    from .errors import CancelledError, Img3DError
+    from .shap_e.sampling import sample_latents_grouped
+    from .system import deps
+
+    if not requests:
+        return []
+    from .exporters.atomic import staged_writes
+    from .outputs import plan_for_request
+
+    for request in requests:
+        request.validate()
+    if len({sampling_key(request) for request in requests}) > 1:
+        raise ConfigError("run_group needs requests with the same model and sampler settings.")
+    outcomes: list[Any] = [None] * len(requests)
+    plans: list[Any] = [None] * len(requests)
+    for index, request in enumerate(requests):
+        try:  # every item's outputs checked before any work, as in run()
+            plans[index] = plan_for_request(request)
+        except Img3DError as error:
+            outcomes[index] = error
+    deps.require()
+    first = requests[0]
+    gen = first.generation
+    timers = [_Timer() for _ in requests]
+    inputs: list[tuple[Any, Optional[dict[str, Any]]]] = [(None, None)] * len(requests)
+    for index, request in enumerate(requests):
+        if request.mode == "image" and outcomes[index] is None:
+            try:
+                with timers[index]("preprocess"):
+                    inputs[index] = _model_input(request, progress)
+            except CancelledError:
+                raise
+            except Img3DError as error:
+                outcomes[index] = error
+        raise_if_cancelled(cancel)
+    live = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    if not live:
+        return outcomes
+
+    start = time.perf_counter()
+    models = _load_models(first.model_id(), first.mode, gen, gen.revision, progress, cancel)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    latents = sample_latents_grouped(
+        models,
+        [inputs[i][0] if first.mode == "image" else requests[i].prompt for i in live],
+        [requests[i].generation.seed for i in live],
+        [requests[i].generation.batch for i in live],
+        steps=gen.steps,
+        guidance=first.guidance(),
+        schedule=gen.schedule,
+        sigma_min=gen.sigma_min,
+        sigma_max=gen.sigma_max,
+        progress=progress,
+        cancel=cancel,
+    )
+    sample_seconds = time.perf_counter() - start
+    rows = sum(requests[i].generation.batch for i in live)
+    for index, item_latents in zip(live, latents):
+        request, timer = requests[index], timers[index]
+        share = request.generation.batch / rows
+        timer.timings["load_model"] = load_seconds * share
+        timer.timings["sample"] = sample_seconds * share
+        model_input, input_report = inputs[index]
+        try:
+            with staged_writes() as batch:
+                outcomes[index] = _result_from_latents(
+                    request,
+                    plans[index],
+                    batch,
+                    models,
+                    item_latents,
+                    model_input,
+                    input_report,
+                    timer,
+                    progress,
+                    cancel,
+                )
+        except CancelledError:
+            raise
+        except Img3DError as error:
+            outcomes[index] = error
+    return outcomes
 
 
 def _load_models(
@@ -266,6 +419,7 @@ def _decode(
         progress=progress,
         cancel=cancel,
         name=label,
+        adaptive=gen.sdf_method == "adaptive",
     )
 
 
@@ -346,16 +500,33 @@ def _finish(
         result.notes.extend(prefix + note for note in processed.notes)
         mesh.name = label if len(raw_meshes) == 1 else f"{label} {index + 1}"
         mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
-        metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
+        # The run's phases so far travel with each variant's metrics (custom properties).
+        run_timings = {**timer.timings, **_decode_timings(raw)}
+        metrics = compute_metrics(mesh, timings={**run_timings, **variant_timings}).to_dict()
         result.meshes.append(mesh)
         result.metrics.append(metrics)
         for key, seconds in variant_timings.items():
             result.timings[f"mesh_{key}"] = result.timings.get(f"mesh_{key}", 0.0) + seconds
     report(progress, Phase.PROCESSING, len(raw_meshes), len(raw_meshes))
+    result.timings.update(_decode_timings(raw_meshes))
 
     with timer("export"):
         _write_outputs(result, paths, request, progress, cancel)
     result.timings.update(timer.timings)
+
+
+def _decode_timings(raw_meshes: Any) -> dict[str, float]:
+    """The decoder's own split (SDF query, marching cubes, colours), summed over variants."""
+    if isinstance(raw_meshes, MeshData):
+        raw_meshes = [raw_meshes]
+    totals: dict[str, float] = {}
+    for index, mesh in enumerate(raw_meshes):
+        for key, seconds in (mesh.metadata.get("timings") or {}).items():
+            if key == "sdf_query_s" and index:  # one SDF pass serves the whole batch
+                continue
+            name = "decode_" + key.removesuffix("_s")
+            totals[name] = totals.get(name, 0.0) + float(seconds)
+    return totals
 
 
 def _write_outputs(
@@ -378,7 +549,10 @@ def _write_outputs(
             for path in variant_paths:
                 report(progress, Phase.EXPORTING, done, total)
                 raise_if_cancelled(cancel)
-                result.outputs.append(Path(export_mesh(mesh, path, units=request.units)))
+                written = export_mesh(
+                    mesh, path, units=request.units, format_options=request.export.writer_options()
+                )
+                result.outputs.append(Path(written))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
     # A cancel that came during the last export still wins: the staged files are dropped.
@@ -459,7 +633,7 @@ def _decode_saved(latents_path, latents, saved, plan, request, timer, progress, 
     result = Result(
         meshes=[],
         metrics=[],
-        settings={"decoded_from": str(latents_path), "grid_size": gen.grid_size, **saved},
+        settings={**saved, "decoded_from": str(latents_path), "grid_size": gen.grid_size},
         model_source=models.source,
         model_revision=models.revision,
         latents=latents,

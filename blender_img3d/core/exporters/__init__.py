@@ -161,18 +161,23 @@ def export_mesh(
     fmt: Optional[str] = None,
     *,
     units: str = DEFAULT_UNIT,
+    format_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
     **options: Any,
 ) -> Path:
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
 
     ``fmt`` is a format name or one of its suffixes without the dot (``"stp"``).
-    ``units`` applies to the formats that declare one (DXF, STEP); other options go
-    to the writer (see each ``write_<fmt>``), which refuses ones it doesn't know.
-    The arrays are validated first (:func:`check_exportable`): a mesh no file of
-    that format can hold is a :class:`~..errors.MeshInputError`, nothing is written.
+    ``units`` applies to the formats that declare one (DXF, STEP);
+    ``format_options`` maps format names to options for that format only (so one
+    call site can serve every format: ``{"dxf": {"entity": "mesh"}}``); other
+    options go to the writer (see each ``write_<fmt>``), which refuses ones it
+    doesn't know. The arrays are validated first (:func:`check_exportable`): a mesh
+    no file of that format can hold is a :class:`~..errors.MeshInputError`, nothing
+    is written.
     """
     name = check_exportable(mesh, path, fmt, units=units, scale=options.get("scale", 1.0))
     entry = _FORMATS[name]
+    options = {**(format_options or {}).get(name, {}), **options}
     if entry.units:
         options["units"] = units
     return entry.load_writer()(mesh, path, **options)
