@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 
 from . import choices, exporters
 from .errors import ConfigError, ExportError
+from .exporters.dxf import DEFAULT_ENTITY, ENTITY_KINDS
 from .exporters.units import DEFAULT_UNIT
 from .serialize import EqualByDict
 
@@ -67,12 +68,18 @@ MAX_PIXELS = 64_000_000
 
 # --- mesh processing --------------------------------------------------------
 DEFAULT_TARGET_FACES = 20_000
-DEFAULT_KEEP_COMPONENTS = 1
+DEFAULT_KEEP_COMPONENTS = 0  # 0: every real part; only specks go (below)
+# Pieces with less than this fraction of the whole surface area are specks and go.
+# At grid 128 a one- to few-voxel floater is 0.001-0.2 % of a typical object's area;
+# a part holding 1 % of the object's volume has several % of its area, so it stays.
+SPECK_AREA_FRACTION = 0.0025
 DEFAULT_SMOOTH_ITERATIONS = 0
 
 # --- export -----------------------------------------------------------------
 EXPORT_FORMATS = exporters.FORMATS  # the writer registry (live, read-only): name -> format
 DEFAULT_UNITS = DEFAULT_UNIT
+DXF_ENTITIES = ENTITY_KINDS
+DEFAULT_DXF_ENTITY = DEFAULT_ENTITY
 
 ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or numpy pixels
 
@@ -123,6 +130,18 @@ class MeshSettings:
     size: Optional[float] = None  # longest side after scaling; None keeps Shap-E's scale
 
 
+@dataclass
+class ExportSettings:
+    """Format-specific writer options (the unit is ``Request.units``; see core/exporters)."""
+
+    dxf_entity: str = DEFAULT_DXF_ENTITY  # "polyface" opens everywhere; "mesh": Autodesk only
+    merge_coplanar: bool = True  # STEP: coplanar triangles become one planar face
+
+    def writer_options(self) -> dict[str, dict[str, Any]]:
+        """Options per format name, for ``exporters.export_mesh(format_options=...)``."""
+        return {"dxf": {"entity": self.dxf_entity}, "step": {"merge_coplanar": self.merge_coplanar}}
+
+
 @dataclass(eq=False)
 class Request(EqualByDict):
     """Everything one generation needs; the same object for panel, operators and CLI.
@@ -139,6 +158,7 @@ class Request(EqualByDict):
     image_settings: ImageSettings = field(default_factory=ImageSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     mesh: MeshSettings = field(default_factory=MeshSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
     outputs: list[Path] = field(default_factory=list)
     latents_out: Optional[Path] = None
     save_input: Optional[Path] = None
@@ -197,6 +217,11 @@ class Request(EqualByDict):
                 f"size (the longest side, in metres) must be between {MIN_SIZE:g} and "
                 f"{MAX_SIZE:g}, got {m.size!r}; leave it unset to keep Shap-E's scale."
             )
+        if self.export.dxf_entity not in DXF_ENTITIES:
+            raise ConfigError(
+                f"DXF entity must be one of {', '.join(DXF_ENTITIES)}, "
+                f"got {self.export.dxf_entity!r}."
+            )
         for out in self.outputs:
             try:
                 exporters.format_for_path(out)
@@ -216,6 +241,7 @@ class Request(EqualByDict):
             "image_settings": asdict(self.image_settings),
             "generation": asdict(self.generation),
             "mesh": asdict(self.mesh),
+            "export": asdict(self.export),
             "outputs": [str(path) for path in self.outputs],
             "latents_out": _path_text(self.latents_out),
             "save_input": _path_text(self.save_input),
@@ -332,6 +358,7 @@ _SECTIONS = {
     "image_settings": ImageSettings,
     "generation": GenerationSettings,
     "mesh": MeshSettings,
+    "export": ExportSettings,
 }
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..errors import ConfigError, ImageInputError
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
@@ -24,6 +24,7 @@ from ..settings import (
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     DEFAULT_STEPS,
+    MAX_BATCH,
     check_sampling,
 )
 from . import schedules
@@ -234,3 +235,66 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
 
     denoise.calls = 0  # type: ignore[attr-defined]
     return denoise
+
+
+def sample_latents_grouped(
+    models: Any,
+    conditions: Sequence[Any],
+    seeds: Sequence[int],
+    batches: Sequence[int],
+    *,
+    steps: int = DEFAULT_STEPS,
+    guidance: Optional[float] = None,
+    schedule: str = DEFAULT_SCHEDULE,
+    sigma_min: float = DEFAULT_SIGMA_MIN,
+    sigma_max: float = DEFAULT_SIGMA_MAX,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> list[Any]:
+    """Sample several items (each its own image or prompt, seed and batch) with one prior call
+    per evaluation; return one ``(batch_i, N * D)`` float32 CPU tensor per item.
+
+    Item ``i``'s rows start from ``initial_noise(seeds[i], batches[i])``, exactly as a
+    :func:`sample_latents` call with that seed would, and rows never interact in
+    the prior, so each item's latents equal its single run's up to the float
+    rounding of batched matmuls (the farm's grouped runs rely on this).
+    """
+    if not (len(conditions) == len(seeds) == len(batches) >= 1):
+        raise ConfigError("Give one condition, seed and batch size per item (at least one item).")
+    rows = [int(b) for b in batches]
+    for condition, seed, batch in zip(conditions, seeds, batches):
+        check_sampling(
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            batch=batch,
+            schedule=schedule,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+        )
+        image = condition if models.mode == "image" else None
+        _check_source(models, image, condition if image is None else None)
+    if sum(rows) > MAX_BATCH:
+        raise ConfigError(f"A group holds at most {MAX_BATCH} rows, got {sum(rows)}.")
+    if guidance is None:
+        guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
+    guidance = float(guidance)
+    sampler = schedules.get(schedule)
+
+    import torch
+
+    raise_if_cancelled(cancel)
+    with torch.inference_mode():
+        report(progress, Phase.CONDITIONING, 0, 1)
+        embed = _image_embeddings if models.mode == "image" else _text_embeddings
+        with _autocast(models):
+            embeds = torch.cat([embed(models, c, b) for c, b in zip(conditions, rows)])
+        report(progress, Phase.CONDITIONING, 1, 1)
+        plan = sampler.plan(models, int(steps), float(sigma_min), float(sigma_max), guidance)
+        if plan.guided:
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+        noise = torch.cat([initial_noise(s, b, models.latent_shape) for s, b in zip(seeds, rows)])
+        x = (noise * plan.init_sigma).to(models.device)
+        denoise = _make_denoiser(models, embeds, plan, guidance)
+        x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
+    return list(x.float().cpu().split(rows))
