@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -264,14 +263,11 @@ def test_reals_always_carry_a_decimal_point(tmp_path):
 
 
 @pytest.mark.slow
-def test_100k_face_solid_is_written_fast_and_parsed_by_opencascade(tmp_path):
+def test_100k_face_solid_is_parsed_by_opencascade(tmp_path):
     sphere = icosphere(6)  # 81920 faces
     extra = icosphere(5)  # + 20480 = 102400 faces, 2 solids
     mesh = combine(sphere, MeshData(extra.vertices + 3.0, extra.faces))
-    start = time.perf_counter()
-    path = write_step(mesh, tmp_path / "big.step")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 6.0
+    path = write_step(mesh, tmp_path / "big.step")  # speed: benchmarks/
     # Parsing takes ~8 s; OpenCascade's shape transfer (~60 s here) is left to the
     # 5k-face tests above, which check the same writer code paths.
     reader = STEPControl_Reader()

@@ -251,14 +251,11 @@ def test_a_near_half_border_does_not_build_a_huge_canvas():
 def test_a_huge_jpeg_is_decoded_at_reduced_scale_with_the_bbox_in_full_pixels():
     picture, box = corpus.object_on(size=(5000, 3750), box=(1500, 1000, 3000, 3000))
     data = corpus.encode(picture, "JPEG", quality=85)
-    started = time.perf_counter()
     prepared = prepare_image(data)
-    elapsed = time.perf_counter() - started
     report = prepared.report
     assert any("reduced scale" in step for step in report.steps)
     assert report.original_size == [5000, 3750]
     assert report.bbox == pytest.approx(list(box), abs=8)
-    assert elapsed < 5.0
     assert_centred_with_border(prepared.image, 0.15, aspect=2000 / 1500)
 
 
