@@ -43,6 +43,7 @@ EXTENSION_ID = "blender_img3d"
 sys.path.insert(0, str(REPO_ROOT))
 from blender_img3d.core.system import vendor  # noqa: E402
 from blender_img3d.core.system.requirements import (  # noqa: E402  (the one shared list)
+    DEBIAN_DEV_PACKAGES,
     DEV_REQUIREMENTS,
     NPM_REQUIREMENTS,
     NUMPY_REQUIREMENT,
@@ -109,9 +110,26 @@ def install_npm_tools() -> None:
     run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_DIR), *NPM_REQUIREMENTS])
 
 
+def install_debian_tools() -> None:
+    """Third-party readers the tests call (assimp), from Debian, when apt-get is there."""
+    missing = [pkg for pkg, tool in DEBIAN_DEV_PACKAGES.items() if shutil.which(tool) is None]
+    if not missing:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        log(f"apt-get not found: skipping {', '.join(missing)} (tests needing them will skip)")
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    try:
+        run([*sudo, apt, "install", "-y", "-q", *missing])
+    except InstallError as error:
+        log(f"could not install {', '.join(missing)} ({error}); tests needing them will skip")
+
+
 def dev_install(force: bool = False) -> None:
     """Create or update ``.venv`` with everything development and tests need."""
     check_python()
+    install_debian_tools()
     requirements = dev_requirements()
     fingerprint = install_fingerprint(requirements, NPM_REQUIREMENTS)
     if not force and venv_python().exists() and stamp_matches(fingerprint):

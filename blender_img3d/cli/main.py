@@ -103,7 +103,8 @@ def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.DEFAULT_KEEP_COMPONENTS,
         metavar="N",
-        help="keep the N largest pieces, 0 keeps all (default 1)",
+        help="keep only the N largest pieces (default 0: every part; specks under "
+        f"{defaults.SPECK_AREA_FRACTION * 100:g} %% of the surface always go)",
     )
     group.add_argument("--size", type=float, metavar="L", help="scale so the longest side is L")
     group.add_argument(
@@ -131,6 +132,18 @@ def _add_output_options(
         default=defaults.DEFAULT_UNITS,
         help=f"length unit of {exporters.unit_format_labels()} files; 1 Blender unit = 1 m "
         f"(default {defaults.DEFAULT_UNITS})",
+    )
+    group.add_argument(
+        "--dxf-entity",
+        choices=defaults.DXF_ENTITIES,
+        default=defaults.DEFAULT_DXF_ENTITY,
+        help=f"DXF entity (default {defaults.DEFAULT_DXF_ENTITY}, which almost every CAD "
+        "program opens; mesh: one MESH entity for AutoCAD 2010+)",
+    )
+    group.add_argument(
+        "--no-merge-coplanar",
+        action="store_true",
+        help="STEP: one face per triangle instead of merging coplanar triangles",
     )
     if per_file:
         group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
@@ -187,6 +200,12 @@ def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -
 def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
     return defaults.ImageSettings(
         remove_background=not args.no_remove_background, border=args.border
+    )
+
+
+def _export_settings(args: argparse.Namespace) -> defaults.ExportSettings:
+    return defaults.ExportSettings(
+        dxf_entity=args.dxf_entity, merge_coplanar=not args.no_merge_coplanar
     )
 
 
@@ -261,6 +280,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         save_input=args.save_input,
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
@@ -279,6 +299,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         outputs=list(args.out),
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     request.validate_settings()
     return _run_with_progress(
@@ -296,6 +317,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         outputs=list(args.out),
         report_path=args.report,
         units=args.units,
+        export=_export_settings(args),
     )
     request.mesh.enabled = args.process
     request.validate_settings()
@@ -317,6 +339,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         generation=_generation_settings(args),
         mesh=_mesh_settings(args),
         units=args.units,
+        export=_export_settings(args),
     )
     summary = batch.run(args, base)
     if summary is None:

@@ -170,7 +170,8 @@ def run(
 
     from .shap_e.sampling import sample_latents
 
-    with timer("sample"):
+    stats: dict[str, Any] = {}
+    with timer("sample_total"):
         latents = sample_latents(
             models,
             images=model_input,
@@ -184,7 +185,12 @@ def run(
             sigma_max=gen.sigma_max,
             progress=progress,
             cancel=cancel,
+            stats=stats,
         )
+    # Conditioning (CLIP), the sampling loop alone, and how many prior calls it made.
+    timer.timings["condition"] = stats["condition_s"]
+    timer.timings["sample"] = stats["sample_s"]
+    timer.timings["prior_calls"] = stats["prior_calls"]
     return _result_from_latents(
         request, models, latents, model_input, input_report, timer, progress, cancel
     )
@@ -376,6 +382,7 @@ def _decode(
         progress=progress,
         cancel=cancel,
         name=label,
+        adaptive=gen.sdf_method == "adaptive",
     )
 
 
@@ -451,16 +458,33 @@ def _finish(
         result.notes.extend(prefix + note for note in processed.notes)
         mesh.name = label if len(raw_meshes) == 1 else f"{label} {index + 1}"
         mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
-        metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
+        # The run's phases so far travel with each variant's metrics (custom properties).
+        run_timings = {**timer.timings, **_decode_timings(raw)}
+        metrics = compute_metrics(mesh, timings={**run_timings, **variant_timings}).to_dict()
         result.meshes.append(mesh)
         result.metrics.append(metrics)
         for key, seconds in variant_timings.items():
             result.timings[f"mesh_{key}"] = result.timings.get(f"mesh_{key}", 0.0) + seconds
     report(progress, Phase.PROCESSING, len(raw_meshes), len(raw_meshes))
+    result.timings.update(_decode_timings(raw_meshes))
 
     with timer("export"):
         _write_outputs(result, paths, request, progress, cancel)
     result.timings.update(timer.timings)
+
+
+def _decode_timings(raw_meshes: Any) -> dict[str, float]:
+    """The decoder's own split (SDF query, marching cubes, colours), summed over variants."""
+    if isinstance(raw_meshes, MeshData):
+        raw_meshes = [raw_meshes]
+    totals: dict[str, float] = {}
+    for index, mesh in enumerate(raw_meshes):
+        for key, seconds in (mesh.metadata.get("timings") or {}).items():
+            if key == "sdf_query_s" and index:  # one SDF pass serves the whole batch
+                continue
+            name = "decode_" + key.removesuffix("_s")
+            totals[name] = totals.get(name, 0.0) + float(seconds)
+    return totals
 
 
 def _write_outputs(
@@ -479,7 +503,10 @@ def _write_outputs(
             for path in variant_paths:
                 raise_if_cancelled(cancel)
                 report(progress, Phase.EXPORTING, done, total)
-                result.outputs.append(Path(export_mesh(mesh, path, units=request.units)))
+                written = export_mesh(
+                    mesh, path, units=request.units, format_options=request.export.writer_options()
+                )
+                result.outputs.append(Path(written))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
     if request.report_path is not None:

@@ -180,3 +180,17 @@ def test_a_format_registered_in_the_core_appears_in_the_operator(installed_exten
         bpy.utils.unregister_class(export.IMG3D_OT_export)
         export.IMG3D_OT_export.__annotations__["format"] = export.format_property()
         bpy.utils.register_class(export.IMG3D_OT_export)
+
+
+def test_dxf_entity_and_coplanar_merge_are_operator_options(tmp_path):
+    add_cube()
+    default, mesh_entity = tmp_path / "poly.dxf", tmp_path / "mesh.dxf"
+    bpy.ops.img3d.export(filepath=str(default), format="DXF")
+    bpy.ops.img3d.export(filepath=str(mesh_entity), format="DXF", dxf_entity="mesh")
+    assert len(read_dxf(default).modelspace().query("POLYLINE")) == 1
+    assert len(read_dxf(mesh_entity).modelspace().query("MESH")) == 1
+    merged, soup = tmp_path / "merged.step", tmp_path / "soup.step"
+    bpy.ops.img3d.export(filepath=str(merged), format="STEP")
+    bpy.ops.img3d.export(filepath=str(soup), format="STEP", merge_coplanar=False)
+    assert (read_step(merged).faces, read_step(soup).faces) == (6, 12)
+    assert read_step(merged).volume == pytest.approx(8e9, rel=1e-6)

@@ -16,8 +16,8 @@ TOOLS = ("mesh_clean", "mesh_decimate", "mesh_smooth", "quality_report")
 
 def add_noisy_sphere(subdivisions: int = 5, noise: float = 0.02) -> bpy.types.Object:
     """An icosphere (Blender counts the plain icosahedron as 1: 5120 triangles at 5) with
-    seeded radial noise."""
-    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=subdivisions, radius=1.0)
+    seeded radial noise, and no UV map (the tools would refuse to drop one)."""
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=subdivisions, radius=1.0, calc_uvs=False)
     obj = bpy.context.active_object
     mesh = obj.data
     co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
@@ -101,7 +101,7 @@ def test_clean_welds_split_faces_into_a_watertight_mesh(installed_extension):
 
 
 def test_quality_report_is_stored_on_the_object_and_dropped_after_an_edit(installed_extension):
-    bpy.ops.mesh.primitive_cube_add(size=2.0)
+    bpy.ops.mesh.primitive_cube_add(size=2.0, calc_uvs=False)
     obj = bpy.context.active_object
     obj.scale = (2.0, 1.0, 1.0)
     assert bpy.ops.img3d.quality_report() == {"FINISHED"}
@@ -133,7 +133,7 @@ def test_quality_panel_shows_the_key_numbers_of_the_stored_report():
 
     from tests.blender.ui_layout import RecordingLayout
 
-    bpy.ops.mesh.primitive_cube_add(size=2.0)
+    bpy.ops.mesh.primitive_cube_add(size=2.0, calc_uvs=False)
     layout = RecordingLayout()
     bpy.types.IMG3D_PT_quality.draw(SimpleNamespace(layout=layout), bpy.context)
     assert "No report for the active object yet" in layout.texts("label")
@@ -159,3 +159,28 @@ def test_a_mesh_shared_with_another_object_stays_with_that_object():
     assert bpy.ops.img3d.mesh_decimate(target_faces=100) == {"FINISHED"}
     assert second.data == shared and len(shared.polygons) == 320
     assert first.data != shared and len(first.data.polygons) <= 100
+
+
+def test_decimating_a_uv_mapped_object_with_vertex_groups_refuses_first_then_goes_on_by_choice():
+    obj = add_noisy_sphere(subdivisions=4)  # 1280 faces
+    obj.data.uv_layers.new(name="UVMap")
+    obj.vertex_groups.new(name="Top")
+    with pytest.raises(RuntimeError, match=r"would drop its 1 UV map\(s\), 1 vertex group\(s\)"):
+        bpy.ops.img3d.mesh_decimate(target_faces=300)
+    assert len(obj.data.polygons) == 1280 and len(obj.data.uv_layers) == 1  # untouched
+    bpy.ops.ed.undo_push(message="before decimate")
+    assert bpy.ops.img3d.mesh_decimate(target_faces=300, discard_attributes=True) == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="Decimate")
+    obj = bpy.data.objects["Icosphere"]
+    assert len(obj.data.polygons) <= 300 and len(obj.data.uv_layers) == 0
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    restored = bpy.data.objects["Icosphere"]
+    assert len(restored.data.polygons) == 1280 and len(restored.data.uv_layers) == 1
+    assert [group.name for group in restored.vertex_groups] == ["Top"]
+
+
+def test_generated_objects_are_worked_on_without_asking(installed_extension):
+    obj = add_noisy_sphere(subdivisions=4)
+    obj.data.uv_layers.new(name="UVMap")
+    obj["img3d_settings"] = "{}"
+    assert bpy.ops.img3d.mesh_smooth(iterations=2) == {"FINISHED"}

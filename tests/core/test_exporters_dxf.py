@@ -44,7 +44,7 @@ def polyface_arrays(doc):
     ids=["cube", "sphere-5k", "torus", "open-box"],
 )
 def test_mesh_entity_reads_back_with_same_counts_in_millimetres(tmp_path, mesh):
-    path = write_dxf(mesh, tmp_path / "part.dxf")
+    path = write_dxf(mesh, tmp_path / "part.dxf", entity="mesh")
     doc = read_back(path)
     (entity,) = doc.modelspace().query("MESH")
     assert (len(entity.vertices), len(entity.faces)) == (mesh.vertex_count, mesh.face_count)
@@ -59,7 +59,7 @@ def test_mesh_entity_reads_back_with_same_counts_in_millimetres(tmp_path, mesh):
 )
 def test_units_scale_coordinates_and_set_insunits(tmp_path, units, scale, code):
     mesh = cube()
-    doc = read_back(write_dxf(mesh, tmp_path / "c.dxf", units=units))
+    doc = read_back(write_dxf(mesh, tmp_path / "c.dxf", units=units, entity="mesh"))
     (entity,) = doc.modelspace().query("MESH")
     np.testing.assert_allclose(np.asarray(entity.vertices), mesh.vertices * scale, rtol=1e-12)
     assert doc.units == code
@@ -85,7 +85,7 @@ def test_layer_is_named_after_the_object_and_legal():
 def test_layer_and_true_colour_are_written(tmp_path):
     mesh = torus(colors=True)
     mesh.name = UNICODE_NAME
-    doc = read_back(write_dxf(mesh, tmp_path / "t.dxf"))
+    doc = read_back(write_dxf(mesh, tmp_path / "t.dxf", entity="mesh"))
     (entity,) = doc.modelspace().query("MESH")
     assert entity.dxf.layer == layer_name(UNICODE_NAME)
     assert doc.layers.has_entry(layer_name(UNICODE_NAME))
@@ -136,10 +136,68 @@ def test_200k_triangles_write_fast(tmp_path):
         np.concatenate([sphere.faces + sphere.vertex_count * i for i in range(copies)]),
     )
     start = time.perf_counter()
-    path = write_dxf(mesh, tmp_path / "big.dxf")
+    path = write_dxf(mesh, tmp_path / "big.dxf", entity="mesh")
     elapsed = time.perf_counter() - start
     assert elapsed < 6.0
     # Reading 245k faces back with ezdxf takes ~8 s; the smaller meshes above check that.
     text = path.read_text(encoding="utf-8")
     assert text.endswith("EOF\n")
     assert f"\n 92\n{mesh.vertex_count}\n" in text
+
+
+def big_sphere_over_the_polyface_split() -> MeshData:
+    sphere = icosphere(6)  # 40962 vertices, 81920 faces: past 32767 vertices
+    return MeshData(sphere.vertices, sphere.faces, name="big")
+
+
+def test_default_entity_is_polyface_and_splits_past_32767_vertices(tmp_path):
+    mesh = big_sphere_over_the_polyface_split()
+    doc = read_back(write_dxf(mesh, tmp_path / "big.dxf"))
+    polyfaces = doc.modelspace().query("POLYLINE")
+    assert len(doc.modelspace().query("MESH")) == 0
+    assert len(polyfaces) == -(-mesh.face_count // dxf_module._POLYFACE_MAX_FACES)
+    assert all(len(p.vertices) <= 32767 + p.dxf.n_count for p in polyfaces)
+    vertices, faces = polyface_arrays(doc)
+    assert len(faces) == mesh.face_count
+    assert len(np.unique(vertices, axis=0)) == mesh.vertex_count
+    np.testing.assert_allclose(vertices[faces], mesh.vertices[mesh.faces] * 1000.0, atol=1e-9)
+
+
+def test_writers_refuse_options_they_do_not_take(tmp_path):
+    from blender_img3d.core.exporters import export_mesh
+
+    with pytest.raises(ExportError, match="write_dxf doesn't take the option.* kind.*entity"):
+        write_dxf(cube(), tmp_path / "c.dxf", kind="polyface")
+    for suffix, option in ((".glb", "entity"), (".obj", "units_typo"), (".step", "kind")):
+        with pytest.raises(ExportError, match=f"doesn't take the option.*{option}"):
+            export_mesh(cube(), tmp_path / f"c{suffix}", **{option: 1})
+    with pytest.raises(ExportError, match="DXF entity must be one of polyface, mesh"):
+        write_dxf(cube(), tmp_path / "c.dxf", entity="3dface")
+    assert list(tmp_path.iterdir()) == []
+
+
+def assimp_counts(path) -> tuple[int, int]:
+    """Vertices and faces assimp's command-line tool reports for ``path``."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("assimp") is None:
+        pytest.skip(
+            "assimp (Debian's assimp-utils, installed by vendor_install.py --dev) is absent"
+        )
+    info = subprocess.run(
+        ["assimp", "info", str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert info.returncode == 0, info.stdout + info.stderr
+    vertices = int(re.search(r"Vertices:\s+(\d+)", info.stdout).group(1))
+    faces = int(re.search(r"Faces:\s+(\d+)", info.stdout).group(1))
+    return vertices, faces
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["torus", "past-the-split"])
+def test_assimp_reads_the_default_dxf_with_every_vertex_and_face(tmp_path, big):
+    mesh = big_sphere_over_the_polyface_split() if big else torus()
+    vertices, faces = assimp_counts(write_dxf(mesh, tmp_path / "m.dxf"))
+    assert faces == mesh.face_count
+    assert vertices in (mesh.vertex_count, 3 * mesh.face_count)  # joined or one per corner

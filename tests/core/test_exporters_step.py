@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from blender_img3d.core.errors import ExportError
 from blender_img3d.core.exporters.brep_mesh import brep_mesh
 from blender_img3d.core.exporters.step import step_string, write_step
 from blender_img3d.core.mesh.meshdata import MeshData
@@ -99,16 +100,20 @@ def cube_with_cap() -> MeshData:
 
 
 @pytest.mark.parametrize(
-    "mesh",
-    [cube(), icosphere(4), torus()],
+    "mesh, planar_faces",
+    [(cube(), 6), (icosphere(4), 5120), (torus(), 512)],
     ids=["cube", "sphere-5k", "torus"],
 )
-def test_closed_mesh_is_one_valid_solid_with_the_mesh_volume(tmp_path, mesh):
+def test_closed_mesh_is_one_valid_solid_with_the_mesh_volume(tmp_path, mesh, planar_faces):
     mesh.name = UNICODE_NAME
     path = write_step(mesh, tmp_path / "part.step")
     shape = assert_valid_solid(path, mesh)
-    assert count(shape, TopAbs_FACE) == mesh.face_count
+    # Coplanar triangles merge (the cube's 12 into 6, the torus's planar quads into one face
+    # each); the sphere's curved facets stay one face per triangle.
+    assert count(shape, TopAbs_FACE) == planar_faces
     assert count(shape, TopAbs_SHELL) == 1
+    unmerged = write_step(mesh, tmp_path / "soup.step", merge_coplanar=False)
+    assert count(assert_valid_solid(unmerged, mesh), TopAbs_FACE) == mesh.face_count
 
 
 def test_two_separate_cubes_become_two_solids(tmp_path):
@@ -147,7 +152,7 @@ def test_open_mesh_becomes_a_surface_model_with_its_boundary_free(tmp_path):
     _, shape = read_step(path)
     assert BRepCheck_Analyzer(shape).IsValid()
     assert count(shape, TopAbs_SOLID) == 0
-    assert count(shape, TopAbs_FACE) == mesh.face_count
+    assert count(shape, TopAbs_FACE) == 5  # the box's five sides, each merged from two triangles
     assert free_edge_count(shape) == 4  # the square rim of the missing top
 
 
@@ -156,7 +161,9 @@ def test_zero_area_cap_is_flipped_away_and_solid_stays_valid(tmp_path):
     assert is_closed(mesh.faces, mesh.vertex_count)
     path = write_step(mesh, tmp_path / "cap.step")
     shape = assert_valid_solid(path, mesh)
-    assert count(shape, TopAbs_FACE) == mesh.face_count  # flips keep the face count
+    assert count(shape, TopAbs_FACE) == 6  # the flipped cap leaves the cube's six sides
+    unmerged = write_step(mesh, tmp_path / "soup.step", merge_coplanar=False)
+    assert count(assert_valid_solid(unmerged, mesh), TopAbs_FACE) == mesh.face_count
 
 
 def test_duplicated_and_near_coincident_vertices_are_welded(tmp_path):
@@ -170,7 +177,7 @@ def test_duplicated_and_near_coincident_vertices_are_welded(tmp_path):
     mesh = MeshData(vertices, faces)
     assert not is_closed(mesh.faces, mesh.vertex_count)
     shape = assert_valid_solid(write_step(mesh, tmp_path / "weld.step"), cube())
-    assert count(shape, TopAbs_FACE) == 12
+    assert count(shape, TopAbs_FACE) == 6
 
 
 def hourglass(neck: float) -> MeshData:
@@ -273,3 +280,46 @@ def test_100k_face_solid_is_written_fast_and_parsed_by_opencascade(tmp_path):
     text = path.read_text()
     assert text.count("=ADVANCED_FACE(") == mesh.face_count
     assert text.count("=MANIFOLD_SOLID_BREP(") == 2
+
+
+def manifold_mesh(solid) -> MeshData:
+    raw = solid.to_mesh()
+    return MeshData(np.asarray(raw.vert_properties)[:, :3], np.asarray(raw.tri_verts))
+
+
+def box_chair() -> MeshData:
+    """Seat, four inset legs and an inset back, united into one solid (manifold3d)."""
+    manifold3d = pytest.importorskip("manifold3d")
+
+    def block(lo, hi):
+        return manifold3d.Manifold.cube(tuple(np.subtract(hi, lo)), False).translate(tuple(lo))
+
+    solid = block((-0.5, -0.5, 0.45), (0.5, 0.5, 0.55))
+    for x in (-0.45, 0.35):
+        for y in (-0.45, 0.35):
+            solid = solid + block((x, y, 0.0), (x + 0.1, y + 0.1, 0.45))
+    return manifold_mesh(solid + block((-0.4, 0.3, 0.55), (0.4, 0.4, 1.5)))
+
+
+def test_box_chair_gives_its_box_faces_as_one_valid_solid(tmp_path):
+    mesh = box_chair()
+    shape = assert_valid_solid(write_step(mesh, tmp_path / "chair.step"), mesh)
+    # Seat: 4 sides, a top around the back's foot, a bottom around the legs' tops (6);
+    # each leg 4 sides and a foot (20); the back 4 sides and a top (5).
+    assert count(shape, TopAbs_FACE) == 31
+
+
+def test_flat_face_with_a_hole_is_one_face_with_an_inner_bound(tmp_path):
+    manifold3d = pytest.importorskip("manifold3d")
+    cube_of = manifold3d.Manifold.cube
+    mesh = manifold_mesh(cube_of((1.0, 1.0, 0.2), True) - cube_of((0.5, 0.5, 1.0), True))
+    path = write_step(mesh, tmp_path / "frame.step")
+    shape = assert_valid_solid(path, mesh)
+    # Top and bottom (each with a square hole), four outer and four inner sides.
+    assert count(shape, TopAbs_FACE) == 10
+    assert path.read_text().count("=FACE_BOUND(") == 2
+    # A millimetre-scale tolerance merges nothing more here; a negative one is refused.
+    tight = write_step(mesh, tmp_path / "tight.step", coplanar_tolerance=1e-3)
+    assert count(assert_valid_solid(tight, mesh), TopAbs_FACE) == 10
+    with pytest.raises(ExportError, match="coplanar_tolerance must be a positive length"):
+        write_step(mesh, tmp_path / "bad.step", coplanar_tolerance=-1.0)

@@ -398,7 +398,7 @@ def test_process_mesh_cleans_reduces_and_places_with_timings_and_notes():
     assert max(m.size) == pytest.approx(2.0)
     assert m.bbox_min[2] == pytest.approx(0.0, abs=1e-12)
     assert set(m.timings) == {"cleanup", "repair", "decimate", "smooth", "orient", "place"}
-    assert "removed 3 small pieces" in result.notes
+    assert "removed 3 specks (pieces under 0.25 % of the surface area, 36 faces)" in result.notes
     assert calls[0] == (Phase.PROCESSING, 0, 6) and calls[-1] == (Phase.PROCESSING, 6, 6)
 
 

@@ -23,7 +23,7 @@ from blender_img3d.core.mesh.meshdata import MeshData
 from blender_img3d.core.mesh.metrics import compute_metrics
 from blender_img3d.core.mesh.placement import y_up_to_z_up
 from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request
-from tests.core.test_exporters_dxf import read_back
+from tests.core.test_exporters_dxf import polyface_arrays, read_back
 from tests.core.test_exporters_glb import assert_clean, validate
 
 pytest.importorskip("OCP", reason="OpenCascade (cadquery-ocp-novtk) checks STEP files")
@@ -62,9 +62,9 @@ def assert_files_pass_their_readers(mesh: MeshData, metrics: dict, paths: dict[s
     assert (len(back.vertices), len(back.faces)) == (mesh.vertex_count, mesh.face_count)
     np.testing.assert_allclose(y_up_to_z_up(back.vertices), mesh.vertices, atol=2e-6)
 
-    doc = read_back(paths[".dxf"])
-    (entity,) = doc.modelspace().query("MESH")
-    assert (len(entity.vertices), len(entity.faces)) == (mesh.vertex_count, mesh.face_count)
+    vertices, faces = polyface_arrays(read_back(paths[".dxf"]))  # the default entity
+    assert len(faces) == mesh.face_count
+    assert len(np.unique(vertices, axis=0)) == mesh.vertex_count
 
     _, shape = read_step(paths[".step"])
     assert BRepCheck_Analyzer(shape).IsValid(), "OpenCascade finds the STEP shape invalid"

@@ -26,6 +26,7 @@ from bpy_extras.io_utils import ExportHelper
 
 from ...core import exporters
 from ...core.errors import Img3DError
+from ...core.exporters.dxf import DEFAULT_ENTITY, DXF_ENTITIES
 from ...core.exporters.units import DEFAULT_UNIT, UNITS
 from ...core.mesh.meshdata import MeshData, join_meshes
 
@@ -179,6 +180,19 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         default=DEFAULT_UNIT,
     )
 
+    dxf_entity: EnumProperty(
+        name="DXF Entity",
+        description="How the mesh is stored in a DXF file",
+        items=tuple((c.name, c.label, c.description) for c in DXF_ENTITIES),
+        default=DEFAULT_ENTITY,
+    )
+    merge_coplanar: BoolProperty(
+        name="Merge Coplanar Faces",
+        description="STEP: write each flat area as one planar face with its real outline, as "
+        "CAD programs expect, instead of one face per triangle",
+        default=True,
+    )
+
     def check(self, context):
         wanted = path_for_format(self.filepath, self.format)
         if wanted != self.filepath:
@@ -200,6 +214,12 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         row = layout.row()
         row.enabled = exporters.FORMATS[self.format.lower()].units
         row.prop(self, "units")
+        row = layout.row()
+        row.enabled = self.format == "DXF"
+        row.prop(self, "dxf_entity")
+        row = layout.row()
+        row.enabled = self.format == "STEP"
+        row.prop(self, "merge_coplanar")
 
     def execute(self, context):
         if not self.filepath:
@@ -216,7 +236,16 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
                 world_space=self.use_world_transform,
                 scale=self.scale,
             )
-            written = exporters.export_mesh(mesh, path, fmt.lower(), units=self.units)
+            written = exporters.export_mesh(
+                mesh,
+                path,
+                fmt.lower(),
+                units=self.units,
+                format_options={
+                    "dxf": {"entity": self.dxf_entity},
+                    "step": {"merge_coplanar": self.merge_coplanar},
+                },
+            )
         except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -9,7 +9,10 @@ else uses it, so repeated edits don't pile up orphan meshes.
 
 Written-back meshes are triangles (core.mesh works on triangles); vertex colours
 and materials are carried over, UV maps, vertex groups, shape keys and custom
-normals are not.
+normals are not. Generated objects have none of those; on any other object that
+has them the tool refuses before touching the mesh and says what would be lost,
+unless the user ticks "Discard UVs, Groups, Shape Keys" (Blender's own Decimate
+and Smooth modifiers keep them, and the message says so).
 """
 
 from __future__ import annotations
@@ -80,6 +83,24 @@ def replace_object_mesh(obj: bpy.types.Object, mesh_data: MeshData) -> bpy.types
     return new
 
 
+GENERATED_PROPERTY = "img3d_settings"  # set on every object the add-on generates
+
+
+def data_that_would_be_lost(obj: bpy.types.Object) -> list[str]:
+    """What rebuilding ``obj``'s mesh as coloured triangles would drop (empty: nothing)."""
+    mesh = obj.data
+    lost = []
+    if len(mesh.uv_layers):
+        lost.append(f"{len(mesh.uv_layers)} UV map(s)")
+    if len(obj.vertex_groups):
+        lost.append(f"{len(obj.vertex_groups)} vertex group(s)")
+    if mesh.shape_keys is not None and len(mesh.shape_keys.key_blocks):
+        lost.append(f"{len(mesh.shape_keys.key_blocks)} shape key(s)")
+    if mesh.has_custom_normals:
+        lost.append("custom normals")
+    return lost
+
+
 def _mostly_smooth(mesh: bpy.types.Mesh) -> bool:
     flags = np.empty(len(mesh.polygons), dtype=bool)
     mesh.polygons.foreach_get("use_smooth", flags)
@@ -91,6 +112,15 @@ class _MeshTool:
     write the result back and report the change."""
 
     bl_options = {"REGISTER", "UNDO"}
+    # What the user can use instead when this tool would lose data.
+    blender_alternative = "Blender's own modifiers"
+
+    discard_attributes: BoolProperty(
+        name="Discard UVs, Groups, Shape Keys",
+        description="Run on an object with UV maps, vertex groups, shape keys or custom "
+        "normals anyway; the rebuilt mesh won't have them",
+        default=False,
+    )
 
     @classmethod
     def poll(cls, context):
@@ -99,6 +129,15 @@ class _MeshTool:
     def execute(self, context):
         obj = context.active_object
         started = time.perf_counter()
+        lost = [] if obj.get(GENERATED_PROPERTY) is not None else data_that_would_be_lost(obj)
+        if lost and not self.discard_attributes:
+            self.report(
+                {"ERROR"},
+                f"{self.bl_label} rebuilds {obj.name} as coloured triangles and would drop its "
+                f"{', '.join(lost)}: use {self.blender_alternative} on this object, or tick "
+                "'Discard UVs, Groups, Shape Keys' to go ahead.",
+            )
+            return {"CANCELLED"}
         try:
             before = read_object_mesh(obj)
             if before.face_count == 0:
@@ -123,6 +162,7 @@ class IMG3D_OT_mesh_clean(_MeshTool, bpy.types.Operator):
     """Weld duplicate vertices, drop degenerate faces and small pieces, fix normals and close small holes"""  # noqa: E501
 
     bl_idname = "img3d.mesh_clean"
+    blender_alternative = "Mesh > Clean Up in Edit Mode"
     bl_label = "Clean & Repair"
 
     keep_components: IntProperty(
@@ -153,6 +193,7 @@ class IMG3D_OT_mesh_decimate(_MeshTool, bpy.types.Operator):
 
     bl_idname = "img3d.mesh_decimate"
     bl_label = "Decimate"
+    blender_alternative = "a Decimate modifier"
 
     target_faces: IntProperty(
         name="Target Faces",
@@ -162,11 +203,9 @@ class IMG3D_OT_mesh_decimate(_MeshTool, bpy.types.Operator):
     )
 
     def process(self, mesh):
-        from ...core.mesh.decimate import decimate
+        from ...core.mesh.decimate import decimate_with_note
 
-        if mesh.face_count <= self.target_faces:
-            return mesh, f"already at or below {self.target_faces} faces"
-        return decimate(mesh, target_faces=self.target_faces), ""
+        return decimate_with_note(mesh, target_faces=self.target_faces)
 
 
 class IMG3D_OT_mesh_smooth(_MeshTool, bpy.types.Operator):
@@ -174,6 +213,7 @@ class IMG3D_OT_mesh_smooth(_MeshTool, bpy.types.Operator):
 
     bl_idname = "img3d.mesh_smooth"
     bl_label = "Smooth"
+    blender_alternative = "a Smooth Corrective or Laplacian Smooth modifier"
 
     iterations: IntProperty(name="Iterations", default=10, min=1, max=500)
     strength: FloatProperty(

@@ -151,19 +151,24 @@ def export_mesh(
     fmt: Optional[str] = None,
     *,
     units: str = DEFAULT_UNIT,
+    format_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
     **options: Any,
 ) -> Path:
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
 
     ``fmt`` is a format name or one of its suffixes without the dot (``"stp"``).
-    ``units`` applies to the formats that declare one (DXF, STEP); other options go
-    to the writer (see each ``write_<fmt>``), which refuses ones it doesn't know.
+    ``units`` applies to the formats that declare one (DXF, STEP);
+    ``format_options`` maps format names to options for that format only (so one
+    call site can serve every format: ``{"dxf": {"entity": "mesh"}}``); other
+    options go to the writer (see each ``write_<fmt>``), which refuses ones it
+    doesn't know.
     """
     name = (fmt or format_for_path(path)).lower()
     name = _FORMATS[name].name if name in _FORMATS else suffix_owner(f".{name}") or name
     if name not in _FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(_FORMATS)}.")
     entry = _FORMATS[name]
+    options = {**(format_options or {}).get(name, {}), **options}
     if entry.units:
         options["units"] = units
     return entry.load_writer()(mesh, path, **options)

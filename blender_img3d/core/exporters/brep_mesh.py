@@ -243,3 +243,191 @@ def _flip_caps(points: np.ndarray, faces: np.ndarray, tolerance: float) -> np.nd
     if flat.any():
         log.debug("dropping %d flat triangles left after edge flips", int(flat.sum()))
     return faces[~flat]
+
+
+@dataclass
+class BrepFaces:
+    """The planar B-rep faces over a :class:`BrepMesh`: merged coplanar regions or triangles.
+
+    Face ``i`` has the loops ``face_loops[i]`` (indices into the loop arrays, the
+    outer loop first); loop ``k`` walks the edges
+    ``loop_edges[loop_start[k]:loop_start[k + 1]]`` with ``loop_forward`` telling
+    whether it runs along each edge low → high. Outer loops run counter-clockwise
+    seen from the face's outward ``normal``, holes clockwise, as ISO 10303-42 wants
+    of bounds whose orientation flag is ``.T.``. ``x_edge`` is an edge of the outer
+    loop (its direction is the plane's x axis), ``origin`` a vertex on it.
+    """
+
+    normal: np.ndarray
+    origin: np.ndarray
+    x_edge: np.ndarray
+    component: np.ndarray
+    face_loops: list[list[int]]
+    loop_start: np.ndarray
+    loop_edges: np.ndarray
+    loop_forward: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.normal)
+
+
+def planar_faces(topo: BrepMesh, merge_tolerance: float | None) -> BrepFaces:
+    """Group ``topo``'s triangles into planar faces (``None``: one face per triangle).
+
+    Two triangles across a two-face edge are one region when each one's far corner
+    lies within ``merge_tolerance`` (file units) of the other's plane and they face
+    the same way; a region is kept only if every one of its vertices is within the
+    tolerance of the region's mean plane and its boundary is one outer loop plus
+    holes, without pinches. Anything else stays triangles, so a curved surface keeps
+    its facets while every flat area becomes one face with its real boundary.
+    """
+    faces, points = topo.faces, topo.points
+    corners = points[faces]
+    raw = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area2 = np.linalg.norm(raw, axis=1)
+    unit = raw / area2[:, None]
+    region = np.arange(len(faces))
+    if merge_tolerance is not None and merge_tolerance > 0 and len(faces) > 1:
+        region = _coplanar_regions(topo, unit, merge_tolerance)
+        region = _keep_planar(points, faces, raw, region, merge_tolerance)
+    return _faces_from_regions(topo, raw, region)
+
+
+def _coplanar_regions(topo: BrepMesh, unit: np.ndarray, tolerance: float) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces, points = topo.faces, topo.points
+    n_faces = len(faces)
+    uses = np.argsort(topo.face_edges.reshape(-1), kind="stable")
+    edge_of_use = topo.face_edges.reshape(-1)[uses]
+    pair = np.flatnonzero(edge_of_use[:-1] == edge_of_use[1:])
+    # Only edges with exactly two faces link regions.
+    counts = np.bincount(edge_of_use, minlength=len(topo.edges))
+    pair = pair[counts[edge_of_use[pair]] == 2]
+    fa, fb = uses[pair] // 3, uses[pair + 1] // 3
+    far_b = faces[fb, (uses[pair + 1] % 3 + 2) % 3]  # the corner of b off the shared edge
+    far_a = faces[fa, (uses[pair] % 3 + 2) % 3]
+    origin_a, origin_b = points[faces[fa, 0]], points[faces[fb, 0]]
+    dist_b = np.abs(np.einsum("ij,ij->i", points[far_b] - origin_a, unit[fa]))
+    dist_a = np.abs(np.einsum("ij,ij->i", points[far_a] - origin_b, unit[fb]))
+    same_side = np.einsum("ij,ij->i", unit[fa], unit[fb]) > 0.0
+    link = same_side & (dist_a <= tolerance) & (dist_b <= tolerance)
+    graph = coo_matrix(
+        (np.ones(int(link.sum()), dtype=np.int8), (fa[link], fb[link])), (n_faces, n_faces)
+    )
+    return connected_components(graph, directed=False)[1]
+
+
+def _keep_planar(
+    points: np.ndarray, faces: np.ndarray, raw: np.ndarray, region: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """Split back into triangles every region whose vertices stray from its mean plane."""
+    count = int(region.max()) + 1
+    sizes = np.bincount(region, minlength=count)
+    normal = np.stack([np.bincount(region, raw[:, k], count) for k in range(3)], axis=1)
+    length = np.linalg.norm(normal, axis=1)
+    normal = normal / np.where(length > 0, length, 1.0)[:, None]
+    anchor = points[faces[np.unique(region, return_index=True)[1], 0]]
+    offsets = np.einsum("ij,ij->i", points[faces].reshape(-1, 3) - anchor[np.repeat(region, 3)],
+                        normal[np.repeat(region, 3)])  # fmt: skip
+    worst = np.zeros(count)
+    np.maximum.at(worst, np.repeat(region, 3), np.abs(offsets))
+    bad = (worst > tolerance) | (length <= 0)
+    bad &= sizes > 1
+    if bad.any():
+        split = bad[region]
+        region = region.copy()
+        region[split] = count + np.arange(int(split.sum()))
+    return np.unique(region, return_inverse=True)[1]
+
+
+def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> BrepFaces:
+    """Boundary loops of every region; regions whose boundary isn't clean become triangles."""
+    faces, points = topo.faces, topo.points
+    n_regions = int(region.max()) + 1
+    sizes = np.bincount(region, minlength=n_regions)
+    starts = faces.reshape(-1)
+    ends = faces[:, [1, 2, 0]].reshape(-1)
+    use_region = np.repeat(region, 3)
+    edge = topo.face_edges.reshape(-1)
+    # A half-edge bounds its region unless the other face on its edge is in the region too.
+    key = edge * np.int64(n_regions) + use_region
+    _, inverse, key_counts = np.unique(key, return_inverse=True, return_counts=True)
+    boundary = key_counts[inverse] == 1
+    merged = sizes[use_region] > 1
+    loops_of: dict[int, list[list[int]]] = {}
+    broken: set[int] = set()
+    half = np.flatnonzero(boundary & merged)
+    if len(half):
+        successor = {}
+        for h, u, r in zip(half.tolist(), starts[half].tolist(), use_region[half].tolist()):
+            if (r, u) in successor:
+                broken.add(r)  # a pinch: two boundary edges leave one vertex
+            successor[(r, u)] = h
+        seen = np.zeros(len(starts), dtype=bool)
+        end_list = ends.tolist()
+        for h in half.tolist():
+            r = int(use_region[h])
+            if seen[h] or r in broken:
+                continue
+            loop = []
+            while not seen[h]:
+                seen[h] = True
+                loop.append(h)
+                h = successor.get((r, end_list[h]), -1)
+                if h < 0:
+                    broken.add(r)
+                    break
+            loops_of.setdefault(r, []).append(loop)
+    normal_sum = np.stack([np.bincount(region, raw[:, k], n_regions) for k in range(3)], axis=1)
+    for r, loops in loops_of.items():
+        if r in broken:
+            continue
+        signed = []
+        for loop in loops:
+            p = points[starts[loop]]
+            newell = np.cross(p, np.roll(p, -1, axis=0)).sum(axis=0)
+            signed.append(float(newell @ normal_sum[r]))
+        outer = [i for i, s in enumerate(signed) if s > 0]
+        if len(outer) != 1:
+            broken.add(r)
+        else:
+            loops.insert(0, loops.pop(outer[0]))
+    if broken:
+        # Unmergeable regions go back to one face per triangle.
+        region = region.copy()
+        split = np.isin(region, list(broken))
+        region[split] = n_regions + np.arange(int(split.sum()))
+        return _faces_from_regions(topo, raw, np.unique(region, return_inverse=True)[1])
+
+    first_face = np.unique(region, return_index=True)[1]
+    loop_halves: list[np.ndarray] = []
+    face_loops: list[list[int]] = []
+    for r in range(n_regions):
+        if r in loops_of:
+            ids = []
+            for loop in loops_of[r]:
+                ids.append(len(loop_halves))
+                loop_halves.append(np.asarray(loop, dtype=np.int64))
+            face_loops.append(ids)
+        else:
+            face_loops.append([len(loop_halves)])
+            f = first_face[r]
+            loop_halves.append(np.arange(3 * f, 3 * f + 3, dtype=np.int64))
+    halves = np.concatenate(loop_halves)
+    lengths = np.array([len(h) for h in loop_halves], dtype=np.int64)
+    loop_start = np.concatenate([[0], np.cumsum(lengths)])
+    outer_first = loop_start[[ids[0] for ids in face_loops]]
+    normal = normal_sum / np.linalg.norm(normal_sum, axis=1, keepdims=True)
+    return BrepFaces(
+        normal=normal,
+        origin=starts[halves[outer_first]],
+        x_edge=edge[halves[outer_first]],
+        component=topo.face_component[first_face],
+        face_loops=face_loops,
+        loop_start=loop_start,
+        loop_edges=edge[halves],
+        loop_forward=topo.face_edge_forward.reshape(-1)[halves],
+    )

@@ -1,4 +1,10 @@
-"""DXF writer (ezdxf): the mesh as one MESH entity, or a POLYFACE for older CAD programs.
+"""DXF writer (ezdxf): the mesh as POLYFACE entities (default) or one MESH entity.
+
+POLYFACE (a polyface mesh, DXF R12 and later) is what most readers open:
+AutoCAD, BricsCAD, LibreCAD's viewers, FreeCAD and assimp all read it, where MESH
+(AcDbSubDMesh, AutoCAD 2010+) is read by Autodesk-grade programs only (assimp
+says "no 3d data", FreeCAD 0.20 imports nothing). A POLYFACE holds at most 32,767
+vertices, so bigger meshes are split into several on the same layer.
 
 DXF is Z-up like Blender, so only the unit changes: coordinates are scaled from
 metres to ``units`` (mm by default) and ``$INSUNITS``/``$MEASUREMENT`` say so.
@@ -18,16 +24,23 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import Choice, names
 from ..errors import DependencyError, ExportError
 from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays
 from .metadata import generator_name, json_safe
+from .options import refuse_unknown
 from .units import DEFAULT_UNIT, length_unit
 
 log = logging.getLogger(__name__)
 
-ENTITY_KINDS = ("mesh", "polyface")
+DXF_ENTITIES = (
+    Choice("polyface", "Polyface", "POLYFACE entities: open in almost every CAD program"),
+    Choice("mesh", "Mesh", "One MESH entity (AutoCAD 2010+ and other Autodesk-grade readers)"),
+)
+ENTITY_KINDS = names(DXF_ENTITIES)
+DEFAULT_ENTITY = ENTITY_KINDS[0]
 # Characters AutoCAD forbids in table names, plus control characters and '|' (xref separator).
 _BAD_LAYER_CHARS = re.compile(r'[<>/\\":;?*=`|,\x00-\x1f\x7f]')
 _MAX_LAYER_NAME = 255
@@ -39,16 +52,16 @@ _POLYFACE_MAX_FACES = 32767 // 3  # so one entity never needs more than 32767 ve
 def write_dxf(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     """Write ``mesh`` as a DXF drawing at ``path`` (atomically) and return the path.
 
-    Options: ``units`` ("mm" default; "cm", "m", "in", "ft"), ``entity`` ("mesh"
-    default, or "polyface"), ``colors`` (bool, default True: write true colours when
-    the mesh has vertex colours), ``layer`` (layer name; default the mesh's name).
+    Options: ``units`` ("mm" default; "cm", "m", "in", "ft"), ``entity`` ("polyface"
+    default, or "mesh"; see :data:`DXF_ENTITIES`), ``colors`` (bool, default True:
+    write true colours when the mesh has vertex colours), ``layer`` (layer name;
+    default the mesh's name). Any other option is refused.
     """
-    unit = length_unit(options.pop("units", DEFAULT_UNIT))
-    kind = str(options.pop("entity", "mesh")).lower()
-    with_colors = bool(options.pop("colors", True))
-    layer = layer_name(options.pop("layer", None) or mesh.name)
-    if options:
-        log.debug("write_dxf ignores options %s", sorted(options))
+    refuse_unknown("write_dxf", options, ("units", "entity", "colors", "layer"))
+    unit = length_unit(options.get("units", DEFAULT_UNIT))
+    kind = str(options.get("entity", DEFAULT_ENTITY)).lower()
+    with_colors = bool(options.get("colors", True))
+    layer = layer_name(options.get("layer") or mesh.name)
     if kind not in ENTITY_KINDS:
         raise ExportError(f"DXF entity must be one of {', '.join(ENTITY_KINDS)}, got {kind!r}.")
     try:

@@ -24,6 +24,7 @@ from ..mesh.placement import z_up_to_y_up
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, json_safe
+from .options import refuse_unknown
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,8 @@ def write_glb(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     Options: ``double_sided`` (bool, default: False) for meshes with holes seen from
     both sides. Length units are ignored: glTF is always in metres.
     """
-    double_sided = bool(options.pop("double_sided", False))
-    options.pop("units", None)
-    if options:
-        log.debug("write_glb ignores options %s", sorted(options))
+    refuse_unknown("write_glb", options, ("double_sided", "units"))
+    double_sided = bool(options.get("double_sided", False))
     data = glb_bytes(mesh, double_sided=double_sided)
     with atomic_write(path, "wb") as stream:
         stream.write(data)

@@ -23,6 +23,7 @@ from ..mesh.placement import checked_up_axis, z_up_to_y_up
 from .atomic import PathLike, atomic_write, check_target
 from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, metadata_json
+from .options import refuse_unknown
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,11 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     (float multiplied into the coordinates, default 1.0), ``normals`` (bool, default
     True), ``precision`` (decimals for coordinates, default 6).
     """
-    up_axis = checked_up_axis(options.pop("up_axis", "Y"))
-    scale = float(options.pop("scale", 1.0))
-    with_normals = bool(options.pop("normals", True))
-    precision = int(options.pop("precision", 6))
-    options.pop("units", None)
-    if options:
-        log.debug("write_obj ignores options %s", sorted(options))
+    refuse_unknown("write_obj", options, ("up_axis", "scale", "normals", "precision", "units"))
+    up_axis = checked_up_axis(options.get("up_axis", "Y"))
+    scale = float(options.get("scale", 1.0))
+    with_normals = bool(options.get("normals", True))
+    precision = int(options.get("precision", 6))
 
     vertices, faces, colors = checked_arrays(mesh)
     target = check_target(path)

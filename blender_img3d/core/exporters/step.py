@@ -3,11 +3,14 @@
 Our own writer, because CAD tools want a topologically connected solid, not a
 triangle soup: every vertex is one CARTESIAN_POINT + VERTEX_POINT, every edge one
 EDGE_CURVE on a LINE shared by its two faces (each face runs along it through an
-ORIENTED_EDGE with the matching sense), and every triangle an ADVANCED_FACE on a
-PLANE. A closed mesh becomes a CLOSED_SHELL inside a MANIFOLD_SOLID_BREP per
-connected component (an ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS
-for a solid with closed cavities inside (see :mod:`.brep_mesh`), an open one an
-OPEN_SHELL inside a SHELL_BASED_SURFACE_MODEL (a MANIFOLD_SURFACE_SHAPE_REPRESENTATION).
+ORIENTED_EDGE with the matching sense), and every flat area an ADVANCED_FACE on a
+PLANE bounded by its edge loops: coplanar triangles are merged into one face with
+its real boundary, holes included (:func:`.brep_mesh.planar_faces`), so a cube
+has 6 faces and a curved surface keeps one face per facet. A closed mesh becomes
+a CLOSED_SHELL inside a MANIFOLD_SOLID_BREP per connected component (an
+ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS for a solid with
+closed cavities inside (see :mod:`.brep_mesh`), an open one an OPEN_SHELL inside
+a SHELL_BASED_SURFACE_MODEL (a MANIFOLD_SURFACE_SHAPE_REPRESENTATION).
 
 Entities of one kind get consecutive ids, so each block is written by one
 vectorised pass of ``%``-formatting instead of per-entity Python objects;
@@ -20,15 +23,17 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..errors import ExportError
 from ..mesh.meshdata import MeshData
 from .atomic import PathLike, atomic_write
-from .brep_mesh import BrepMesh, brep_mesh
+from .brep_mesh import BrepFaces, BrepMesh, brep_mesh, planar_faces
 from .geometry import checked_arrays
 from .metadata import generator_name, metadata_json
+from .options import refuse_unknown
 from .units import DEFAULT_UNIT, LengthUnit, length_unit
 
 log = logging.getLogger(__name__)
@@ -42,18 +47,36 @@ def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     """Write ``mesh`` as a STEP AP214 file at ``path`` (atomically) and return the path.
 
     Options: ``units`` ("mm" default; "cm", "m", "in", "ft"): Blender metres are
-    scaled to it and the file declares it.
+    scaled to it and the file declares it. ``merge_coplanar`` (default True): each
+    flat area becomes one planar face with its real boundary, as CAD programs
+    expect (FreeCAD's "refine shape"); False writes one face per triangle.
+    ``coplanar_tolerance``: how far (in ``units``) a vertex may sit off a merged
+    face's plane; default the welding tolerance, a millionth of the model's size.
+    Any other option is refused.
     """
-    unit = length_unit(options.pop("units", DEFAULT_UNIT))
-    if options:
-        log.debug("write_step ignores options %s", sorted(options))
+    refuse_unknown("write_step", options, ("units", "merge_coplanar", "coplanar_tolerance"))
+    unit = length_unit(options.get("units", DEFAULT_UNIT))
+    merge = bool(options.get("merge_coplanar", True))
+    tolerance = options.get("coplanar_tolerance")
+    if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
+        raise ExportError(f"coplanar_tolerance must be a positive length, got {tolerance!r}.")
     with atomic_write(path, "wb") as stream:
-        for chunk in step_chunks(mesh, unit, file_name=Path(path).name):
+        chunks = step_chunks(
+            mesh, unit, file_name=Path(path).name, merge_coplanar=merge, tolerance=tolerance
+        )
+        for chunk in chunks:
             stream.write(chunk.encode("ascii"))
     return Path(path)
 
 
-def step_chunks(mesh: MeshData, unit: LengthUnit, file_name: str = "") -> Iterator[str]:
+def step_chunks(
+    mesh: MeshData,
+    unit: LengthUnit,
+    file_name: str = "",
+    *,
+    merge_coplanar: bool = True,
+    tolerance: Optional[float] = None,
+) -> Iterator[str]:
     """The STEP file for ``mesh`` as a sequence of ASCII text chunks."""
     vertices, faces, _ = checked_arrays(mesh)
     points = vertices * unit.per_metre
@@ -61,9 +84,11 @@ def step_chunks(mesh: MeshData, unit: LengthUnit, file_name: str = "") -> Iterat
     topo = brep_mesh(points, faces, decimals)
     if not topo.closed:
         log.info("mesh %r is not closed: writing it as an open shell (surface model)", mesh.name)
+    faces = planar_faces(topo, (tolerance or topo.tolerance) if merge_coplanar else None)
+    log.debug("STEP: %d triangles as %d planar faces", len(topo.faces), faces.count)
     name = step_string(mesh.name)
     yield _header(mesh, file_name)
-    writer = _DataWriter(topo, decimals, name, unit)
+    writer = _DataWriter(topo, faces, decimals, name, unit)
     yield from writer.chunks()
     yield "ENDSEC;\nEND-ISO-10303-21;\n"
 
@@ -131,8 +156,11 @@ def _header(mesh: MeshData, file_name: str) -> str:
 class _DataWriter:
     """Lays out entity ids block by block and formats each block in one pass."""
 
-    def __init__(self, topo: BrepMesh, decimals: int, name: str, unit: LengthUnit) -> None:
+    def __init__(
+        self, topo: BrepMesh, faces: BrepFaces, decimals: int, name: str, unit: LengthUnit
+    ) -> None:
         self.topo = topo
+        self.faces = faces
         self.name = name
         self.unit = unit
         self.coord = f"%.{decimals}f"
@@ -145,8 +173,10 @@ class _DataWriter:
         return first
 
     def chunks(self) -> Iterator[str]:
-        topo = self.topo
-        v, e, f = len(topo.points), len(topo.edges), len(topo.faces)
+        topo, faces = self.topo, self.faces
+        used_edges, loop_edge = np.unique(faces.loop_edges, return_inverse=True)
+        v, e, f = len(topo.points), len(used_edges), faces.count
+        n_oriented, n_loops = len(faces.loop_edges), len(faces.loop_start) - 1
         product = self.reserve(32)  # fixed product/context entities, see _product()
         point = self.reserve(v)
         vertex = self.reserve(v)
@@ -154,9 +184,9 @@ class _DataWriter:
         edge_vec = self.reserve(e)
         edge_line = self.reserve(e)
         edge_curve = self.reserve(e)
-        oriented = self.reserve(3 * f)
-        loop = self.reserve(f)
-        bound = self.reserve(f)
+        oriented = self.reserve(n_oriented)
+        loop = self.reserve(n_loops)
+        bound = self.reserve(n_loops)
         normal = self.reserve(f)
         placement = self.reserve(f)
         plane = self.reserve(f)
@@ -168,7 +198,7 @@ class _DataWriter:
                     point, p[:, 0], p[:, 1], p[:, 2])  # fmt: skip
         yield _rows("#%d=VERTEX_POINT('',#%d);\n", vertex, np.arange(v) + point)
 
-        low, high = topo.edges[:, 0], topo.edges[:, 1]
+        low, high = topo.edges[used_edges, 0], topo.edges[used_edges, 1]
         span = p[high] - p[low]
         length = np.linalg.norm(span, axis=1)
         unit_span = span / length[:, None]
@@ -181,30 +211,47 @@ class _DataWriter:
         yield _rows("#%d=EDGE_CURVE('',#%d,#%d,#%d,.T.);\n",
                     edge_curve, low + vertex, high + vertex, ids + edge_line)  # fmt: skip
 
-        sense = np.where(topo.face_edge_forward.reshape(-1), "T", "F")
+        sense = np.where(faces.loop_forward, "T", "F")
         yield _rows("#%d=ORIENTED_EDGE('',*,*,#%d,.%s.);\n",
-                    oriented, topo.face_edges.reshape(-1) + edge_curve, sense)  # fmt: skip
-        ids = np.arange(f)
-        first_oe = 3 * ids + oriented
-        yield _rows("#%d=EDGE_LOOP('',(#%d,#%d,#%d));\n",
-                    loop, first_oe, first_oe + 1, first_oe + 2)  # fmt: skip
-        yield _rows("#%d=FACE_OUTER_BOUND('',#%d,.T.);\n", bound, ids + loop)
+                    oriented, loop_edge + edge_curve, sense)  # fmt: skip
+        starts = faces.loop_start
+        if np.all(np.diff(starts) == 3):  # triangles only: one vectorised pass
+            first_oe = starts[:-1] + oriented
+            yield _rows("#%d=EDGE_LOOP('',(#%d,#%d,#%d));\n",
+                        loop, first_oe, first_oe + 1, first_oe + 2)  # fmt: skip
+        else:
+            yield "".join(
+                f"#{loop + k}=EDGE_LOOP('',({_refs(range(oriented + a, oriented + b))}));\n"
+                for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist()))
+            )
+        is_outer = np.zeros(n_loops, dtype=bool)
+        is_outer[[ids[0] for ids in faces.face_loops]] = True
+        kind = np.where(is_outer, "FACE_OUTER_BOUND", "FACE_BOUND")
+        yield _rows("#%d=%s('',#%d,.T.);\n", bound, kind, np.arange(n_loops) + loop)
 
-        corners = p[topo.faces]
-        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        normals = faces.normal
         yield _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
                     normal, normals[:, 0], normals[:, 1], normals[:, 2])  # fmt: skip
-        # The plane's x axis is the face's first edge direction (in the plane by construction).
+        # The plane's x axis is an outer-loop edge's direction (in the plane by construction).
+        x_edge = np.searchsorted(used_edges, faces.x_edge)
+        ids = np.arange(f)
         yield _rows("#%d=AXIS2_PLACEMENT_3D('',#%d,#%d,#%d);\n",
-                    placement, topo.faces[:, 0] + point, ids + normal,
-                    topo.face_edges[:, 0] + edge_dir)  # fmt: skip
+                    placement, faces.origin + point, ids + normal, x_edge + edge_dir)  # fmt: skip
         yield _rows("#%d=PLANE('',#%d);\n", plane, ids + placement)
-        yield _rows("#%d=ADVANCED_FACE('',(#%d),#%d,.T.);\n", face, ids + bound, ids + plane)
+        if n_loops == f:
+            yield _rows("#%d=ADVANCED_FACE('',(#%d),#%d,.T.);\n",
+                        face, np.array([ids[0] for ids in faces.face_loops]) + bound,
+                        ids + plane)  # fmt: skip
+        else:
+            yield "".join(
+                f"#{face + i}=ADVANCED_FACE('',({_refs([bound + k for k in loops])}),"
+                f"#{plane + i},.T.);\n"
+                for i, loops in enumerate(faces.face_loops)
+            )
 
         kind = "CLOSED_SHELL" if topo.closed else "OPEN_SHELL"
-        order = np.argsort(topo.face_component, kind="stable")
-        splits = np.cumsum(np.bincount(topo.face_component, minlength=topo.component_count))
+        order = np.argsort(faces.component, kind="stable")
+        splits = np.cumsum(np.bincount(faces.component, minlength=topo.component_count))
         groups = np.split(order + face, splits[:-1])
         yield "".join(
             f"#{shell + i}={kind}('',({_refs(group)}));\n" for i, group in enumerate(groups)

@@ -9,12 +9,13 @@ from typing import Optional
 import numpy as np
 
 from ..errors import MeshProcessingError
-from ..settings import MeshSettings
+from ..settings import SPECK_AREA_FRACTION, MeshSettings
 from .meshdata import MeshData, plural
 from .topology import (
     checks_mesh,
     edge_table,
     enclosing_pieces,
+    face_areas,
     face_labels,
     signed_volumes,
 )
@@ -24,7 +25,10 @@ log = logging.getLogger(__name__)
 # Vertices closer than this fraction of the bounding-box diagonal are one vertex:
 # far below a grid-512 cell (1/512 ≈ 2e-3) yet well above float32 round-off.
 MERGE_RELATIVE_TOLERANCE = 1e-6
-COMPONENT_MEASURES = ("faces", "volume")
+COMPONENT_MEASURES = ("faces", "volume", "area")
+
+
+_MEASURE_NAMES = {"faces": "faces", "volume": "volume", "area": "surface area"}
 
 
 def keep_faces(mesh: MeshData, keep: np.ndarray) -> MeshData:
@@ -230,8 +234,9 @@ def remove_small_components(
 ) -> tuple[MeshData, int]:
     """Keep the ``keep`` largest pieces (0: all), dropping any under ``min_fraction`` of the total.
 
-    ``measure`` is ``"faces"`` (face count) or ``"volume"`` (absolute enclosed
-    volume, meaningful for closed pieces). Returns the mesh and how many pieces went.
+    ``measure`` is ``"faces"`` (face count), ``"volume"`` (absolute enclosed
+    volume, meaningful for closed pieces) or ``"area"`` (surface area). Returns the
+    mesh and how many pieces went.
     """
     if measure not in COMPONENT_MEASURES:
         raise MeshProcessingError(
@@ -242,6 +247,8 @@ def remove_small_components(
     count, labels = face_labels(mesh.faces, mesh.vertex_count)
     if measure == "faces":
         size = np.bincount(labels, minlength=count).astype(np.float64)
+    elif measure == "area":
+        size = np.bincount(labels, weights=face_areas(mesh.vertices, mesh.faces), minlength=count)
     else:
         per_face = signed_volumes(mesh.vertices, mesh.faces)
         size = np.abs(np.bincount(labels, weights=per_face, minlength=count))
@@ -261,8 +268,8 @@ def cleanup_with_notes(
     mesh: MeshData,
     settings: Optional[MeshSettings] = None,
     *,
-    min_component_fraction: float = 0.0,
-    component_measure: str = "faces",
+    min_component_fraction: float = SPECK_AREA_FRACTION,
+    component_measure: str = "area",
     remove_pockets: bool = True,
 ) -> tuple[MeshData, list[str]]:
     """:func:`cleanup`, also returning notes on what it removed (for the report)."""
@@ -283,11 +290,23 @@ def cleanup_with_notes(
         mesh, pockets = remove_interior_pockets(mesh)
         if pockets:
             notes.append(f"removed {plural(pockets, 'interior pocket')}")
-    mesh, small = remove_small_components(
-        mesh, settings.keep_components, min_component_fraction, component_measure
-    )
-    if small:
-        notes.append(f"removed {plural(small, 'small piece')}")
+    faces_before = mesh.face_count
+    mesh, specks = remove_small_components(mesh, 0, min_component_fraction, component_measure)
+    if specks:
+        share = f"{min_component_fraction * 100:g} % of the {_MEASURE_NAMES[component_measure]}"
+        notes.append(
+            f"removed {plural(specks, 'speck')} (pieces under {share}, "
+            f"{plural(faces_before - mesh.face_count, 'face')})"
+        )
+    if settings.keep_components:
+        faces_before = mesh.face_count
+        mesh, dropped = remove_small_components(mesh, settings.keep_components, 0.0, "faces")
+        if dropped:
+            lost = plural(faces_before - mesh.face_count, "face")
+            notes.append(
+                f"kept the {plural(settings.keep_components, 'largest piece')}; removed "
+                f"{plural(dropped, 'other piece')} ({lost})"
+            )
     mesh = orient_outward(mesh)
     return mesh, notes
 
@@ -296,8 +315,9 @@ def cleanup_with_notes(
 def cleanup(mesh: MeshData, settings: Optional[MeshSettings] = None, **options) -> MeshData:
     """Weld, drop bad faces, remove pockets and small pieces, make normals consistent and outward.
 
-    ``settings.keep_components`` pieces are kept (largest first by
-    ``component_measure``; 0 keeps all), minus any below ``min_component_fraction``;
-    the options are :func:`cleanup_with_notes`'s.
+    Pieces under ``min_component_fraction`` of the whole (by ``component_measure``,
+    default: under :data:`~..settings.SPECK_AREA_FRACTION` of the surface area) are
+    specks and go; then, if ``settings.keep_components`` is N > 0, only the N largest
+    pieces by face count stay (0, the default, keeps every real part).
     """
     return cleanup_with_notes.unchecked(mesh, settings, **options)[0]

@@ -16,7 +16,7 @@ from typing import Optional
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from ..settings import MeshSettings
 from .cleanup import cleanup_with_notes
-from .decimate import decimate
+from .decimate import decimate_with_note
 from .meshdata import MeshData, plural
 from .placement import origin_to_bottom_center, scale_to_size, shap_e_to_blender
 from .repair import RepairReport, repair
@@ -86,9 +86,8 @@ def process_mesh(
 
         if settings.target_faces and mesh.face_count > settings.target_faces:
             started = time.perf_counter()
-            before = mesh.face_count
-            mesh = decimate.unchecked(mesh, target_faces=settings.target_faces)
-            notes.append(f"decimated {before} → {mesh.face_count} faces")
+            mesh, note = decimate_with_note.unchecked(mesh, target_faces=settings.target_faces)
+            notes.append(note)
             done("decimate", started)
 
         if settings.smooth_iterations:

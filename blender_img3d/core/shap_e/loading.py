@@ -86,6 +86,7 @@ class ShapEModels:
     image_processor: Any = None
     text_encoder: Any = None
     tokenizer: Any = None
+    autocast: Any = None  # a torch dtype: run the prior under torch.autocast (faithful mode)
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -145,10 +146,12 @@ def _mps_available(torch: Any) -> bool:
 
 
 def resolve_dtype(name: str, device: Any) -> Any:
-    """Return the ``torch.dtype`` for ``name`` on ``device``.
+    """Return the ``torch.dtype`` the weights get for ``name`` on ``device``.
 
-    "auto" is float16 on CUDA (what the product we replace ran) and float32
-    elsewhere: half precision on CPU is slow and on MPS not worth the risk.
+    "auto" is float16 on CUDA (what the product we replace ran), float32 on MPS,
+    and on the CPU bfloat16 only where the CPU has native bf16 and a probe
+    matmul proves it faster (see ``precision``), else float32. "autocast" keeps
+    float32 weights (see :func:`resolve_autocast`).
     """
     import torch
 
@@ -156,8 +159,26 @@ def resolve_dtype(name: str, device: Any) -> Any:
     if text not in DTYPES:
         raise ConfigError(f"Unknown dtype {name!r}: use one of {', '.join(DTYPES)}.")
     if text == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        from .precision import auto_dtype_name
+
+        text = auto_dtype_name(torch.device(device).type)
+    if text == "autocast":
+        return torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[text]
+
+
+def resolve_autocast(name: str, device: Any) -> Any:
+    """The ``torch.autocast`` dtype for ``name`` (None: no autocast).
+
+    "autocast" is the reference's numerics: float32 weights with float16
+    matrix products on CUDA (bfloat16 on the CPU and MPS, where autocast
+    supports only that), the faithful mode; a plain cast is the fast one.
+    """
+    import torch
+
+    if (name or "").strip().lower() != "autocast":
+        return None
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
 def load_models(
@@ -187,6 +208,7 @@ def load_models(
         raise ConfigError(f"mode must be 'image' or 'text', got {mode!r}.")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    autocast = resolve_autocast(dtype, torch_device)
     source_text = str(source) if source is not None else _HUB_ID_BY_MODE[mode]
     with _lock:
         folder, resolved_revision = _locate(
@@ -198,7 +220,13 @@ def load_models(
             progress=progress,
             cancel=cancel,
         )
-        key = (str(folder.resolve()), mode, str(torch_device), str(torch_dtype), source_text)
+        key = (
+            str(folder.resolve()),
+            mode,
+            str(torch_device),
+            f"{torch_dtype}/{autocast}",
+            source_text,
+        )
         cached = _cache.get(key)
         if cached is not None:
             logger.debug("Using cached Shap-E models from %s", folder)
@@ -213,6 +241,7 @@ def load_models(
             progress=progress,
             cancel=cancel,
         )
+        models.autocast = autocast
         _cache[key] = models
         return models
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import ConfigError, ImageInputError
@@ -46,6 +47,7 @@ def sample_latents(
     sigma_max: float = DEFAULT_SIGMA_MAX,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
+    stats: Optional[dict[str, Any]] = None,
 ) -> Any:
     """Sample ``batch`` Shap-E latents; return them as a float32 CPU tensor ``(batch, N * D)``.
 
@@ -57,6 +59,8 @@ def sample_latents(
     :class:`CancelledError`. ``schedule`` names an entry of ``schedules``.
     The numbers are checked with ``settings.check_sampling``, the bounds
     ``Request.validate`` applies, so a direct call fails the same way.
+    ``stats``, when given, receives ``condition_s``, ``sample_s`` and
+    ``prior_calls`` (for the report's timings).
     """
     check_sampling(
         steps=steps,
@@ -77,13 +81,16 @@ def sample_latents(
     import torch
 
     raise_if_cancelled(cancel)
+    started = time.perf_counter()
     with torch.inference_mode():
         report(progress, Phase.CONDITIONING, 0, 1)
-        if models.mode == "image":
-            embeds = _image_embeddings(models, images, batch)
-        else:
-            embeds = _text_embeddings(models, prompt, batch)
+        with _autocast(models):
+            if models.mode == "image":
+                embeds = _image_embeddings(models, images, batch)
+            else:
+                embeds = _text_embeddings(models, prompt, batch)
         report(progress, Phase.CONDITIONING, 1, 1)
+        conditioned = time.perf_counter()
 
         plan = sampler.plan(models, steps, float(sigma_min), float(sigma_max), guidance)
         if plan.guided:
@@ -93,7 +100,24 @@ def sample_latents(
         x = (noise * plan.init_sigma).to(models.device)
         denoise = _make_denoiser(models, embeds, plan, guidance)
         x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
-    return x.float().cpu()
+        latents = x.float().cpu()  # the one host sync of the loop
+    if stats is not None:
+        stats["condition_s"] = conditioned - started
+        stats["sample_s"] = time.perf_counter() - conditioned
+        stats["prior_calls"] = denoise.calls  # type: ignore[attr-defined]
+    return latents
+
+
+def _autocast(models: Any) -> Any:
+    """``torch.autocast`` in the models' faithful mode (``dtype="autocast"``), else nothing."""
+    import contextlib
+
+    import torch
+
+    dtype = getattr(models, "autocast", None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(models.device).type, dtype=dtype)
 
 
 def initial_noise(seed: int, batch: int, latent_shape: tuple[int, int]) -> Any:
@@ -183,6 +207,7 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
     num_embeddings, embedding_dim = models.latent_shape
 
     def denoise(x: Any, index: int) -> Any:
+        denoise.calls += 1  # type: ignore[attr-defined]
         sigma = plan.sigmas[index]
         if plan.divide_input:
             scaled = x / ((sigma**2 + 1) ** 0.5)
@@ -191,11 +216,12 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
         scaled = scaled.reshape(x.shape[0], num_embeddings, embedding_dim)
         if plan.guided:
             scaled = torch.cat([scaled, scaled])
-        out = prior(
-            scaled.to(prior.dtype),
-            timestep=plan.timesteps[index],
-            proj_embedding=embeds,
-        ).predicted_image_embedding
+        with _autocast(models):
+            out = prior(
+                scaled.to(prior.dtype),
+                timestep=plan.timesteps[index],
+                proj_embedding=embeds,
+            ).predicted_image_embedding
         # The prior also predicts a variance in the second half of the channels.
         x0 = out[..., :embedding_dim].float()
         if plan.clip_per_branch:
@@ -207,6 +233,7 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
             x0 = x0.clamp(-plan.clip_range, plan.clip_range)
         return x0.reshape(x.shape[0], -1)
 
+    denoise.calls = 0  # type: ignore[attr-defined]
     return denoise
 
 
@@ -260,7 +287,8 @@ def sample_latents_grouped(
     with torch.inference_mode():
         report(progress, Phase.CONDITIONING, 0, 1)
         embed = _image_embeddings if models.mode == "image" else _text_embeddings
-        embeds = torch.cat([embed(models, c, b) for c, b in zip(conditions, rows)])
+        with _autocast(models):
+            embeds = torch.cat([embed(models, c, b) for c, b in zip(conditions, rows)])
         report(progress, Phase.CONDITIONING, 1, 1)
         plan = sampler.plan(models, int(steps), float(sigma_min), float(sigma_max), guidance)
         if plan.guided:

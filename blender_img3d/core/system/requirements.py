@@ -44,6 +44,10 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "cadquery-ocp-novtk==8.0.1.1.0",
 )
 
+# Debian packages for tests (package -> the command it provides): assimp reads DXF files
+# the way most non-Autodesk programs do.
+DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp"}
+
 # npm packages for tests (the Khronos glTF validator).
 NPM_REQUIREMENTS: tuple[str, ...] = ("gltf-validator@2.0.0-dev.3.10",)
 
