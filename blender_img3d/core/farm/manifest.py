@@ -53,7 +53,12 @@ NAME_COLUMN = "name"
 MAX_NAME_LENGTH = 100
 # Names an item may not take: they are files of the batch itself.
 RESERVED_NAMES = frozenset({"batch.json", "batch.lock"})
-_SECTION_PREFIXES = {"generation": "generation", "mesh": "mesh", "image": "image_settings"}
+_SECTION_PREFIXES = {
+    "generation": "generation",
+    "mesh": "mesh",
+    "image": "image_settings",
+    "export": "export",
+}
 _REQUEST_OVERRIDES = {"preprocess": bool, "units": str}
 _BAD_NAME_CHARS = re.compile(r'[\x00-\x1f<>:"/\\|?*]')
 

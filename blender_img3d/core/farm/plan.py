@@ -19,7 +19,7 @@ import copy
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -138,6 +138,7 @@ def settings_hash(request: defaults.Request) -> str:
         "name": request.name,
         "preprocess": request.preprocess,
         "units": request.units,
+        "export": asdict(request.export),
         "outputs": [Path(path).name for path in request.outputs],
         "image_sha256": _file_digest(request.image) if request.image is not None else None,
     }
