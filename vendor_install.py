@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Install blender_img3d's dependencies: a development venv, or Blender's runtime folder.
 
-Development (from the repo root, with Python 3.11, the version bpy 5.0 is built for)::
+Development (from the repo root, with Python 3.11, the version the bpy 5.0.1 wheel is built for)::
 
     python3 vendor_install.py --dev
 
@@ -9,15 +9,20 @@ creates or updates ``.venv/`` with pinned runtime, Blender (bpy) and test
 packages, plus the Khronos glTF validator (npm) under ``.venv/npm``. A second
 run with nothing changed only checks a stamp and returns in well under a second.
 
-Blender (the extension installed and enabled; Blender's own Python runs this)::
+Blender 4.2 to 5.2 (the extension installed and enabled; Blender's own Python runs this)::
 
-    blender -b --python vendor_install.py -- [--cpu | --cuda] [--torch-index-url URL]
+    blender -b --online-mode --python vendor_install.py -- [--build auto|cpu|cuda|rocm|mps]
+        [--torch-index-url URL] [--wheelhouse DIR] [--vendor-root DIR]
+        [--dry-run | --check | --repair | --uninstall]
 
-installs the runtime packages with ``pip --target`` into the extension's user
-folder (``extension_path_user(<package>, "vendor")``), numpy pinned to the
-version Blender ships, without touching Blender's site-packages. The
-preferences' "Install Dependencies" button runs the same code
-(``blender_img3d/core/vendor.py``) in a subprocess.
+prints the plan (torch build and why, sources, sizes, folder), then installs
+the runtime packages with ``pip --target`` into the extension's user folder
+(``extension_path_user(<package>, "vendor")/cp311-linux_x86_64``), numpy pinned
+to the version Blender ships, without touching Blender's site-packages, and
+checks the result in a child process. Without ``--online-mode`` (Blender's
+online access off) it refuses before contacting anything; ``--wheelhouse``
+installs offline from a folder of wheels. The preferences' buttons run the same
+code (``blender_img3d/core/system/vendor.py``).
 
 Both modes read the one requirement list (``core/requirements.py``), so the
 add-on in Blender runs on exactly what the tests ran on.
@@ -39,10 +44,13 @@ VENV_DIR = REPO_ROOT / ".venv"
 NPM_DIR = VENV_DIR / "npm"
 STAMP_FILE = VENV_DIR / ".img3d-install.json"
 EXTENSION_ID = "blender_img3d"
+# The development venv runs the bpy wheel, which exists for Python 3.11 up to 5.0.1.
+DEV_PYTHON = (3, 11)
 
 sys.path.insert(0, str(REPO_ROOT))
 from blender_img3d.core.system import vendor  # noqa: E402
 from blender_img3d.core.system.requirements import (  # noqa: E402  (the one shared list)
+    BUNDLED_WHEELS,
     DEBIAN_DEV_PACKAGES,
     DEV_REQUIREMENTS,
     NPM_REQUIREMENTS,
@@ -50,7 +58,6 @@ from blender_img3d.core.system.requirements import (  # noqa: E402  (the one sha
     RUNTIME_REQUIREMENTS,
 )
 from blender_img3d.core.system.vendor import (  # noqa: E402  (shared with the Blender mode)
-    REQUIRED_PYTHON,
     InstallError,
     check_network,
     check_python,
@@ -73,7 +80,7 @@ def venv_python(venv: Path = VENV_DIR) -> Path:
 
 
 def install_fingerprint(requirements: list[str], npm: tuple[str, ...]) -> str:
-    payload = json.dumps({"pip": requirements, "npm": list(npm), "python": REQUIRED_PYTHON})
+    payload = json.dumps({"pip": requirements, "npm": list(npm), "python": DEV_PYTHON})
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -126,9 +133,20 @@ def install_debian_tools() -> None:
         log(f"could not install {', '.join(missing)} ({error}); tests needing them will skip")
 
 
+def check_dev_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> None:
+    """Raise :class:`InstallError` unless this is Python 3.11 (the bpy 5.0.1 wheel's)."""
+    if tuple(version[:2]) != DEV_PYTHON:
+        want = ".".join(map(str, DEV_PYTHON))
+        got = ".".join(map(str, version[:3]))
+        raise InstallError(
+            f"Python {want} is required for development (the bpy 5.0.1 wheel is built for it), "
+            f"but this is Python {got}. Run 'python{want} vendor_install.py --dev'."
+        )
+
+
 def dev_install(force: bool = False) -> None:
     """Create or update ``.venv`` with everything development and tests need."""
-    check_python()
+    check_dev_python()
     install_debian_tools()
     requirements = dev_requirements()
     fingerprint = install_fingerprint(requirements, NPM_REQUIREMENTS)
@@ -163,36 +181,70 @@ def installed_extension_package() -> str:
     )
 
 
-def blender_plan(
-    package: str | None = None, variant: str = "cpu", torch_index_url: str | None = None
-) -> vendor.InstallPlan:
-    """The install plan for the running Blender: its vendor folder and its numpy version."""
+def blender_vendor_root(package: str, custom_root: str | None = None) -> Path:
+    """The folder that holds the per-ABI install folders: custom, or the extension's own."""
+    if custom_root:
+        return Path(custom_root).expanduser()
     import bpy
 
-    package = package or installed_extension_package()
     try:
-        target = bpy.utils.extension_path_user(package, path="vendor", create=True)
+        return Path(bpy.utils.extension_path_user(package, path="vendor", create=True))
     except ValueError as exc:
         raise InstallError(f"{package} is not an extension module: {exc}") from exc
-    return vendor.make_plan(
-        target,
+
+
+def blender_plan(args: argparse.Namespace) -> vendor.InstallPlan:
+    """The install plan for the running Blender: its vendor folder and its numpy version."""
+    package = args.package or installed_extension_package()
+    folder = vendor.vendor_dir_for(blender_vendor_root(package, args.vendor_root))
+    return vendor.plan_for_args(
+        args,
+        folder,
         numpy_version=vendor.running_numpy_version(),
-        variant=variant,
-        torch_index_url=torch_index_url,
+        skip=vendor.available_at_pin(BUNDLED_WHEELS),
     )
 
 
 def blender_install(argv: list[str]) -> None:
-    """Blender mode: install the runtime packages into the extension's vendor folder."""
+    """Blender mode: install (or check, repair, uninstall) the runtime packages."""
+    import bpy
+
     args = parse_blender_args(argv)
-    plan = blender_plan(args.package, args.variant, args.torch_index_url)
-    log(f"{plan.variant.upper()} build of torch into {plan.vendor_dir}")
+    if args.uninstall:
+        package = args.package or installed_extension_package()
+        folder = vendor.vendor_dir_for(blender_vendor_root(package, args.vendor_root))
+        removed = vendor.uninstall(folder)
+        log(f"removed {folder}" if removed else f"nothing installed in {folder}")
+        return
+    plan = blender_plan(args)
+    if args.check:
+        result = vendor.check_install(plan.vendor_dir, plan.check_device)
+        vendor.save_check(plan.vendor_dir, result)
+        log(result.summary)
+        return
+    for line in plan.describe():
+        log(line)
     log(f"numpy pinned to Blender's {plan.constraints[0]}")
     if args.dry_run:
-        log("would run: " + " ".join(plan.pip_command(sys.executable, Path("constraints.txt"))))
+        commands = plan.pip_commands(sys.executable, Path("constraints.txt"))
+        for command in commands:
+            log("would run: " + " ".join(command))
         return
-    installed = vendor.install(plan, force=args.force, output=log)
-    log("done" if installed else "already up to date (use --force to reinstall)")
+    # Refuse before any network use (the PyPI probe included) when Blender says offline.
+    online = bool(bpy.app.online_access)
+    vendor.preflight(plan, online=online, headless=True)
+    if args.repair:
+        vendor.uninstall(plan.vendor_dir)
+    installed = vendor.install(
+        plan, force=args.force or args.repair, output=log, online=online, headless=True
+    )
+    log("done" if installed else "already up to date (use --repair to reinstall)")
+    if plan.build is not None:
+        result = vendor.check_install(plan.vendor_dir, plan.check_device)
+        vendor.save_check(plan.vendor_dir, result)
+        log(result.summary)
+        if not result.ok:
+            raise InstallError(result.summary)
 
 
 def running_in_blender() -> bool:
@@ -202,13 +254,20 @@ def running_in_blender() -> bool:
 
 def parse_blender_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="blender -b --python vendor_install.py --",
+        prog="blender -b --online-mode --python vendor_install.py --",
         description="Install the runtime packages into the extension's vendor folder.",
     )
-    vendor.add_torch_build_options(parser)
+    vendor.add_install_options(parser)
     parser.add_argument("--package", help="the add-on module (default: found automatically)")
+    parser.add_argument(
+        "--vendor-root", help="a custom (short) folder for the install, e.g. C:\\Img3D"
+    )
     parser.add_argument("--force", action="store_true", help="reinstall even if up to date")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, install nothing")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--dry-run", action="store_true", help="print the plan, install nothing")
+    action.add_argument("--check", action="store_true", help="only run the import check")
+    action.add_argument("--repair", action="store_true", help="delete and reinstall")
+    action.add_argument("--uninstall", action="store_true", help="delete the install folder")
     return parser.parse_args(argv)
 
 
@@ -232,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise InstallError(
                 "Nothing to do: pass --dev to set up the development environment, or run "
-                "'blender -b --python vendor_install.py -- --cpu' to install into Blender."
+                "'blender -b --online-mode --python vendor_install.py' to install into Blender."
             )
-    except InstallError as exc:
+    except vendor.DependencyError as exc:  # InstallError and an unsupported platform
         print(f"vendor_install: error: {exc}", file=sys.stderr)
         return 1
     except vendor.CancelledError as exc:

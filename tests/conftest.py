@@ -27,10 +27,25 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--nightly",
+        action="store_true",
+        help="long runs: the reliability fuzzers try >= 10,000 cases each (see RELIABILITY.md)",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
+    lts_asked = "lts" in (config.getoption("-m") or "")
     for item in items:
         if "tests/blender/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.blender)
+        if "lts" in item.keywords and not lts_asked:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="opt-in: 'pytest -m lts' runs Blender 4.2/4.5 (downloads ~0.7 GB once)"
+                )
+            )
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,16 @@ def test_dev_list_is_the_runtime_list_plus_blender_numpy_and_test_tools():
 
 
 def test_wrong_python_fails_with_a_clear_message(capsys, monkeypatch):
-    with pytest.raises(vendor_install.InstallError, match=r"Python 3\.11 is required.*3\.12"):
-        vendor_install.check_python((3, 12, 1))
-    real_check = vendor_install.check_python
+    with pytest.raises(vendor_install.InstallError, match=r"Python 3\.11 is required.*3\.13"):
+        vendor_install.check_dev_python((3, 13, 1))  # Blender 5.1 runs it; no bpy wheel for dev
+    with pytest.raises(vendor_install.InstallError, match=r"3\.11 .* or 3\.13 .*3\.12"):
+        vendor_install.check_python((3, 12, 1))  # the Blender mode takes either
+    real_check = vendor_install.check_dev_python
 
     def wrong_python(*_args, **_kwargs):
         real_check((3, 10, 4))
 
-    monkeypatch.setattr(vendor_install, "check_python", wrong_python)
+    monkeypatch.setattr(vendor_install, "check_dev_python", wrong_python)
     assert vendor_install.main(["--dev"]) == 1
     assert "Python 3.11 is required" in capsys.readouterr().err
 
@@ -78,12 +80,17 @@ def test_changing_the_requirements_changes_the_fingerprint():
 def test_without_a_mode_it_says_how_to_run_it(capsys):
     assert vendor_install.main([]) == 1
     err = capsys.readouterr().err
-    assert "--dev" in err and "blender -b --python vendor_install.py" in err
+    assert "--dev" in err and "blender -b --online-mode --python vendor_install.py" in err
 
 
-def test_blender_mode_options_choose_the_torch_build():
-    assert vendor_install.parse_blender_args([]).variant == "cpu"
+def test_blender_mode_options_choose_the_torch_build_and_the_action(tmp_path):
+    assert vendor_install.parse_blender_args([]).build == "auto"
     args = vendor_install.parse_blender_args(["--cuda", "--torch-index-url", "https://x/cu128"])
-    assert (args.variant, args.torch_index_url) == ("cuda", "https://x/cu128")
+    assert (args.build, args.torch_index_url) == ("cuda", "https://x/cu128")
+    assert vendor_install.parse_blender_args(["--build", "rocm"]).build == "rocm"
+    args = vendor_install.parse_blender_args(["--wheelhouse", str(tmp_path), "--repair"])
+    assert args.wheelhouse == tmp_path and args.repair
     with pytest.raises(SystemExit):
-        vendor_install.parse_blender_args(["--cpu", "--cuda"])
+        vendor_install.parse_blender_args(["--build", "vulkan"])
+    with pytest.raises(SystemExit):
+        vendor_install.parse_blender_args(["--uninstall", "--repair"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -18,6 +19,7 @@ from bpy.props import (
 
 from ..core import choices
 from ..core import settings as defaults
+from ..core.mesh import bake as bake_limits
 
 IMAGE_SOURCE_ITEMS = (
     ("FILE", "File", "Read the picture from a file on disk"),
@@ -43,8 +45,41 @@ def enum_items(options: tuple[choices.Choice, ...]) -> tuple[tuple[str, str, str
     return tuple((choice.name, choice.label, choice.description) for choice in options)
 
 
+DEFAULT_OUTPUT_DIR = "//img3d/"
+HISTORY_KEPT = 20
+
+
 def _poll_image(_self, image) -> bool:
     return image.type in {"IMAGE", "MULTILAYER", "UV_TEST"}
+
+
+def _select_history_entry(props, context) -> None:
+    """Clicking a history row selects its object (if it is still in the view layer)."""
+    if not 0 <= props.history_index < len(props.history):
+        return
+    obj = props.history[props.history_index].object
+    view_layer = context.view_layer or bpy.context.view_layer
+    if obj is None or view_layer is None or obj.name not in context.scene.objects:
+        return
+    for other in view_layer.objects:
+        other.select_set(False)
+    try:
+        obj.select_set(True, view_layer=view_layer)
+    except RuntimeError:  # linked to the scene but excluded from this view layer
+        return
+    view_layer.objects.active = obj
+
+
+class IMG3D_HistoryEntry(bpy.types.PropertyGroup):
+    """One past generation in this file (``name`` is the object's name at the time)."""
+
+    object: PointerProperty(type=bpy.types.Object)
+    seed: IntProperty(default=0, min=0)
+    grid_size: IntProperty(default=0, min=0)
+    when: StringProperty(default="", description="Local time it ended")
+    status: StringProperty(default="", description="Finished, failed or cancelled")
+    detail: StringProperty(default="", description="The summary line or the error")
+    glb: StringProperty(default="", description="The GLB file of this result")
 
 
 class IMG3D_Props(bpy.types.PropertyGroup):
@@ -151,11 +186,38 @@ class IMG3D_Props(bpy.types.PropertyGroup):
     )
     placement: EnumProperty(name="Place At", items=PLACEMENT_ITEMS, default="CURSOR")
     shading: EnumProperty(name="Shading", items=SHADING_ITEMS, default="SMOOTH")
+    output_dir: StringProperty(
+        name="Output",
+        description=(
+            "Folder for the results (a GLB, latents and the model input per variant); "
+            "// is beside the .blend (an unsaved file uses the extension's own folder "
+            "until it is saved)"
+        ),
+        subtype="DIR_PATH",
+        default=DEFAULT_OUTPUT_DIR,
+    )
+    bake_texture: BoolProperty(
+        name="Bake Texture",
+        description=(
+            "Bake the vertex colours into a UV texture in the GLB, for engines and viewers "
+            "that ignore vertex colours (takes a few seconds per variant)"
+        ),
+        default=False,
+    )
+    texture_size: IntProperty(
+        name="Texture Size",
+        description="About how many pixels wide the baked texture is",
+        default=bake_limits.DEFAULT_TEXTURE_SIZE,
+        min=bake_limits.MIN_TEXTURE_SIZE,
+        max=bake_limits.MAX_TEXTURE_SIZE,
+    )
+    history: CollectionProperty(type=IMG3D_HistoryEntry)
+    history_index: IntProperty(default=-1, update=_select_history_entry)
     show_advanced: BoolProperty(name="Advanced", default=False)
     show_system: BoolProperty(name="System", default=False)
 
 
-CLASSES = (IMG3D_Props,)
+CLASSES = (IMG3D_HistoryEntry, IMG3D_Props)
 
 
 def register_properties() -> None:

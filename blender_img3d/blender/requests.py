@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import bpy
 
@@ -34,17 +34,50 @@ OVERRIDABLE = (
 )
 
 
+UNSAVED_FOLDER = "unsaved"
+
+
 @dataclass
 class ImportOptions:
-    """How a result lands in the scene (scene settings, not part of the core request)."""
+    """How a result lands in the scene (scene settings, not part of the core request).
+
+    ``location`` overrides the placement (Generate Again puts its result beside
+    the object it came from).
+    """
 
     at_cursor: bool = True
     smooth: bool = True
+    location: Optional[tuple[float, float, float]] = None
+    bake_size: Optional[int] = None  # bake vertex colours into a texture this wide
 
 
 def import_options(context: bpy.types.Context) -> ImportOptions:
     props = context.scene.img3d
-    return ImportOptions(at_cursor=props.placement == "CURSOR", smooth=props.shading == "SMOOTH")
+    return ImportOptions(
+        at_cursor=props.placement == "CURSOR",
+        smooth=props.shading == "SMOOTH",
+        bake_size=props.texture_size if props.bake_texture else None,
+    )
+
+
+def unsaved_results_folder() -> Path:
+    """Where results of a never-saved file go: the extension's own user folder."""
+    from .prefs import user_data_dir
+
+    return user_data_dir(UNSAVED_FOLDER)
+
+
+def output_folder(context: bpy.types.Context) -> Path:
+    """The scene's output folder as an absolute path.
+
+    A ``//`` folder needs a saved .blend; until there is one the results go to
+    :func:`unsaved_results_folder` (and move beside the .blend when it is first
+    saved, see ``addon``).
+    """
+    text = context.scene.img3d.output_dir or "//img3d/"
+    if text.startswith("//") and not bpy.data.filepath:
+        return unsaved_results_folder()
+    return Path(bpy.path.abspath(text))
 
 
 def check_overrides(overrides: dict[str, Any]) -> None:
@@ -54,11 +87,10 @@ def check_overrides(overrides: dict[str, Any]) -> None:
         raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
 
 
-def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
-    """A Blender image's current pixels as a PIL image (linear float buffers → sRGB)."""
+def blender_image_pixels(image: bpy.types.Image):
+    """A Blender image's current pixels, ``(height, width, channels)`` bottom-up, and
+    whether they are linear (float buffers not in sRGB)."""
     import numpy as np
-
-    from ..core.images.blender_pixels import image_from_pixels
 
     width, height = image.size
     if width == 0 or height == 0:
@@ -69,9 +101,30 @@ def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
     pixels = np.empty(width * height * channels, dtype=np.float32)
     image.pixels.foreach_get(pixels)
     linear = bool(image.is_float) and image.colorspace_settings.name != "sRGB"
-    return image_from_pixels(
-        pixels.reshape(height, width, channels), linear=linear, max_pixels=max_pixels
-    )
+    return pixels.reshape(height, width, channels), linear
+
+
+def blender_image_to_pil(image: bpy.types.Image, max_pixels: int):
+    """A Blender image's current pixels as a PIL image (linear float buffers → sRGB)."""
+    from ..core.images.blender_pixels import image_from_pixels
+
+    pixels, linear = blender_image_pixels(image)
+    return image_from_pixels(pixels, linear=linear, max_pixels=max_pixels)
+
+
+def blender_image_for_server(image: bpy.types.Image):
+    """The pixels as the GPU server takes them: sRGB floats, bottom-up, no PIL needed here.
+
+    The server reads the array with the same ``image_from_pixels`` a local run
+    uses, so only the sRGB curve for linear buffers is applied on this side.
+    """
+    from ..core.images.blender_pixels import linear_to_srgb
+
+    pixels, linear = blender_image_pixels(image)
+    if linear:
+        colour = 1 if pixels.shape[2] <= 2 else 3  # never alpha
+        pixels[..., :colour] = linear_to_srgb(pixels[..., :colour])
+    return pixels
 
 
 def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) -> defaults.Request:
@@ -104,7 +157,10 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
             raise ConfigError("Pick an image file first (or switch to a Blender image or Text).")
         image = Path(bpy.path.abspath(image_path))
     elif props.image is not None:
-        image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
+        if prefs.remote:
+            image = blender_image_for_server(props.image)
+        else:
+            image = blender_image_to_pil(props.image, defaults.MAX_PIXELS)
         name = Path(props.image.name).stem
     else:
         raise ConfigError("Pick a Blender image first (or switch to a file or Text).")
@@ -131,7 +187,9 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         prompt=prompt,
         name=name,
         image_settings=defaults.ImageSettings(
-            remove_background=props.remove_background, border=props.border
+            remove_background=props.remove_background,
+            border=props.border,
+            allow_rembg=prefs.learned_background_allowed(),
         ),
         generation=defaults.GenerationSettings(
             model=model,
@@ -155,4 +213,182 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         ),
     )
     request.validate()
+    return reuse_prepared_input(request, props)
+
+
+# --- the prepared input: Preview shows it, Generate reuses it -----------------------------
+@dataclass
+class PreparedInput:
+    """The last Preview's model input and the settings + source it was made from."""
+
+    key: tuple
+    image: Any  # PIL image, exactly what the model will see
+    report: dict[str, Any]
+    label: str
+
+
+_PREPARED: list[PreparedInput] = []  # a one-entry cache, not state: losing it costs a second
+
+
+def input_key(request: defaults.Request, props) -> Optional[tuple]:
+    """What the prepared image depends on: the source (file stamp or Blender pixels), settings."""
+    from dataclasses import astuple
+
+    image = request.image
+    if isinstance(image, Path):
+        try:
+            stat = image.stat()
+        except OSError:
+            return None
+        source: tuple = ("file", str(image.resolve()), stat.st_mtime_ns, stat.st_size)
+    elif props.image is not None:
+        import hashlib
+
+        import numpy as np
+
+        pixels = np.asarray(image)
+        source = ("blender", props.image.name, hashlib.sha256(pixels.tobytes()).hexdigest())
+    else:
+        return None
+    return source + astuple(request.image_settings)
+
+
+def prepare_input(context: bpy.types.Context) -> PreparedInput:
+    """Prepare the scene's image input exactly as Generate will, and remember it."""
+    from ..core.images import prepare_image
+    from ..core.pipeline import source_label
+
+    props = context.scene.img3d
+    request = request_from_scene(context, {"seed": props.seed})  # no new random seed
+    if request.mode != "image":
+        raise ConfigError("Preview Input shows a picture's cut-out: switch the mode to Image.")
+    if not request.preprocess:  # the settings matched an earlier preview
+        return _PREPARED[0]
+    key = input_key(request, props)
+    prepared = prepare_image(request.image, request.image_settings)
+    entry = PreparedInput(key, prepared.image, prepared.report.to_dict(), source_label(request))
+    _PREPARED[:] = [entry] if key is not None else []
+    return entry
+
+
+def reuse_prepared_input(request: defaults.Request, props) -> defaults.Request:
+    """Hand Generate the previewed image when the source and image settings still match.
+
+    The model gets the same pixels either way (preparation is deterministic);
+    this only skips doing the work twice.
+    """
+    if request.mode != "image" or not _PREPARED or not request.preprocess:
+        return request
+    entry = _PREPARED[0]
+    if input_key(request, props) != entry.key:
+        return request
+    request.image = entry.image
+    request.preprocess = False
+    request.name = request.name or entry.label
     return request
+
+
+def describe_preparation(report: dict[str, Any]) -> list[str]:
+    """Short lines for the panel: how the object was found and framed."""
+    method = {
+        "alpha": "cut out by its transparency",
+        "flood": "background removed (plain backdrop)",
+        "rembg": "background removed (learned remover)",
+        "none": "used as it is",
+    }.get(str(report.get("method")), str(report.get("method")))
+    x0, y0, x1, y1 = report.get("bbox", [0, 0, 0, 0])
+    width, height = report.get("original_size", [0, 0])
+    lines = [
+        f"Object {method}",
+        f"Covers {float(report.get('mask_coverage', 0.0)):.0%} of the picture",
+        f"Framed {x1 - x0}×{y1 - y0} px of {width}×{height} with a "
+        f"{float(report.get('border', 0.0)):.0%} border",
+    ]
+    return lines + [str(note) for note in report.get("notes", [])]
+
+
+# --- re-running a result ---------------------------------------------------------------
+# Settings of the machine, not of the result: taken from the preferences at re-run time.
+MACHINE_SETTINGS = ("cache_dir", "allow_download")
+
+
+def rerun_record(request: defaults.Request, files: Any) -> dict[str, Any]:
+    """What an object keeps (``img3d_request``) to run its generation again.
+
+    In image mode the input becomes the variant's saved model input with
+    preprocessing off, so a re-run feeds the model exactly the same pixels
+    even when the original file moved or was a Blender image.
+    """
+    from ..core.pipeline import source_label
+
+    data = request.to_dict()
+    data["name"] = source_label(request)
+    if request.mode == "image":
+        data["image"] = {"kind": "path", "value": str(files.model_input)}
+        data["preprocess"] = False
+    for key in ("outputs", "latents_out", "save_input", "report_path"):
+        data.pop(key, None)
+    for key in MACHINE_SETTINGS:
+        data["generation"].pop(key, None)
+    data["generation"].pop("revision", None)
+    return data
+
+
+def request_from_record(record: dict[str, Any], **changes: Any) -> defaults.Request:
+    """The request an object recorded, with today's machine settings and ``changes``.
+
+    ``changes`` are generation settings (``seed``, ``batch``, ``grid_size``…).
+    """
+    from dataclasses import replace
+
+    from .prefs import get_preferences
+
+    prefs = get_preferences()
+    request = defaults.Request.from_dict(record)
+    if isinstance(request.image, Path) and not request.image.is_file():
+        raise ConfigError(
+            f"The saved model input {request.image} is gone: import the GLB again with its "
+            "files, or generate from the panel."
+        )
+    model = request.generation.model
+    revision = (
+        prefs.revision if model in (defaults.IMAGE_MODEL_ID, defaults.TEXT_MODEL_ID) else None
+    )
+    request.generation = replace(
+        request.generation,
+        cache_dir=str(prefs.resolved_cache_dir()),
+        allow_download=prefs.downloads_allowed(),
+        revision=revision,
+        **changes,
+    )
+    request.validate()
+    return request
+
+
+def copy_record_to_scene(record: dict[str, Any], props) -> None:
+    """Put a recorded request's settings into the panel (``scene.img3d``)."""
+    generation, mesh, image = record["generation"], record["mesh"], record["image_settings"]
+    if record.get("prompt") is not None:
+        props.mode = "text"
+        props.prompt = record["prompt"]
+    else:
+        props.mode = "image"
+        props.image_source = "FILE"
+        props.image_path = str((record.get("image") or {}).get("value") or "")
+    props.model = generation.get("model") or ""
+    props.steps = generation["steps"]
+    props.use_default_guidance = generation.get("guidance") is None
+    if generation.get("guidance") is not None:
+        props.guidance = generation["guidance"]
+    props.seed = generation["seed"]
+    props.batch = generation["batch"]
+    props.schedule = generation["schedule"]
+    props.device = generation["device"]
+    props.grid_size = generation["grid_size"]
+    props.remove_background = image["remove_background"]
+    props.border = image["border"]
+    props.process_mesh = mesh["enabled"]
+    props.repair = mesh["repair"]
+    props.target_faces = mesh["target_faces"]
+    props.smooth_iterations = mesh["smooth_iterations"]
+    props.size = mesh.get("size") or 0.0

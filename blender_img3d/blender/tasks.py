@@ -81,6 +81,7 @@ class IMG3D_Tasks(bpy.types.PropertyGroup):
     download: PointerProperty(type=IMG3D_TaskState)
     install: PointerProperty(type=IMG3D_TaskState)
     preview_image: StringProperty(default="", description="Image holding what the model saw")
+    preview_report: StringProperty(default="", description="What preparing the input did")
     system_check: CollectionProperty(type=IMG3D_CheckEntry)
 
 
@@ -160,6 +161,7 @@ class Task:
         self.started_at = 0.0
         self.fraction = 0.0  # the newest reported fraction, written by the worker
         self._final: Optional[JobMessage] = None
+        self.ticked_in_background = False  # see finish_in_background
 
     # --- worker side ------------------------------------------------------------------
     def work(self, progress, cancel) -> Any:
@@ -331,8 +333,9 @@ def finish_in_background(task: Task) -> None:
     For when the operator that ticked it is gone (a file load removes modal
     handlers): the state is cleaned up once the worker stops, without waiting here.
     """
-    if task.state != RUNNING:
+    if task.state != RUNNING or task.ticked_in_background:
         return
+    task.ticked_in_background = True
 
     def ticker() -> Optional[float]:
         if task.tick(bpy.context) == RUNNING:

@@ -1,31 +1,45 @@
-"""Command line: ``python -m blender_img3d info|generate|decode|export``.
+"""Command line: ``python -m blender_img3d info|generate|decode|export|batch|serve``.
 
 Kept import-light: only argparse runs before a subcommand is chosen, so
 ``--help`` is instant; each subcommand imports what it needs. Errors print one
 line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
+
+Exit codes: 0 done; 1 a typed error (the one line says what to do); 2 bad
+arguments (argparse); 70 an internal error (a bug: one line, ``--debug`` for the
+traceback); 130 interrupted (Ctrl-C, SIGINT) or cancelled; 143 terminated
+(SIGTERM). An interrupt or termination unwinds like an error, so every
+temporary file is removed and no output of the run is left half-written; a
+second signal during that clean-up exits at once, after deleting them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..core import exporters
 from ..core import settings as defaults
-from ..core.errors import ImageInputError, Img3DError
+from ..core.errors import CancelledError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .serve import add_remote_options, add_serve_parser, remote_backend
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_CANCELLED = 130
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_CANCELLED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -112,17 +126,20 @@ def _add_mesh_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None:
+def _add_output_options(
+    parser: argparse.ArgumentParser, required: bool, per_file: bool = True
+) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("output")
-    group.add_argument(
-        "--out",
-        action="append",
-        type=Path,
-        required=required,
-        default=[],
-        metavar="FILE",
-        help=f"write FILE ({exporters.suffix_list()}); repeat for several formats",
-    )
+    if per_file:
+        group.add_argument(
+            "--out",
+            action="append",
+            type=Path,
+            required=required,
+            default=[],
+            metavar="FILE",
+            help=f"write FILE ({exporters.suffix_list()}); repeat for several formats",
+        )
     group.add_argument(
         "--units",
         choices=tuple(UNITS),
@@ -142,9 +159,62 @@ def _add_output_options(parser: argparse.ArgumentParser, required: bool) -> None
         action="store_true",
         help="STEP: one face per triangle instead of merging coplanar triangles",
     )
-    group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
-    group.add_argument("--name", help="object name in the files (default: image stem or prompt)")
+    if per_file:
+        group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
+        group.add_argument(
+            "--name", help="object name in the files (default: image stem or prompt)"
+        )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    return group
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
+    sampling.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
+        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
+    )
+    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
+    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
+    sampling.add_argument(
+        "--schedule",
+        choices=defaults.SCHEDULES,
+        default=defaults.DEFAULT_SCHEDULE,
+        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+    )
+    if per_file:
+        sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
+
+
+def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -> None:
+    image = parser.add_argument_group("image input")
+    image.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="hand the image to the model's own processor unchanged",
+    )
+    image.add_argument("--no-remove-background", action="store_true")
+    image.add_argument(
+        "--border",
+        type=float,
+        default=defaults.DEFAULT_BORDER,
+        metavar="F",
+        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
+    )
+    if per_file:
+        image.add_argument(
+            "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
+        )
+
+
+def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
+    return defaults.ImageSettings(
+        remove_background=not args.no_remove_background, border=args.border
+    )
 
 
 def _export_settings(args: argparse.Namespace) -> defaults.ExportSettings:
@@ -185,6 +255,8 @@ def _generation_settings(args: argparse.Namespace) -> defaults.GenerationSetting
 def _print_result(result, args: argparse.Namespace) -> None:
     for path in result.outputs:
         print(f"wrote {path}")
+    if getattr(args, "latents_out", None) is not None:
+        print(f"wrote {args.latents_out}")
     for mesh, metrics in zip(result.meshes, result.metrics):
         flags = "watertight" if metrics.get("watertight") else "open"
         counts = f"{metrics.get('faces')} faces, {metrics.get('vertices')} vertices"
@@ -209,17 +281,14 @@ def _run_with_progress(args: argparse.Namespace, work) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Image or prompt → mesh files, through the backend seam like every other entry point."""
-    from ..core.backend import get_backend
+    from ..core.outputs import plan_for_request
 
     request = defaults.Request(
         image=args.image,
         prompt=args.prompt,
         name=args.name,
         preprocess=not args.no_preprocess,
-        image_settings=defaults.ImageSettings(
-            remove_background=not args.no_remove_background,
-            border=args.border,
-        ),
+        image_settings=_image_settings(args),
         generation=_generation_settings(args),
         mesh=_mesh_settings(args),
         outputs=list(args.out),
@@ -229,9 +298,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         units=args.units,
         export=_export_settings(args),
     )
+    # Every output checked before the image is read or a model loaded.
+    plan_for_request(request)
     if args.image is not None and not Path(args.image).is_file():
         raise ImageInputError(f"No image file at {args.image}: check the path.")
-    backend = get_backend("local")
+    backend = remote_backend(args)
     return _run_with_progress(args, lambda bar: backend.submit(request, progress=bar))
 
 
@@ -268,12 +339,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     request.mesh.enabled = args.process
     request.validate_settings()
+    from ..core.outputs import plan_for_request
+
+    plan_for_request(request, batch=1, inputs=[args.input])
     return _run_with_progress(
         args,
         lambda bar: pipeline.convert_mesh_file(
             args.input, request, progress=bar, up_axis=args.up_axis
         ),
     )
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Many images or prompts → one folder per item (cli/batch.py); resumable."""
+    from . import batch
+
+    base = defaults.Request(
+        preprocess=not args.no_preprocess,
+        image_settings=_image_settings(args),
+        generation=_generation_settings(args),
+        mesh=_mesh_settings(args),
+        units=args.units,
+        export=_export_settings(args),
+    )
+    summary = batch.run(args, base)
+    if summary is None:
+        return EXIT_CANCELLED
+    return EXIT_ERROR if summary.failures else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,45 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", metavar="PATH", help="picture of a single object")
     source.add_argument("--prompt", metavar="TEXT", help="what to generate, e.g. 'a red chair'")
-    sampling = gen.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS, metavar="N")
-    sampling.add_argument(
-        "--guidance",
-        type=float,
-        metavar="G",
-        help=f"default {defaults.DEFAULT_GUIDANCE_IMAGE} (image), "
-        f"{defaults.DEFAULT_GUIDANCE_TEXT} (text)",
-    )
-    sampling.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED, metavar="S")
-    sampling.add_argument("--batch", type=int, default=1, metavar="N", help="variants in one pass")
-    sampling.add_argument(
-        "--schedule",
-        choices=defaults.SCHEDULES,
-        default=defaults.DEFAULT_SCHEDULE,
-        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
-    )
-    sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
-    image = gen.add_argument_group("image input")
-    image.add_argument(
-        "--no-preprocess",
-        action="store_true",
-        help="hand the image to the model's own processor unchanged",
-    )
-    image.add_argument("--no-remove-background", action="store_true")
-    image.add_argument(
-        "--border",
-        type=float,
-        default=defaults.DEFAULT_BORDER,
-        metavar="F",
-        help=f"margin around the object, fraction of the side (default {defaults.DEFAULT_BORDER})",
-    )
-    image.add_argument(
-        "--save-input", type=Path, metavar="PATH.png", help="write the image the model saw"
-    )
+    _add_sampling_options(gen)
+    _add_image_options(gen)
     _add_model_options(gen)
     _add_decode_options(gen)
     _add_mesh_options(gen)
     _add_output_options(gen, required=True)
+    add_remote_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     dec = sub.add_parser(
@@ -369,10 +429,96 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(exp)
     _add_output_options(exp, required=True)
     exp.set_defaults(func=cmd_export)
+
+    from . import batch
+
+    bat = sub.add_parser("batch", help=batch.HELP, description=batch.DESCRIPTION)
+    batch.add_batch_arguments(bat)
+    _add_sampling_options(bat, per_file=False)
+    _add_image_options(bat, per_file=False)
+    _add_model_options(bat)
+    _add_decode_options(bat)
+    _add_mesh_options(bat)
+    _add_output_options(bat, required=False, per_file=False)
+    bat.set_defaults(func=cmd_batch)
+    add_serve_parser(sub, _add_model_options)
     return parser
 
 
+class _Interrupted(KeyboardInterrupt):
+    """A signal turned into an exception, so ``finally`` blocks and staged writes clean up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _exit_code_for(signum: int) -> int:
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_CANCELLED
+
+
+_received: list[int] = []  # signals taken during the current command
+
+
+def _on_first_signal(signum: int, frame: Any) -> None:
+    # Further signals mean "stop now": no more unwinding, just delete the temporaries.
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, _on_second_signal)
+    _received.append(signum)
+    raise _Interrupted(signum)
+
+
+def _on_second_signal(signum: int, frame: Any) -> None:
+    from ..core.exporters.atomic import remove_temporary_files
+
+    remove_temporary_files()
+    os._exit(_exit_code_for(signum))
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGINT and SIGTERM raise inside the main thread for the time of one command."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+
+    def quiet_hook(unraisable: Any) -> None:
+        # The signal's exception landed where Python can't raise it (a weakref or GC
+        # callback) and is dropped; main() still reports the interrupt from _received.
+        if not isinstance(unraisable.exc_value, _Interrupted):
+            previous_hook(unraisable)
+
+    _received.clear()
+    sys.unraisablehook = quiet_hook
+    for sig in previous:
+        signal.signal(sig, _on_first_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; always returns an exit code (see the module docstring)."""
+    try:
+        with _signals_unwind():
+            code = _main(argv)
+        if not _received:
+            return code
+        signum = _received[0]  # taken, but its exception was swallowed on the way
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+    with contextlib.suppress(Exception, KeyboardInterrupt):
+        what = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"error: {what}; no output of this run was left half-written", file=sys.stderr)
+    return _exit_code_for(signum)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -382,11 +528,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except CancelledError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
     except Img3DError as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
+        if args.debug:
+            raise
+        log.debug("internal error", exc_info=True)
+        print(
+            f"error: internal error ({type(exc).__name__}: {exc}); run again with --debug for "
+            "the traceback and please report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

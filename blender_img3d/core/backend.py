@@ -7,8 +7,10 @@ backend's business:
 
 - ``local`` (:class:`LocalBackend`): ``pipeline.run`` in this process, owning
   the policy of keeping the model warm between runs or freeing it after each.
-- other backends (a remote GPU server, ...) register a factory under a name
-  with :func:`register_backend`; callers pick one with :func:`get_backend`.
+- ``remote`` (:class:`~.server.client.RemoteBackend`): the job runs on a GPU
+  server started with ``serve``; the files and the Result come back here.
+- other backends register a factory under a name with :func:`register_backend`;
+  callers pick one with :func:`get_backend`.
 
 A backend takes a validated-on-entry :class:`~.settings.Request` and returns a
 :class:`~.pipeline.Result`; it raises the core's typed errors
@@ -81,8 +83,15 @@ class LocalBackend:
         release()
 
 
+def _remote_backend(**options: Any) -> Backend:
+    """A job on a GPU server (``serve``); options as :class:`~.server.client.RemoteBackend`."""
+    from .server.client import RemoteBackend
+
+    return RemoteBackend(**options)
+
+
 BackendFactory = Callable[..., Backend]
-_FACTORIES: dict[str, BackendFactory] = {"local": LocalBackend}
+_FACTORIES: dict[str, BackendFactory] = {"local": LocalBackend, "remote": _remote_backend}
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:

@@ -48,8 +48,22 @@ DEVICES = (
 )
 
 DTYPES = (
-    Choice("auto", "Auto", "The fastest faithful precision for the device"),
+    Choice(
+        "auto",
+        "Auto",
+        "Float16 on CUDA; bfloat16 on a CPU measured to have native bf16; else float32",
+    ),
     Choice("float32", "Float32", "Full precision (slowest, the reference's CPU numerics)"),
     Choice("float16", "Float16", "Half precision (GPUs)"),
     Choice("bfloat16", "BFloat16", "Brain float (GPUs and CPUs with native bf16)"),
+    Choice(
+        "autocast",
+        "Autocast",
+        "Float32 weights, half-precision products: the reference's own GPU numerics",
+    ),
+)
+
+SDF_METHODS = (
+    Choice("adaptive", "Adaptive", "Coarse grid first, full resolution only near the surface"),
+    Choice("dense", "Dense", "Every grid point (slower; the reference's way)"),
 )

@@ -48,11 +48,21 @@ class MeshProcessingError(Img3DError):
 
 
 class MeshInputError(Img3DError):
-    """A mesh file given to ``export --in`` can't be read: missing, unsupported or empty."""
+    """A mesh can't be used: a file that is missing, unsupported, damaged or empty, or
+    arrays that are not finite, out of range for the target format, or badly indexed."""
 
 
 class ExportError(Img3DError):
     """A file could not be written; the previous file, if any, is untouched."""
+
+
+class OutputPathError(ExportError):
+    """An output can't go where it was asked to: it collides with another output or an
+    input, or its folder or name is unusable. Raised before any work; nothing is written."""
+
+
+class ServerError(Img3DError):
+    """The GPU server can't be reached, refused the request, or lost the job."""
 
 
 class CancelledError(Img3DError):

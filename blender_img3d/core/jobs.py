@@ -82,11 +82,28 @@ def overall_fraction(phase: str, step: int, total: int) -> float:
     return min(1.0, (done + PHASE_WEIGHTS[phase] * max(0.0, min(1.0, within))) / whole)
 
 
-@dataclass
-class _PhaseClock:
-    phase: str = ""
-    started: float = 0.0
-    first_step: int = 0
+class ProgressClock:
+    """Turns ``(phase, step, total)`` reports into :class:`ProgressUpdate` with a phase ETA.
+
+    The ETA extrapolates the phase's own pace since its first report; a worker
+    thread here and the GPU server's job records both use it, so the panel, the
+    CLI and a remote client see the same numbers.
+    """
+
+    def __init__(self) -> None:
+        self.phase = ""
+        self.started = 0.0
+        self.first_step = 0
+
+    def update(self, phase: str, step: int, total: int) -> ProgressUpdate:
+        now = time.monotonic()
+        if phase != self.phase:
+            self.phase, self.started, self.first_step = phase, now, step
+        eta = None
+        steps_done = step - self.first_step
+        if total > 0 and steps_done > 0:
+            eta = (now - self.started) / steps_done * (total - step)
+        return ProgressUpdate(phase, step, total, overall_fraction(phase, step, total), eta)
 
 
 @dataclass
@@ -100,22 +117,13 @@ class Job:
 
     def __post_init__(self) -> None:
         self._thread: Optional[threading.Thread] = None
-        self._clock = _PhaseClock()
+        self._clock = ProgressClock()
         self.finished = False
         self.last_progress: Optional[ProgressUpdate] = None
 
     # --- worker side -------------------------------------------------------
     def _progress(self, phase: str, step: int, total: int) -> None:
-        now = time.monotonic()
-        if phase != self._clock.phase:
-            self._clock = _PhaseClock(phase, now, step)
-        eta = None
-        steps_done = step - self._clock.first_step
-        if total > 0 and steps_done > 0:
-            per_step = (now - self._clock.started) / steps_done
-            eta = per_step * (total - step)
-        update = ProgressUpdate(phase, step, total, overall_fraction(phase, step, total), eta)
-        self.messages.put(JobMessage("progress", update))
+        self.messages.put(JobMessage("progress", self._clock.update(phase, step, total)))
 
     def _run(self) -> None:
         try:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from . import settings as defaults
-from .errors import ConfigError
+from .errors import ConfigError, LatentsError
 from .mesh.meshdata import MeshData
 from .progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .serialize import EqualByDict
@@ -125,13 +125,9 @@ class _Timer:
 
 def output_paths(outputs: list[Path], batch: int) -> list[list[Path]]:
     """Per-variant output paths: ``chair.glb`` becomes ``chair_0.glb``… when batch > 1."""
-    per_variant: list[list[Path]] = [[] for _ in range(batch)]
-    for out in outputs:
-        out = Path(out)
-        for index in range(batch):
-            path = out if batch == 1 else out.with_name(f"{out.stem}_{index}{out.suffix}")
-            per_variant[index].append(path)
-    return per_variant
+    from .outputs import variant_paths
+
+    return variant_paths(outputs, batch)
 
 
 def source_label(request: defaults.Request) -> str:
@@ -151,19 +147,33 @@ def run(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
 ) -> Result:
-    """Generate meshes for ``request``; raises a typed :class:`Img3DError` on any failure."""
+    """Generate meshes for ``request``; raises a typed :class:`Img3DError` on any failure.
+
+    Every output is checked (``core/outputs.py``) before any work, and all of them
+    are renamed into place together at the end (``staged_writes``): a cancel
+    leaves no file of this run, a failure after sampling keeps only the latents
+    and the saved model input.
+    """
+    from .exporters.atomic import staged_writes
+    from .outputs import plan_for_request
     from .system import deps
 
     request.validate()
+    plan = plan_for_request(request)
     deps.require()
+    with staged_writes() as batch:
+        return _run(request, plan, batch, progress, cancel)
+
+
+def _run(request, plan, batch, progress, cancel) -> Result:
     timer = _Timer()
     gen = request.generation
-    label = source_label(request)
 
     model_input, input_report = None, None
     if request.mode == "image":
         with timer("preprocess"):
             model_input, input_report = _model_input(request, progress)
+        batch.keep_staged()
     raise_if_cancelled(cancel)
 
     with timer("load_model"):
@@ -171,7 +181,8 @@ def run(
 
     from .shap_e.sampling import sample_latents
 
-    with timer("sample"):
+    stats: dict[str, Any] = {}
+    with timer("sample_total"):
         latents = sample_latents(
             models,
             images=model_input,
@@ -185,7 +196,36 @@ def run(
             sigma_max=gen.sigma_max,
             progress=progress,
             cancel=cancel,
+            stats=stats,
         )
+    # Conditioning (CLIP), the sampling loop alone, and how many prior calls it made.
+    timer.timings["condition"] = stats["condition_s"]
+    timer.timings["sample"] = stats["sample_s"]
+    timer.timings["prior_calls"] = stats["prior_calls"]
+    return _result_from_latents(
+        request, plan, batch, models, latents, model_input, input_report, timer, progress, cancel
+    )
+
+
+def _result_from_latents(
+    request: defaults.Request,
+    plan: Any,
+    batch: Any,
+    models: Any,
+    latents: Any,
+    model_input: Any,
+    input_report: Optional[dict[str, Any]],
+    timer: _Timer,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+) -> Result:
+    """The tail ``run`` and ``run_group`` share: save latents, decode, process, measure, export.
+
+    ``plan`` is the request's checked output plan and ``batch`` the staged-writes
+    batch its files go through (see :func:`run`).
+    """
+    gen = request.generation
+    label = source_label(request)
     latents_np = latents.numpy() if hasattr(latents, "numpy") else np.asarray(latents)
     settings = request.settings_dict()
     metadata = _generation_metadata(request, settings, models.source, models.revision)
@@ -193,6 +233,7 @@ def run(
         from .shap_e.latents import save_latents
 
         save_latents(request.latents_out, latents_np, metadata)
+        batch.keep_staged()
 
     with timer("decode"):
         raw = _decode(models, latents, gen, label, progress, cancel)
@@ -206,8 +247,132 @@ def run(
         input_report=input_report,
         model_input=model_input,
     )
-    _finish(result, raw, label, request, metadata, timer, progress, cancel)
+    _finish(result, raw, plan.meshes, label, request, metadata, timer, progress, cancel)
     return result
+
+
+def sampling_key(request: defaults.Request) -> tuple:
+    """What requests must share to be sampled together by :func:`run_group`.
+
+    Source, name, seed, batch, decoding, mesh, image and output settings may
+    differ per request; the model and the sampler may not.
+    """
+    gen = request.generation
+    return (
+        request.mode,
+        request.model_id(),
+        gen.revision,
+        gen.cache_dir,
+        gen.allow_download,
+        gen.device,
+        gen.dtype,
+        gen.steps,
+        request.guidance(),
+        gen.schedule,
+        gen.sigma_min,
+        gen.sigma_max,
+    )
+
+
+def run_group(
+    requests: list[defaults.Request],
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> list[Any]:
+    """Run several requests with one prior call per sampling step serving all of them.
+
+    The requests must have equal :func:`sampling_key` and at most ``MAX_BATCH``
+    variants in all. Entry ``i`` of the returned list is request ``i``'s
+    :class:`Result` (the latents, meshes and files its own :func:`run` would give,
+    up to the float rounding of batched matmuls) or, where only that request
+    failed (an unreadable image, an empty surface, a file it can't write), the
+    :class:`~.errors.Img3DError` it raised, so one bad item doesn't sink the
+    others. Failures that concern the whole group (the model, cancellation,
+    sampling itself) are raised. Sampling time is shared out by variant count.
+    """
+    from .errors import CancelledError, Img3DError
+    from .shap_e.sampling import sample_latents_grouped
+    from .system import deps
+
+    if not requests:
+        return []
+    from .exporters.atomic import staged_writes
+    from .outputs import plan_for_request
+
+    for request in requests:
+        request.validate()
+    if len({sampling_key(request) for request in requests}) > 1:
+        raise ConfigError("run_group needs requests with the same model and sampler settings.")
+    outcomes: list[Any] = [None] * len(requests)
+    plans: list[Any] = [None] * len(requests)
+    for index, request in enumerate(requests):
+        try:  # every item's outputs checked before any work, as in run()
+            plans[index] = plan_for_request(request)
+        except Img3DError as error:
+            outcomes[index] = error
+    deps.require()
+    first = requests[0]
+    gen = first.generation
+    timers = [_Timer() for _ in requests]
+    inputs: list[tuple[Any, Optional[dict[str, Any]]]] = [(None, None)] * len(requests)
+    for index, request in enumerate(requests):
+        if request.mode == "image" and outcomes[index] is None:
+            try:
+                with timers[index]("preprocess"):
+                    inputs[index] = _model_input(request, progress)
+            except CancelledError:
+                raise
+            except Img3DError as error:
+                outcomes[index] = error
+        raise_if_cancelled(cancel)
+    live = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    if not live:
+        return outcomes
+
+    start = time.perf_counter()
+    models = _load_models(first.model_id(), first.mode, gen, gen.revision, progress, cancel)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    latents = sample_latents_grouped(
+        models,
+        [inputs[i][0] if first.mode == "image" else requests[i].prompt for i in live],
+        [requests[i].generation.seed for i in live],
+        [requests[i].generation.batch for i in live],
+        steps=gen.steps,
+        guidance=first.guidance(),
+        schedule=gen.schedule,
+        sigma_min=gen.sigma_min,
+        sigma_max=gen.sigma_max,
+        progress=progress,
+        cancel=cancel,
+    )
+    sample_seconds = time.perf_counter() - start
+    rows = sum(requests[i].generation.batch for i in live)
+    for index, item_latents in zip(live, latents):
+        request, timer = requests[index], timers[index]
+        share = request.generation.batch / rows
+        timer.timings["load_model"] = load_seconds * share
+        timer.timings["sample"] = sample_seconds * share
+        model_input, input_report = inputs[index]
+        try:
+            with staged_writes() as batch:
+                outcomes[index] = _result_from_latents(
+                    request,
+                    plans[index],
+                    batch,
+                    models,
+                    item_latents,
+                    model_input,
+                    input_report,
+                    timer,
+                    progress,
+                    cancel,
+                )
+        except CancelledError:
+            raise
+        except Img3DError as error:
+            outcomes[index] = error
+    return outcomes
 
 
 def _load_models(
@@ -254,6 +419,7 @@ def _decode(
         progress=progress,
         cancel=cancel,
         name=label,
+        adaptive=gen.sdf_method == "adaptive",
     )
 
 
@@ -306,6 +472,7 @@ def _generation_metadata(
 def _finish(
     result: Result,
     raw_meshes: list[MeshData],
+    paths: list[list[Path]],
     label: str,
     request: defaults.Request,
     metadata: dict[str, Any],
@@ -316,29 +483,50 @@ def _finish(
     """Orient, process, measure and export every variant into ``result``."""
     from .mesh.metrics import compute_metrics
     from .mesh.process import process_mesh
+    from .mesh.validate import check_mesh
 
-    paths = output_paths(request.outputs, len(raw_meshes))
+    if len(paths) != len(raw_meshes):  # the plan named the files for another batch size
+        paths = output_paths(request.outputs, len(raw_meshes))
     for index, raw in enumerate(raw_meshes):
         raise_if_cancelled(cancel)
         report(progress, Phase.PROCESSING, index, len(raw_meshes))
+        check_mesh(raw, "process")
         # Orientation and placement run even with processing off (see process_mesh).
         processed = process_mesh(raw, request.mesh, cancel=cancel)
         mesh = processed.mesh
+        check_mesh(mesh, "keep", " after processing")  # --size can take it out of range
         variant_timings = dict(processed.timings)
         prefix = f"variant {index}: " if len(raw_meshes) > 1 else ""
         result.notes.extend(prefix + note for note in processed.notes)
         mesh.name = label if len(raw_meshes) == 1 else f"{label} {index + 1}"
         mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
-        metrics = compute_metrics(mesh, timings=variant_timings).to_dict()
+        # The run's phases so far travel with each variant's metrics (custom properties).
+        run_timings = {**timer.timings, **_decode_timings(raw)}
+        metrics = compute_metrics(mesh, timings={**run_timings, **variant_timings}).to_dict()
         result.meshes.append(mesh)
         result.metrics.append(metrics)
         for key, seconds in variant_timings.items():
             result.timings[f"mesh_{key}"] = result.timings.get(f"mesh_{key}", 0.0) + seconds
     report(progress, Phase.PROCESSING, len(raw_meshes), len(raw_meshes))
+    result.timings.update(_decode_timings(raw_meshes))
 
     with timer("export"):
         _write_outputs(result, paths, request, progress, cancel)
     result.timings.update(timer.timings)
+
+
+def _decode_timings(raw_meshes: Any) -> dict[str, float]:
+    """The decoder's own split (SDF query, marching cubes, colours), summed over variants."""
+    if isinstance(raw_meshes, MeshData):
+        raw_meshes = [raw_meshes]
+    totals: dict[str, float] = {}
+    for index, mesh in enumerate(raw_meshes):
+        for key, seconds in (mesh.metadata.get("timings") or {}).items():
+            if key == "sdf_query_s" and index:  # one SDF pass serves the whole batch
+                continue
+            name = "decode_" + key.removesuffix("_s")
+            totals[name] = totals.get(name, 0.0) + float(seconds)
+    return totals
 
 
 def _write_outputs(
@@ -350,19 +538,25 @@ def _write_outputs(
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
-        from .exporters import export_mesh
+        from .exporters import check_exportable, export_mesh
 
+        # Every mesh against every format first: no file is written for a set that can't be.
+        for mesh, variant_paths in zip(result.meshes, paths):
+            for path in variant_paths:
+                check_exportable(mesh, path, units=request.units)
         done = 0
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
-                raise_if_cancelled(cancel)
                 report(progress, Phase.EXPORTING, done, total)
+                raise_if_cancelled(cancel)
                 written = export_mesh(
                     mesh, path, units=request.units, format_options=request.export.writer_options()
                 )
                 result.outputs.append(Path(written))
                 done += 1
         report(progress, Phase.EXPORTING, total, total)
+    # A cancel that came during the last export still wins: the staged files are dropped.
+    raise_if_cancelled(cancel)
     if request.report_path is not None:
         write_report(result, request.report_path)
 
@@ -400,13 +594,26 @@ def decode_saved(
     The model comes from ``request.generation.model`` when given, else from the
     latents' metadata; only the renderer is used.
     """
+    from .exporters.atomic import staged_writes
+    from .outputs import plan_for_request
     from .shap_e.latents import load_latents
     from .system import deps
 
-    deps.require()
-    gen = request.generation
     timer = _Timer()
     latents, saved = load_latents(latents_path)
+    if len(latents) > defaults.MAX_BATCH:
+        raise LatentsError(
+            f"{latents_path} holds {len(latents)} latents; at most {defaults.MAX_BATCH} are "
+            "decoded in one run (the batch limit): split the file into smaller ones."
+        )
+    plan = plan_for_request(request, batch=len(latents), inputs=[latents_path])
+    deps.require()
+    with staged_writes():
+        return _decode_saved(latents_path, latents, saved, plan, request, timer, progress, cancel)
+
+
+def _decode_saved(latents_path, latents, saved, plan, request, timer, progress, cancel) -> Result:
+    gen = request.generation
     source = gen.model or saved.get("model")
     mode = saved.get("mode", "image")
     if not source:
@@ -426,12 +633,12 @@ def decode_saved(
     result = Result(
         meshes=[],
         metrics=[],
-        settings={"decoded_from": str(latents_path), "grid_size": gen.grid_size, **saved},
+        settings={**saved, "decoded_from": str(latents_path), "grid_size": gen.grid_size},
         model_source=models.source,
         model_revision=models.revision,
         latents=latents,
     )
-    _finish(result, raw, label, request, metadata, timer, progress, cancel)
+    _finish(result, raw, plan.meshes, label, request, metadata, timer, progress, cancel)
     return result
 
 
@@ -447,12 +654,23 @@ def convert_mesh_file(
     Mesh processing runs only when ``request.mesh.enabled`` is true. ``up_axis``
     says how to read OBJ/PLY/STL files (glTF is always Y-up).
     """
+    from .exporters.atomic import staged_writes
+    from .outputs import plan_for_request
+
+    plan = plan_for_request(request, batch=1, inputs=[in_path])
+    with staged_writes():
+        return _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis)
+
+
+def _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis) -> Result:
     from .mesh.metrics import compute_metrics
     from .mesh.reading import read_mesh
+    from .mesh.validate import check_mesh
 
     timer = _Timer()
     with timer("read"):
         mesh = read_mesh(in_path, up_axis=up_axis)
+    check_mesh(mesh, "convert")
     if request.name:
         mesh.name = request.name
     notes: list[str] = []
@@ -462,6 +680,7 @@ def convert_mesh_file(
 
         processed = process_mesh(mesh, request.mesh, cancel=cancel, from_shap_e=False)
         mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)
+        check_mesh(mesh, "keep", " after processing")
     result = Result(
         meshes=[mesh],
         metrics=[compute_metrics(mesh, timings=timings).to_dict()],
@@ -469,6 +688,6 @@ def convert_mesh_file(
         notes=notes,
     )
     with timer("export"):
-        _write_outputs(result, output_paths(request.outputs, 1), request, progress, cancel)
+        _write_outputs(result, plan.meshes, request, progress, cancel)
     result.timings.update(timer.timings)
     return result

@@ -18,8 +18,10 @@ ProgressCallback = Callable[[str, int, int], None]
 class Phase:
     """Names of the pipeline phases, as shown in the panel and the CLI."""
 
+    QUEUED = "queued on the server"  # a remote job waiting for a free GPU
     LOADING_MODEL = "loading model"
     DOWNLOADING = "downloading"
+    INSTALLING = "installing packages"
     PREPROCESSING = "preprocessing"
     CONDITIONING = "conditioning"
     SAMPLING = "sampling"

@@ -1,7 +1,8 @@
 """Real Blender (the bpy wheel) with the extension built, validated and installed for real.
 
-The session builds ``dist``-style zip into a temp folder with
-``tools/build_extension.py`` (Blender's own builder and validator), installs it
+The session builds this platform's ``dist``-style zip (bundled exporter wheels
+included) into a temp folder with ``tools/build_extension.py`` (Blender's own
+builder and validator), installs it
 with Blender's own ``extensions.package_install_files`` into the
 ``user_default`` repository, and every test starts from a fresh home file with
 the extension enabled.
@@ -26,7 +27,7 @@ def build_extension_zip(output_dir: Path) -> Path:
         import build_extension
     finally:
         sys.path.pop(0)
-    return build_extension.build(output_dir)
+    return build_extension.build_for_this_platform(output_dir)
 
 
 @pytest.fixture(scope="session")

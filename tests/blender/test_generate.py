@@ -38,18 +38,20 @@ def test_image_generate_creates_a_coloured_object_at_the_cursor(
     assert tuple(obj.location) == pytest.approx((1.0, 2.0, 3.0))
     assert bpy.context.view_layer.objects.active == obj and obj.select_get()
 
+    # The object is what Blender's glTF importer made of the GLB: its attribute naming.
     mesh = obj.data
-    colour = mesh.color_attributes["Col"]
-    assert (colour.domain, colour.data_type) == ("POINT", "FLOAT_COLOR")
+    colour = mesh.color_attributes["Color"]
+    assert colour.domain == "CORNER"
     values = np.empty(len(colour.data) * 4, dtype=np.float32)
     colour.data.foreach_get("color", values)
-    assert 0.0 <= values.min() and values.max() <= 1.0
+    assert 0.0 <= values.min() and values.max() <= 1.0 and np.ptp(values) > 0
 
     material = mesh.materials[0]
     bsdf = next(node for node in material.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
     [link] = bsdf.inputs["Base Color"].links
     assert link.from_node.bl_idname == "ShaderNodeVertexColor"
-    assert link.from_node.layer_name == "Col"
+    assert link.from_node.layer_name == "Color"
+    assert Path(obj["img3d_glb"]).is_file() and obj["img3d_glb"].endswith("stool_s4_v0.glb")
 
     assert obj["img3d_seed"] == 4
     assert obj["img3d_model"] == str(surface_image_model_dir)

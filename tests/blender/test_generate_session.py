@@ -16,6 +16,8 @@ import bpy
 import numpy as np
 import pytest
 
+from tests.blender.fakes import FakeBackend
+
 
 def extension(installed_extension: str, name: str):
     """A module of the installed extension (imported on first use, like the add-on does)."""
@@ -50,21 +52,6 @@ def fake_pipeline(installed_extension, steps=20, delay=0.01, record=None):
         )
 
     return work
-
-
-class FakeBackend:
-    """A backend whose submit runs ``work`` (the tests' stand-in for the local backend)."""
-
-    name = "fake"
-
-    def __init__(self, work) -> None:
-        self.work = work
-
-    def submit(self, request, progress=None, cancel=None):
-        return self.work(request, progress, cancel)
-
-    def release(self) -> None:
-        pass
 
 
 def text_request(installed_extension):

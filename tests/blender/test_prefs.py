@@ -34,16 +34,18 @@ def prefs(installed_extension):
 def test_preferences_have_the_documented_settings_and_defaults(prefs, installed_extension):
     assert type(prefs).bl_idname == installed_extension
     assert (prefs.device, prefs.keep_model_loaded, prefs.allow_download) == ("auto", True, False)
-    assert prefs.torch_build == "CPU"
+    assert prefs.torch_build == "auto"
     # Empty cache folder: the extension's own user folder.
-    expected = Path(bpy.utils.extension_path_user(installed_extension, path="models"))
-    assert prefs.resolved_cache_dir() == expected
+    # Hugging Face's standard cache: shared with diffusers and across Blender versions.
+    from blender_img3d.core.system.model_store import default_cache_dir
+
+    assert prefs.resolved_cache_dir() == default_cache_dir()
 
 
 def test_saved_preferences_hold_the_values_set(prefs, blender_user_home, tmp_path):
     marker = str(tmp_path / "img3d-cache-marker-7f3a")
     prefs.cache_dir = marker
-    prefs.torch_build = "CUDA"
+    prefs.torch_build = "cuda"
     assert prefs.resolved_cache_dir() == Path(marker)
     assert bpy.ops.wm.save_userpref() == {"FINISHED"}
     userpref = next(blender_user_home.rglob("userpref.blend"))
@@ -61,6 +63,7 @@ def test_downloads_need_the_preference_and_blenders_online_access(prefs):
 
 
 def test_download_button_with_downloads_off_says_how_to_turn_them_on(prefs):
+    bpy.context.preferences.system.use_online_access = True
     prefs.allow_download = False
     with pytest.raises(RuntimeError, match="Downloads are off.*Allow Online Access"):
         bpy.ops.img3d.download_models()

@@ -41,5 +41,14 @@ class RecordingLayout:
     def template_ID(self, *_args, **_kwargs) -> None:  # noqa: N802  (Blender's name)
         self.records.append(("template_ID", ""))
 
+    def template_list(self, list_type: str, *_args, **_kwargs) -> None:
+        self.records.append(("template_list", list_type))
+
+    def template_icon(self, **_kwargs) -> None:
+        self.records.append(("template_icon", ""))
+
+    def menu(self, menu: str, **_kwargs) -> None:
+        self.records.append(("menu", menu))
+
     def texts(self, kind: str) -> list[str]:
         return [text for record_kind, text in self.records if record_kind == kind]

@@ -468,3 +468,59 @@ def test_sidecar_is_plain_json_naming_the_model(tmp_path):
     data = json.loads(sidecar_path(path).read_text())
     assert data["metadata"]["model"] == "openai/shap-e-img2img"
     assert data["shape"] == [1, TOKENS * WIDTH]
+
+
+# --- coarse-to-fine SDF ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["chair", "sphere"])
+def test_adaptive_decode_equals_the_dense_decode_on_calibrated_shapes(renderer, shape):
+    from benchmarks import fields
+
+    grid = 96
+    field = fields.calibrated(decode.project_latents(renderer, make_latents()), shape)
+    dense = decode.sdf_grid(field, grid)
+    adaptive = decode.sdf_grid(field, grid, adaptive=True)
+    dense_mesh = decode.marching_cubes_mesh(dense[0])
+    adaptive_mesh = decode.marching_cubes_mesh(adaptive[0])
+    # The same vertices and faces bit for bit: Hausdorff 0 (<= 1 voxel), same topology.
+    np.testing.assert_array_equal(adaptive_mesh[0], dense_mesh[0])
+    np.testing.assert_array_equal(adaptive_mesh[1], dense_mesh[1])
+    assert ((adaptive > 0) == (dense > 0)).all()
+
+
+def test_adaptive_decode_skips_most_points_and_records_how_many(renderer, monkeypatch):
+    from benchmarks import fields
+
+    real_project = decode.project_latents
+    monkeypatch.setattr(
+        decode,
+        "project_latents",
+        lambda *a, **k: fields.calibrated(real_project(*a, **k), "sphere"),
+    )
+    grid = 96
+    (dense,) = decode.decode_latents(renderer, make_latents(), grid_size=grid)
+    (mesh,) = decode.decode_latents(renderer, make_latents(), grid_size=grid, adaptive=True)
+    assert mesh.metadata["sdf_points"] < 0.5 * grid**3 == 0.5 * dense.metadata["sdf_points"]
+    np.testing.assert_array_equal(mesh.faces, dense.faces)
+    np.testing.assert_array_equal(mesh.colors, dense.colors)
+
+
+def test_adaptive_decode_of_a_noisy_field_refines_everything_and_still_matches(renderer):
+    # The random tiny renderer's field is a sponge: its steep slope refines every cell.
+    latents = make_latents(batch=2)
+    dense = decode.decode_latents(renderer, latents, grid_size=48)
+    adaptive = decode.decode_latents(renderer, latents, grid_size=48, adaptive=True)
+    for a, b in zip(adaptive, dense):
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        np.testing.assert_array_equal(a.faces, b.faces)
+
+
+def test_query_batch_none_picks_the_devices_default(renderer):
+    from blender_img3d.core import settings
+
+    runner = decode._QueryRunner(None, None, None, torch.device("cpu"))
+    assert runner.query_batch == settings.QUERY_BATCH_BY_DEVICE["cpu"]
+    (auto,) = decode.decode_latents(renderer, make_latents(), grid_size=GRID, query_batch=None)
+    (explicit,) = decode.decode_latents(renderer, make_latents(), grid_size=GRID, query_batch=97)
+    np.testing.assert_array_equal(auto.vertices, explicit.vertices)

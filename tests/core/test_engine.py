@@ -22,12 +22,13 @@ PROMPT = "a red chair"
 
 @pytest.fixture(scope="module")
 def image_models(tiny_image_model_dir):
-    return models.load_models(tiny_image_model_dir, mode="image", device="cpu")
+    # float32: "auto" may pick bf16 on a CPU with native bf16; the references are float32.
+    return models.load_models(tiny_image_model_dir, mode="image", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def text_models(tiny_text_model_dir):
-    return models.load_models(tiny_text_model_dir, mode="text", device="cpu")
+    return models.load_models(tiny_text_model_dir, mode="text", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -509,3 +510,52 @@ def test_numpy_integers_are_accepted_and_bad_numbers_rejected(image_models, pict
     for kwargs, word in bad:
         with pytest.raises(ConfigError, match=word):
             engine.sample_latents(image_models, images=picture, **{"steps": 2, **kwargs})
+
+
+# --- reduced precision: drift against float32, autocast, stats --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bound"), [("bfloat16", 0.3), ("autocast", 0.3), ("float16", 0.05)]
+)
+def test_latent_drift_against_float32_is_reported_and_bounded(
+    tiny_image_model_dir, image_models, picture, dtype, bound, record_property
+):
+    reduced = models.load_models(tiny_image_model_dir, mode="image", device="cpu", dtype=dtype)
+    ours = engine.sample_latents(reduced, images=picture, steps=8, seed=2)
+    full = engine.sample_latents(image_models, images=picture, steps=8, seed=2)
+    drift = float((ours - full).abs().max() / full.abs().max())
+    record_property(f"latent_drift_{dtype}", drift)  # in the junit XML; see RESULTS.md
+    assert ours.dtype == torch.float32 and torch.isfinite(ours).all()
+    assert 0.0 < drift < bound
+
+
+def test_autocast_runs_float32_weights_with_bf16_products(tiny_image_model_dir, picture):
+    faithful = models.load_models(
+        tiny_image_model_dir, mode="image", device="cpu", dtype="autocast"
+    )
+    seen = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, weight, bias=None):
+        out = real_linear(x, weight, bias)
+        seen.append((weight.dtype, out.dtype))
+        return out
+
+    counting = CountingPrior(faithful.prior)
+    wrapped = dataclasses.replace(faithful, prior=counting)
+    try:
+        torch.nn.functional.linear = spy
+        engine.sample_latents(wrapped, images=picture, steps=2, seed=1)
+    finally:
+        torch.nn.functional.linear = real_linear
+    assert {w for w, _ in seen} == {torch.float32}  # the weights stay float32
+    assert torch.bfloat16 in {o for _, o in seen}  # the products run in bf16
+    assert {s[0] for s in counting.seen} == {torch.float32}
+
+
+def test_stats_count_prior_calls_and_split_the_time(image_models, picture):
+    stats: dict = {}
+    engine.sample_latents(image_models, images=picture, steps=4, stats=stats)
+    assert stats["prior_calls"] == 2 * 4 - 1
+    assert stats["condition_s"] > 0 and stats["sample_s"] > 0

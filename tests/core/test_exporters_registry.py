@@ -65,10 +65,10 @@ def test_empty_or_broken_meshes_are_refused_before_writing(tmp_path, suffix):
     with pytest.raises(ExportError, match="nothing to export"):
         export_mesh(empty, tmp_path / f"e{suffix}")
     nan = MeshData([[0, 0, 0], [1, 0, 0], [np.nan, 1, 0]], [[0, 1, 2]])
-    with pytest.raises(ExportError, match="NaN"):
+    with pytest.raises(MeshInputError, match="NaN"):
         export_mesh(nan, tmp_path / f"n{suffix}")
     out_of_range = MeshData(np.eye(3), [[0, 1, 3]])
-    with pytest.raises(ExportError, match="corrupt"):
+    with pytest.raises(MeshInputError, match="corrupt"):
         export_mesh(out_of_range, tmp_path / f"o{suffix}")
     assert list(tmp_path.iterdir()) == []
 

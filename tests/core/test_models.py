@@ -21,6 +21,7 @@ from blender_img3d.core.errors import (
 )
 from blender_img3d.core.progress import Phase
 from blender_img3d.core.shap_e import loading as models
+from blender_img3d.core.shap_e import precision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -199,7 +200,8 @@ def test_download_progress_is_reported_in_bytes_and_cancellable():
 
 def test_resolve_device_and_dtype_on_a_cpu_machine():
     assert models.resolve_device("cpu") == torch.device("cpu")
-    assert models.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    expected_cpu = getattr(torch, precision.cpu_precision().dtype)  # measured, see below
+    assert models.resolve_dtype("auto", torch.device("cpu")) == expected_cpu
     assert models.resolve_dtype("auto", torch.device("cuda")) == torch.float16
     assert models.resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ConfigError):
@@ -226,3 +228,71 @@ def test_importing_engine_and_models_does_not_import_torch():
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert completed.returncode == 0, completed.stderr
+
+
+# --- dtype "auto" on the CPU: CPU flags, then a probe matmul ----------------------------------
+
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni
+"""
+ARM_CPUINFO = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.fixture
+def fresh_precision():
+    precision.cpu_precision.cache_clear()
+    yield
+    precision.cpu_precision.cache_clear()
+
+
+def test_cpuinfo_flags_are_read_for_x86_and_arm():
+    assert {"avx512_bf16", "avx2"} <= precision.parse_cpuinfo(X86_CPUINFO)
+    assert "bf16" in precision.parse_cpuinfo(ARM_CPUINFO)
+    assert precision.parse_cpuinfo("processor: 0\n") == set()
+
+
+@pytest.mark.parametrize(
+    ("flags", "source", "speedup", "expected", "probed"),
+    [
+        ({"avx2", "fma"}, "/proc/cpuinfo", 9.0, "float32", False),  # emulated bf16: no probe
+        ({"avx512_bf16"}, "/proc/cpuinfo", 2.1, "bfloat16", True),
+        ({"amx_bf16"}, "/proc/cpuinfo", 1.05, "float32", True),  # announced, but not faster
+        ({"bf16"}, "sysctl", 1.8, "bfloat16", True),
+        (set(), "", 1.8, "bfloat16", True),  # Windows: flags unknown, the probe decides
+        (set(), "", 0.4, "float32", True),
+    ],
+)
+def test_auto_picks_bf16_only_with_native_flags_and_a_faster_probe(
+    monkeypatch, fresh_precision, flags, source, speedup, expected, probed
+):
+    calls = []
+    monkeypatch.setattr(precision, "cpu_flags", lambda: (set(flags), source))
+    monkeypatch.setattr(precision, "probe_speedup", lambda: calls.append(1) or speedup)
+    assert models.resolve_dtype("auto", torch.device("cpu")) == getattr(torch, expected)
+    assert precision.cpu_precision().dtype == expected
+    assert bool(calls) == probed
+    # Decided once per process; an explicit dtype is the user's override.
+    models.resolve_dtype("auto", torch.device("cpu"))
+    assert len(calls) == (1 if probed else 0)
+    assert models.resolve_dtype("float32", torch.device("cpu")) == torch.float32
+
+
+def test_the_probe_measures_both_dtypes_for_real(fresh_precision):
+    speedup = precision.probe_speedup((128, 128, 128))
+    assert speedup > 0 and speedup == speedup  # a finite ratio of two timings
+    facts = precision.machine_facts()
+    assert facts["cpus"] >= 1 and isinstance(facts["flags"], list) and facts["cpu"]
+
+
+def test_autocast_keeps_float32_weights_and_names_the_product_dtype(tiny_image_model_dir):
+    assert models.resolve_dtype("autocast", torch.device("cpu")) == torch.float32
+    assert models.resolve_autocast("autocast", torch.device("cpu")) == torch.bfloat16
+    assert models.resolve_autocast("autocast", torch.device("cuda")) == torch.float16
+    assert models.resolve_autocast("float16", torch.device("cuda")) is None
+    loaded = models.load_models(tiny_image_model_dir, mode="image", device="cpu", dtype="autocast")
+    plain = models.load_models(tiny_image_model_dir, mode="image", device="cpu", dtype="float32")
+    assert loaded is not plain  # cached apart
+    assert loaded.prior.dtype == torch.float32 and loaded.autocast == torch.bfloat16
+    assert plain.autocast is None

@@ -154,3 +154,14 @@ def test_impossible_requests_are_refused_before_any_work(example_image):
         pipeline.run(Request(prompt="x", generation=GenerationSettings(steps=0)))
     with pytest.raises(ConfigError, match=".glb"):
         pipeline.run(Request(prompt="x", outputs=["mesh.fbx"]))
+
+
+def test_timings_split_the_phases_and_count_prior_calls(surface_image_model_dir, example_image):
+    result = pipeline.run(image_request(surface_image_model_dir, example_image, steps=3))
+    timings = result.timings
+    assert timings["prior_calls"] == 2 * 3 - 1
+    assert {"condition", "sample", "decode_sdf_query", "decode_marching_cubes"} <= set(timings)
+    assert timings["condition"] + timings["sample"] <= timings["sample_total"] + 1e-6
+    # The same record travels with each variant (its custom properties in Blender).
+    assert result.metrics[0]["timings"]["prior_calls"] == 5
+    assert result.report_dict()["timings"]["prior_calls"] == 5

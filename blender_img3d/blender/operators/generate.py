@@ -25,11 +25,11 @@ from ..requests import OVERRIDABLE, import_options, request_from_scene
 
 
 class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
-    """Generate a coloured mesh from the image or prompt with Shap-E, on this computer"""
+    """Generate a coloured mesh from the image or prompt with Shap-E, here or on the GPU server"""
 
     bl_idname = "img3d.generate"
     bl_label = "Generate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
 
     image_path: StringProperty(name="Image", subtype="FILE_PATH", options={"SKIP_SAVE"})
     prompt: StringProperty(name="Prompt", options={"SKIP_SAVE"})
@@ -59,7 +59,9 @@ class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
         if sessions.active_session() is not None:
             cls.poll_message_set("A generation is already running")
             return False
-        missing = missing_modules()
+        from ..prefs import get_preferences
+
+        missing = [] if get_preferences().remote else missing_modules()
         if missing:
             cls.poll_message_set(
                 "Missing packages: " + ", ".join(missing) + " (Preferences > Install dependencies)"
@@ -99,6 +101,30 @@ class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
         return self.start_modal(context, session)
 
 
+class IMG3D_OT_preview_input(bpy.types.Operator):
+    """Prepare the picture exactly as Generate will (cut-out, framing) and show it, in a second"""
+
+    bl_idname = "img3d.preview_input"
+    bl_label = "Preview Input"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        from ..requests import describe_preparation, prepare_input
+        from ..scene import store_preview_image
+
+        try:
+            prepared = prepare_input(context)
+        except Img3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        state = context.window_manager.img3d_tasks
+        state.preview_image = store_preview_image(prepared.image)
+        lines = describe_preparation(prepared.report)
+        state.preview_report = "\n".join(lines)
+        self.report({"INFO"}, "; ".join(lines[:2]))
+        return {"FINISHED"}
+
+
 class IMG3D_OT_cancel(bpy.types.Operator):
     """Stop the running generation after the current sampling step"""
 
@@ -118,4 +144,4 @@ class IMG3D_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IMG3D_OT_generate, IMG3D_OT_cancel)
+CLASSES = (IMG3D_OT_generate, IMG3D_OT_preview_input, IMG3D_OT_cancel)

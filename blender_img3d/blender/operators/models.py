@@ -109,9 +109,15 @@ class IMG3D_OT_download_models(tasks.ModalTask, bpy.types.Operator):
 
     def _prepare(self) -> Optional[DownloadTask]:
         from ...core.system.deps import require
+        from ...core.system.vendor import OfflineError, require_online
         from ..prefs import get_preferences
 
         prefs = get_preferences()
+        try:
+            require_online(bool(bpy.app.online_access), headless=bpy.app.background)
+        except OfflineError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
         if not prefs.downloads_allowed():
             self.report(
                 {"ERROR"},

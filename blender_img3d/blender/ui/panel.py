@@ -6,6 +6,8 @@ import bpy
 
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
+from ..prefs import ADDON_PACKAGE, get_preferences
+from ..presets import IMG3D_MT_presets
 from .sidebar import SidebarPanel, SidebarSubPanel
 from .system_report import draw_check
 
@@ -30,7 +32,10 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
                 inputs.prop(props, "image_path", text="")
             else:
                 inputs.template_ID(props, "image", open="image.open")
-            inputs.prop(props, "remove_background")
+            row = inputs.row(align=True)
+            row.prop(props, "remove_background")
+            row.prop(props, "border", text="Border")
+            inputs.operator("img3d.preview_input", icon="IMAGE_DATA")
         else:
             inputs.prop(props, "prompt", text="")
         row = inputs.row(align=True)
@@ -44,14 +49,22 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
             row.enabled = not job.cancelling
             row.operator("img3d.cancel", icon="CANCEL")
         else:
+            prefs = get_preferences()
+            missing = [] if prefs.remote else missing_modules()
             row = layout.row()
             row.scale_y = 1.4
-            row.operator("img3d.generate", icon="MESH_MONKEY")
-            missing = missing_modules()
+            if prefs.remote:
+                layout.label(text=f"On the server {prefs.server_url}", icon="NETWORK_DRIVE")
+            # Only Generate needs the runtime install; the button says so (export and the
+            # mesh tools run on the wheels bundled with the extension).
+            text = "Generate (needs Install Dependencies)" if missing else "Generate"
+            row.operator("img3d.generate", text=text, icon="MESH_MONKEY")
             if missing:
                 box = layout.box()
                 box.label(text="Missing: " + ", ".join(missing), icon="ERROR")
-                box.label(text="Preferences > Add-ons > Img3D > Install dependencies")
+                box.label(text="Export and the mesh tools work without them")
+                show = box.operator("preferences.addon_show", text="Install Dependencies…")
+                show.module = ADDON_PACKAGE
         if job.last_error and not job.running:
             box = layout.box()
             box.alert = True
@@ -77,6 +90,10 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         layout.use_property_decorate = False
         props = context.scene.img3d
         layout.enabled = not context.window_manager.img3d_tasks.generate.running
+        row = layout.row(align=True)
+        row.menu("IMG3D_MT_presets", text=IMG3D_MT_presets.bl_label)
+        row.operator("img3d.add_preset", text="", icon="ADD")
+        row.operator("img3d.add_preset", text="", icon="REMOVE").remove_active = True
         col = layout.column(heading="Sampling")
         col.prop(props, "model", text="Model", placeholder="from preferences")
         col.prop(props, "steps")
@@ -99,13 +116,57 @@ class IMG3D_PT_advanced(SidebarSubPanel, bpy.types.Panel):
         sub.prop(props, "smooth_iterations")
         sub.prop(props, "size")
         col = layout.column(heading="Result")
+        col.prop(props, "output_dir")
+        col.prop(props, "bake_texture")
+        sub = col.column()
+        sub.enabled = props.bake_texture
+        sub.prop(props, "texture_size")
         col.prop(props, "placement")
         col.prop(props, "shading")
 
 
+class IMG3D_UL_history(bpy.types.UIList):
+    """One row per past generation: name, seed, time and how it ended."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index):
+        icon = {"Finished": "CHECKMARK", "Failed": "ERROR"}.get(item.status, "CANCEL")
+        row = layout.row(align=True)
+        row.label(text=item.name, icon=icon)
+        sub = row.row()
+        sub.alignment = "RIGHT"
+        sub.label(text=f"s{item.seed}  {item.when}")
+
+
+class IMG3D_PT_result(SidebarSubPanel, bpy.types.Panel):
+    """What to do next with the selected result, and the file's last generations."""
+
+    bl_idname = "IMG3D_PT_result"
+    bl_label = "Results"
+    bl_options = set()
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.img3d
+        obj = context.active_object
+        if obj is not None and "img3d_request" in obj:
+            box = layout.box()
+            box.label(text=f"{obj.name}: seed {obj.get('img3d_seed', 0)}", icon="OBJECT_DATA")
+            col = box.column(align=True)
+            col.operator("img3d.generate_again", icon="FILE_REFRESH")
+            col.operator("img3d.variations", icon="MOD_ARRAY")
+            col.operator("img3d.redecode", icon="MESH_GRID")
+            col.operator("img3d.copy_settings", icon="COPYDOWN")
+        layout.operator("img3d.import_result", icon="IMPORT")
+        if len(props.history):
+            layout.template_list(
+                "IMG3D_UL_history", "", props, "history", props, "history_index", rows=3
+            )
+
+
 class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
     bl_idname = "IMG3D_PT_input_preview"
-    bl_label = "What the Model Saw"
+    bl_label = "Model Input"
+    bl_options = set()
 
     @classmethod
     def poll(cls, context):
@@ -113,9 +174,13 @@ class IMG3D_PT_input_preview(SidebarSubPanel, bpy.types.Panel):
         return bool(name) and name in bpy.data.images
 
     def draw(self, context):
-        image = bpy.data.images[context.window_manager.img3d_tasks.preview_image]
+        state = context.window_manager.img3d_tasks
+        image = bpy.data.images[state.preview_image]
         image.preview_ensure()
         self.layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+        col = self.layout.column(align=True)
+        for line in state.preview_report.splitlines():
+            col.label(text=line)
 
 
 class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
@@ -127,4 +192,11 @@ class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
         draw_check(self.layout)
 
 
-CLASSES = (IMG3D_PT_main, IMG3D_PT_advanced, IMG3D_PT_input_preview, IMG3D_PT_system)
+CLASSES = (
+    IMG3D_PT_main,
+    IMG3D_PT_advanced,
+    IMG3D_UL_history,
+    IMG3D_PT_result,
+    IMG3D_PT_input_preview,
+    IMG3D_PT_system,
+)

@@ -49,16 +49,26 @@ class ExportFormat:
     description: str
     writer: Union[str, Writer]
     units: bool = False
+    # Files the writer puts beside its output (an OBJ's .mtl): path -> list of paths,
+    # a callable or "module:function" like ``writer``; the output plan checks them too.
+    side_files: Union[str, Callable[[Path], list[Path]], None] = None
 
     @property
     def suffix(self) -> str:
         return self.suffixes[0]
 
     def load_writer(self) -> Writer:
-        if callable(self.writer):
-            return self.writer
-        module, function = self.writer.split(":")
-        return getattr(importlib.import_module(module, __name__), function)
+        return _resolve(self.writer)
+
+    def side_files_for(self, path: Path) -> list[Path]:
+        return [] if self.side_files is None else list(_resolve(self.side_files)(path))
+
+
+def _resolve(target: Union[str, Callable]) -> Callable:
+    if callable(target):
+        return target
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module, __name__), function)
 
 
 _FORMATS: dict[str, ExportFormat] = {}
@@ -161,17 +171,49 @@ def export_mesh(
     ``format_options`` maps format names to options for that format only (so one
     call site can serve every format: ``{"dxf": {"entity": "mesh"}}``); other
     options go to the writer (see each ``write_<fmt>``), which refuses ones it
-    doesn't know.
+    doesn't know. The arrays are validated first (:func:`check_exportable`): a mesh
+    no file of that format can hold is a :class:`~..errors.MeshInputError`, nothing
+    is written.
     """
-    name = (fmt or format_for_path(path)).lower()
-    name = _FORMATS[name].name if name in _FORMATS else suffix_owner(f".{name}") or name
-    if name not in _FORMATS:
-        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(_FORMATS)}.")
+    name = check_exportable(mesh, path, fmt, units=units, scale=options.get("scale", 1.0))
     entry = _FORMATS[name]
     options = {**(format_options or {}).get(name, {}), **options}
     if entry.units:
         options["units"] = units
     return entry.load_writer()(mesh, path, **options)
+
+
+def check_exportable(
+    mesh: MeshData,
+    path: Union[str, os.PathLike],
+    fmt: Optional[str] = None,
+    *,
+    units: str = DEFAULT_UNIT,
+    scale: float = 1.0,
+) -> str:
+    """The format name for ``path``/``fmt`` once ``mesh`` is known to fit it (else an error).
+
+    Callers writing several files run this for all of them first, so a mesh that
+    fits GLB but not STEP is refused before the GLB is written.
+    """
+    from ..mesh.validate import check_for_format
+    from .units import length_unit
+
+    name = (fmt or format_for_path(path)).lower()
+    name = _FORMATS[name].name if name in _FORMATS else suffix_owner(f".{name}") or name
+    if name not in _FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(_FORMATS)}.")
+    if _FORMATS[name].units:
+        unit = length_unit(units)
+        check_for_format(mesh, name, unit.per_metre, unit.name)
+    else:
+        check_for_format(mesh, name, float(scale))
+    return name
+
+
+def side_files(path: Union[str, os.PathLike]) -> list[Path]:
+    """The extra files written with ``path`` (an OBJ's .mtl), so callers can check them too."""
+    return _FORMATS[format_for_path(path)].side_files_for(Path(os.fspath(path)))
 
 
 register_format(
@@ -190,6 +232,7 @@ register_format(
         "Wavefront",
         "OBJ with vertex colours and a material file",
         ".obj:write_obj",
+        side_files=".obj:material_paths",
     )
 )
 register_format(
@@ -220,9 +263,11 @@ __all__ = [
     "ExportFormat",
     "Writer",
     "all_suffixes",
+    "check_exportable",
     "export_mesh",
     "format_for_path",
     "register_format",
+    "side_files",
     "suffix_list",
     "unregister_format",
 ]

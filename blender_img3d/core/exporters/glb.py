@@ -11,7 +11,6 @@ linear light, as the spec requires, under a white material they multiply.
 from __future__ import annotations
 
 import json
-import logging
 import struct
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from .geometry import checked_arrays, vertex_normals
 from .metadata import generator_name, json_safe
 from .options import refuse_unknown
 
-log = logging.getLogger(__name__)
-
 _GLB_MAGIC = 0x46546C67  # "glTF"
 _CHUNK_JSON = 0x4E4F534A  # "JSON"
 _CHUNK_BIN = 0x004E4942  # "BIN\0"
@@ -37,6 +34,7 @@ _FLOAT = 5126
 _UNSIGNED_SHORT = 5123
 _UNSIGNED_INT = 5125
 _TRIANGLES = 4
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP_TO_EDGE = 9729, 9987, 33071
 # uint16 indices may not use 65535: the validator reserves it for primitive restart.
 _MAX_UINT16_INDEX = 65534
 
@@ -45,19 +43,36 @@ def write_glb(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     """Write ``mesh`` as a .glb file at ``path`` (atomically) and return the path.
 
     Options: ``double_sided`` (bool, default: False) for meshes with holes seen from
-    both sides. Length units are ignored: glTF is always in metres.
+    both sides; ``extras`` (dict) merged into ``asset.extras`` beside the settings
+    (e.g. the metrics); ``texture`` (a ``core.mesh.bake.BakedTexture`` of this
+    mesh) to carry a base-colour texture instead of vertex colours. Length units
+    are ignored: glTF is always in metres.
     """
-    refuse_unknown("write_glb", options, ("double_sided", "units"))
+    refuse_unknown("write_glb", options, ("double_sided", "units", "extras", "texture"))
     double_sided = bool(options.get("double_sided", False))
-    data = glb_bytes(mesh, double_sided=double_sided)
+    extras = dict(options.get("extras") or {})
+    texture = options.get("texture")
+    if texture is not None:
+        mesh = texture.mesh
+    data = glb_bytes(mesh, double_sided=double_sided, extras=extras, texture=texture)
     with atomic_write(path, "wb") as stream:
         stream.write(data)
     return Path(path)
 
 
-def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
-    """The complete .glb file for ``mesh`` as bytes."""
+def glb_bytes(
+    mesh: MeshData,
+    *,
+    double_sided: bool = False,
+    extras: dict[str, Any] | None = None,
+    texture: Any = None,
+) -> bytes:
+    """The complete .glb file for ``mesh`` as bytes (``texture``: see :func:`write_glb`)."""
+    if texture is not None:
+        mesh = texture.mesh
     vertices, faces, colors = checked_arrays(mesh)
+    if texture is not None:
+        colors = None  # the texture carries the colour; COLOR_0 would multiply it again
     normals = vertex_normals(vertices, faces)
     positions = z_up_to_y_up(vertices).astype("<f4")
     normals = z_up_to_y_up(normals).astype("<f4")
@@ -73,12 +88,13 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
     accessors: list[dict[str, Any]] = []
     offset = 0
 
-    def add_view(array: np.ndarray, target: int) -> int:
+    def add_view(array: Any, target: int | None) -> int:
         nonlocal offset
-        raw = np.ascontiguousarray(array).tobytes()
-        buffer_views.append(
-            {"buffer": 0, "byteOffset": offset, "byteLength": len(raw), "target": target}
-        )
+        raw = array if isinstance(array, bytes) else np.ascontiguousarray(array).tobytes()
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(raw)}
+        if target is not None:  # image data is no vertex or index buffer
+            view["target"] = target
+        buffer_views.append(view)
         padding = -len(raw) % 4
         blobs.append(raw + b"\0" * padding)
         offset += len(raw) + padding
@@ -113,13 +129,38 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
         linear = np.clip(srgb_to_linear(colors), 0.0, 1.0).astype("<f4")
         attributes["COLOR_0"] = add_accessor(linear, _FLOAT, "VEC3", _ARRAY_BUFFER)
 
+    material_extra: dict[str, Any] = {}
+    texture_parts: dict[str, Any] = {}
+    if texture is not None:
+        attributes["TEXCOORD_0"] = add_accessor(
+            np.asarray(texture.uvs, dtype="<f4"), _FLOAT, "VEC2", _ARRAY_BUFFER
+        )
+        image_view = add_view(texture.png_bytes(), None)
+        texture_parts = {
+            "images": [{"bufferView": image_view, "mimeType": "image/png"}],
+            "samplers": [
+                {
+                    "magFilter": _LINEAR,
+                    "minFilter": _LINEAR_MIPMAP_LINEAR,
+                    "wrapS": _CLAMP_TO_EDGE,
+                    "wrapT": _CLAMP_TO_EDGE,
+                }
+            ],
+            "textures": [{"sampler": 0, "source": 0}],
+        }
+        material_extra = {"baseColorTexture": {"index": 0, "texCoord": 0}}
+
     binary = b"".join(blobs)
     name = str(mesh.name)
     document: dict[str, Any] = {
         "asset": {
             "version": "2.0",
             "generator": generator_name(),
-            "extras": {"name": name, "settings": json_safe(mesh.metadata)},
+            "extras": {
+                **json_safe(extras or {}),
+                "name": name,
+                "settings": json_safe(mesh.metadata),
+            },
         },
         "scene": 0,
         "scenes": [{"name": "Scene", "nodes": [0]}],
@@ -139,8 +180,9 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
         ],
         "materials": [
             {
-                "name": f"{name} vertex colours" if colors is not None else name,
+                "name": _material_name(name, colors is not None, texture is not None),
                 "pbrMetallicRoughness": {
+                    **material_extra,
                     "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
                     "metallicFactor": 0.0,
                     "roughnessFactor": 0.8,
@@ -148,6 +190,7 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
                 "doubleSided": double_sided,
             }
         ],
+        **texture_parts,
         "accessors": accessors,
         "bufferViews": buffer_views,
         "buffers": [{"byteLength": len(binary)}],
@@ -165,3 +208,9 @@ def glb_bytes(mesh: MeshData, *, double_sided: bool = False) -> bytes:
             binary,
         ]
     )
+
+
+def _material_name(name: str, vertex_colours: bool, textured: bool) -> str:
+    if textured:
+        return f"{name} baked texture"
+    return f"{name} vertex colours" if vertex_colours else name

@@ -8,14 +8,16 @@ also the only way OpenEXR/HDR reach us: Blender decodes them, we never do.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-from PIL import Image
 
 from ..colorspace import linear_to_srgb
 from ..errors import ImageInputError
 from .limits import check_pixel_count
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -37,6 +39,8 @@ def image_from_pixels(
     ``linear`` the colour channels (never alpha) get the sRGB transfer curve.
     ``bottom_up`` (Blender's order) flips the rows.
     """
+    from PIL import Image  # here, so the sRGB curve above works without Pillow (remote mode)
+
     array = _shaped(np.asarray(pixels), width, height)
     rows, cols, channels = array.shape
     check_pixel_count(cols, rows, max_pixels)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +32,16 @@ WORK_MAX_SIDE = 2048
 # Edge feathering, in output pixels: softens the cut without visible blur.
 _FEATHER_OUTPUT_PIXELS = 0.5
 _MAX_SIZE = 4096
+# Suffix -> Pillow format for saving the model's input (``--save-input``).
+MODEL_INPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 @dataclass
@@ -148,48 +157,36 @@ def prepare_image(
 
 
 def save_model_input(prepared: PreparedImage | Image.Image, path: str | os.PathLike) -> Path:
-    """Write the model's input as a PNG at ``path``, atomically; returns the path.
+    """Write the model's input at ``path`` in the format its suffix names, atomically.
 
-    The image goes to a temporary file in the same folder, is flushed to disk
-    and then renamed over ``path``, so a failure never leaves a partial file.
+    ``.png`` (lossless: the exact pixels the model saw), ``.jpg``/``.jpeg``,
+    ``.webp``, ``.bmp`` or ``.tif``/``.tiff`` (see :data:`MODEL_INPUT_FORMATS`);
+    any other suffix is refused rather than given bytes it doesn't announce.
+    A failure never leaves a partial file (``exporters/atomic.py``).
     """
+    from ..exporters.atomic import atomic_write, check_target
+
     image = prepared.image if isinstance(prepared, PreparedImage) else prepared
     if not isinstance(image, Image.Image):
         raise ImageInputError(
             f"Nothing to save: expected a prepared image, got {type(prepared).__name__}."
         )
-    target = Path(path)
-    folder = target.parent
-    if target.is_dir():
-        raise ExportError(f"Can't write the model input to {target}: it is a folder.")
-    if not folder.is_dir():
+    target = check_target(path)
+    image_format = MODEL_INPUT_FORMATS.get(target.suffix.lower())
+    if image_format is None:
         raise ExportError(
-            f"Can't write the model input to {target}: the folder {folder} does not exist."
+            f"Can't save the model input as {target.name}: use an image suffix "
+            f"({', '.join(MODEL_INPUT_FORMATS)})."
         )
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    if image_format in ("JPEG", "BMP") and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise ExportError(
-            f"Can't write the model input to {target}: {error.strerror or error}."
+        with atomic_write(target, "wb") as stream:
+            image.save(stream, format=image_format)
+    except (ValueError, KeyError) as error:
+        raise ImageInputError(
+            f"The prepared image can't be saved as {image_format}: {error}."
         ) from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException as error:
-        _remove_quietly(temporary)
-        if isinstance(error, OSError):
-            raise ExportError(
-                f"Can't write the model input to {target}: {error.strerror or error}. "
-                "Check the folder is writable and has free space."
-            ) from None
-        if isinstance(error, (ValueError, KeyError)):
-            raise ImageInputError(f"The prepared image can't be saved as PNG: {error}.") from None
-        raise
     return target
 
 
@@ -223,10 +220,3 @@ def _describe(source: Any) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"{len(source)} bytes"
     return "PIL image"
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

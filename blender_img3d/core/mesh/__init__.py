@@ -8,6 +8,8 @@
   ``process``: ``process_mesh`` chains them from ``MeshSettings``.
 - ``metrics``: quality numbers for reports (watertight, genus, pieces, ...).
 - ``reading``: OBJ/GLB/PLY/STL files into ``MeshData`` (``export --in``).
+- ``bake``: vertex colours → a UV atlas (xatlas, inside the function) and a
+  rasterised base-colour texture, for the GLB and OBJ writers.
 
 May import: ``..errors``, ``..progress``, ``..settings``, ``..colorspace``; numpy and
 scipy freely, trimesh and fast-simplification only inside functions. Never the exporters.

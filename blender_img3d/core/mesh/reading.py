@@ -60,6 +60,10 @@ def read_mesh(path: Union[str, os.PathLike], *, up_axis: Optional[str] = None) -
         raise DependencyError(
             "Reading mesh files needs the 'trimesh' package; install the add-on's dependencies."
         ) from error
+    if suffix in (".glb", ".gltf"):
+        from .gltf_check import check_gltf_file
+
+        check_gltf_file(source)  # trimesh trusts offsets and lengths; refuse bad ones first
     try:
         # With materials kept, trimesh leaves glTF's COLOR_0 as floats in
         # visual.vertex_attributes (without, it rounds them to 8 bits, in linear space).

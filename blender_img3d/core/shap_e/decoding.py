@@ -70,6 +70,11 @@ MIN_QUERY_BATCH = 1024
 _SDF_ROWS = slice(0, 1)
 _STF_ROWS = slice(3, 6)
 _POSENC_OCTAVES = 15  # NeRF encoding of the position: 2**0 ... 2**14
+# Coarse-to-fine SDF (see _sdf_grid_adaptive): every 4th grid point first, then the
+# fine points of coarse cells whose corners come within the margin of the surface.
+ADAPTIVE_STRIDE = 4
+ADAPTIVE_SAFETY = 1.5
+_ALIGNED_POINTS = 8
 # Points are queried in whole blocks of this many (see STFField.query).
 _POINT_BLOCK = 64
 FRAME = "shap-e: right-handed, +Z up, object inside [-1, 1]^3"
@@ -204,7 +209,13 @@ def grid_positions(grid_size: int, start: int, stop: int, device: Any = None) ->
     """
     import torch
 
-    index = torch.arange(start, stop, device=device)
+    return _flat_positions(torch.arange(start, stop, device=device), grid_size)
+
+
+def _flat_positions(index: "torch.Tensor", grid_size: int) -> "torch.Tensor":
+    """World positions of flat grid indices (any order), with one arithmetic for every caller."""
+    import torch
+
     xs = torch.div(index, grid_size * grid_size, rounding_mode="trunc")
     ys = torch.div(index, grid_size, rounding_mode="trunc") % grid_size
     zs = index % grid_size
@@ -216,13 +227,20 @@ def sdf_grid(
     field: STFField,
     grid_size: int = settings.DEFAULT_GRID_SIZE,
     *,
-    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    query_batch: Optional[int] = settings.DEFAULT_QUERY_BATCH,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
+    adaptive: bool = False,
 ) -> np.ndarray:
-    """Signed distance of every latent on the grid: float32 (B, G, G, G), indexed [x, y, z]."""
+    """Signed distance of every latent on the grid: float32 (B, G, G, G), indexed [x, y, z].
+
+    ``adaptive`` evaluates the network only near the surface (see
+    :func:`_sdf_grid_adaptive`); elsewhere the grid holds +1 or -1.
+    """
     settings.check_decoding(grid_size, query_batch)
     runner = _QueryRunner(query_batch, progress, cancel, field.device)
+    if adaptive:
+        return _sdf_grid_adaptive(field, grid_size, runner, later_batches=0)
     return _sdf_grid(field, grid_size, runner, later_batches=0)
 
 
@@ -262,7 +280,7 @@ def vertex_colors(
     field: STFField,
     vertices: np.ndarray,
     *,
-    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    query_batch: Optional[int] = settings.DEFAULT_QUERY_BATCH,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
 ) -> np.ndarray:
@@ -279,11 +297,12 @@ def decode_latents(
     latents: LatentsLike,
     *,
     grid_size: int = settings.DEFAULT_GRID_SIZE,
-    query_batch: int = settings.DEFAULT_QUERY_BATCH,
+    query_batch: Optional[int] = settings.DEFAULT_QUERY_BATCH,
     device: DeviceLike = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
     name: str = "img3d",
+    adaptive: bool = False,
 ) -> list[MeshData]:
     """Decode latents (B, D) or (D,) with a diffusers ``ShapERenderer`` into B coloured meshes.
 
@@ -295,7 +314,10 @@ def decode_latents(
     ``(Phase.DECODING, k, total)`` once per query batch; ``total`` grows if the
     batch is halved or once the vertex count is known. ``cancel`` is checked
     between batches. Any latent without a surface raises :class:`EmptySurfaceError`.
-    Meshes are in Shap-E's frame (see the module docstring).
+    Meshes are in Shap-E's frame (see the module docstring). ``query_batch``
+    None picks :data:`settings.QUERY_BATCH_BY_DEVICE` for the device.
+    ``adaptive`` queries the SDF coarse to fine: the mesh equals the dense
+    decode wherever the coarse grid sees the surface (see :func:`_sdf_grid_adaptive`).
     """
     import torch
 
@@ -308,7 +330,8 @@ def decode_latents(
     with torch.inference_mode():
         started = time.perf_counter()
         # One colour batch per mesh is the least still to come after the SDF pass.
-        grids = _sdf_grid(field, grid_size, runner, later_batches=count)
+        sdf = _sdf_grid_adaptive if adaptive else _sdf_grid
+        grids = sdf(field, grid_size, runner, later_batches=count)
         sdf_seconds = time.perf_counter() - started
 
         surfaces = []
@@ -342,6 +365,7 @@ def decode_latents(
                         "frame": FRAME,
                         "color_space": "sRGB",
                         "grid_size": int(grid_size),
+                        "sdf_points": int(runner.sdf_points),
                         "sample_index": index,
                         "timings": {
                             "sdf_query_s": round(sdf_seconds, 4),
@@ -373,12 +397,18 @@ class _QueryRunner:
 
     def __init__(
         self,
-        query_batch: int,
+        query_batch: Optional[int],
         progress: Optional[ProgressCallback],
         cancel: Optional[threading.Event],
         device: Any,
     ) -> None:
+        if query_batch is None:
+            kind = getattr(device, "type", str(device))
+            query_batch = settings.QUERY_BATCH_BY_DEVICE.get(
+                kind, settings.QUERY_BATCH_BY_DEVICE["cuda"]
+            )
         self.query_batch = int(query_batch)
+        self.sdf_points = 0  # grid points whose SDF was evaluated (per latent)
         self.progress = progress
         self.cancel = cancel
         self.device = device
@@ -446,7 +476,100 @@ def _sdf_grid(field: STFField, grid_size: int, runner: _QueryRunner, later_batch
     with torch.inference_mode():
         chunks = runner.map(grid_size**3, field.batch_size, compute, later_batches)
         values = torch.cat(chunks, dim=1)
+    runner.sdf_points += grid_size**3
     return values.reshape(field.batch_size, grid_size, grid_size, grid_size).numpy()
+
+
+def _sdf_grid_adaptive(field: STFField, grid_size: int, runner: _QueryRunner, later_batches: int):
+    """The SDF grid, evaluated coarse to fine: a coarse lattice, then only cells near the surface.
+
+    The coarse lattice is every ``ADAPTIVE_STRIDE``-th grid point (and the last).
+    From it we take the field's steepest slope ``L`` (times ``ADAPTIVE_SAFETY``).
+    Every point of a coarse cell lies within half the cell's diagonal ``h`` of a
+    corner, so if all corners agree in sign and sit further than ``L * h`` from
+    zero, the whole cell has their sign; every other cell (for any latent of the
+    batch) is refined: all its fine points are evaluated exactly as the dense pass
+    would (in aligned groups of 8 flat indices, so they round alike). Unrefined
+    points get their cell's sign as +-1. Marching cubes reads only cells that change
+    sign, so while the field's slope stays below the estimate the mesh is the dense
+    one bit for bit; a noisy field (a steep slope) simply refines everything.
+    """
+    import torch
+    import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+
+    g, stride = grid_size, ADAPTIVE_STRIDE
+    if g < 4 * stride:
+        return _sdf_grid(field, g, runner, later_batches)
+    axis = torch.tensor(sorted(set(range(0, g, stride)) | {g - 1}))
+    c = len(axis)
+    coarse_ijk = torch.cartesian_prod(axis, axis, axis)
+    coarse_flat = (coarse_ijk[:, 0] * g + coarse_ijk[:, 1]) * g + coarse_ijk[:, 2]
+    coarse = _query_flat(field, coarse_flat, g, runner, later_batches + 1)
+    coarse = coarse.reshape(field.batch_size, c, c, c)
+
+    # Per coarse cell, over its 8 corners and the whole batch.
+    corners = torch.stack(
+        [
+            coarse[:, i : c - 1 + i, j : c - 1 + j, k : c - 1 + k]
+            for i in (0, 1)
+            for j in (0, 1)
+            for k in (0, 1)
+        ]
+    )
+    low = corners.amin(dim=(0, 1))
+    high = corners.amax(dim=(0, 1))
+    # The field's steepest slope seen on the coarse lattice (per unit length), with a
+    # safety factor: a cell whose corners all sit further than slope x half its
+    # diagonal from zero holds no sign change (every point is that close to a corner).
+    spacing = (BBOX_MAX - BBOX_MIN) / (g - 1) * torch.diff(axis).double()
+    slope = 0.0
+    for dim in (1, 2, 3):
+        steps = coarse.diff(dim=dim).abs().double()
+        shape = [1, 1, 1, 1]
+        shape[dim] = -1
+        slope = max(slope, float((steps / spacing.reshape(shape)).max()))
+    half_diagonal = float(spacing.max()) * math.sqrt(3.0) / 2.0
+    margin = min(ADAPTIVE_SAFETY * slope * half_diagonal, 2.0)  # 2: refine everything
+    near = (low <= margin) & (high >= -margin)
+    # Cells that are not refined are all inside (low > 0) or all outside (high < 0).
+    inside = low > 0
+
+    def per_point(cells: "torch.Tensor") -> "torch.Tensor":
+        """Coarse-cell flags → fine-point flags (a point is in up to 8 fine cells)."""
+        lengths = torch.diff(axis)
+        fine = cells.repeat_interleave(lengths, 0).repeat_interleave(lengths, 1)
+        fine = fine.repeat_interleave(lengths, 2)[None, None].float()
+        return F.max_pool3d(F.pad(fine, (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
+
+    values = torch.where(per_point(inside), 1.0, -1.0).reshape(-1)
+    values = values.expand(field.batch_size, g**3).clone()
+    # Whole aligned groups of flat indices: a small renderer's products round a point
+    # differently with other neighbours (measured), so groups keep the dense pass's.
+    wanted = per_point(near).reshape(-1)
+    padding = -len(wanted) % _ALIGNED_POINTS
+    groups = F.pad(wanted, (0, padding)).reshape(-1, _ALIGNED_POINTS).any(dim=1).nonzero()[:, 0]
+    flat = (groups[:, None] * _ALIGNED_POINTS + torch.arange(_ALIGNED_POINTS)).reshape(-1)
+    flat = flat[flat < g**3]
+    if len(flat):
+        values[:, flat] = _query_flat(field, flat, g, runner, later_batches)
+    runner.sdf_points += c**3 + len(flat)
+    return values.reshape(field.batch_size, g, g, g).numpy()
+
+
+def _query_flat(
+    field: STFField, flat: "torch.Tensor", grid_size: int, runner: _QueryRunner, later: int
+) -> "torch.Tensor":
+    """SDF (B, N) at flat grid indices ``flat``, float32 on the CPU."""
+    import torch
+
+    flat = flat.to(field.device)
+
+    def compute(start: int, stop: int) -> "torch.Tensor":
+        positions = _flat_positions(flat[start:stop], grid_size)
+        return field.query(positions, "sdf").float().cpu()
+
+    chunks = runner.map(len(flat), field.batch_size, compute, later)
+    return torch.cat(chunks, dim=1)
 
 
 def _vertex_colors(

@@ -89,6 +89,7 @@ def load_latents(
             f"No latents file at {target}: check the path (latents are saved as .npy "
             "with the generate command's latents option)."
         )
+    _check_npy_header(target)
     try:
         loaded = np.load(target, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
@@ -128,7 +129,13 @@ def _read_sidecar(target: Path, array: np.ndarray) -> dict[str, Any]:
         ) from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LatentsError(f"{sidecar} is not a blender_img3d latents sidecar.")
-    if data.get("version", 0) > FORMAT_VERSION:
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise LatentsError(
+            f"{sidecar} is damaged: its format version is {version!r}, not a whole number; "
+            "delete it to load the latents without their metadata, or save them again."
+        )
+    if version > FORMAT_VERSION:
         raise LatentsError(
             f"{sidecar} was written by a newer blender_img3d (format version "
             f"{data.get('version')}): update the extension to read it."
@@ -142,6 +149,40 @@ def _read_sidecar(target: Path, array: np.ndarray) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise LatentsError(f"{sidecar} is damaged: its metadata is not a JSON object.")
     return metadata
+
+
+def _check_npy_header(target: Path) -> None:
+    """Refuse a .npy whose header promises more (or other) data than the file holds.
+
+    ``np.load`` allocates what the header declares before reading: a 100-byte file
+    claiming (100000, 100000) floats would ask for 37 GiB. The header is parsed
+    alone (pickle off) and checked against the file's real size first.
+    """
+    try:
+        with open(target, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+            data_start = stream.tell()
+        size = target.stat().st_size
+    except (OSError, ValueError, EOFError, SyntaxError) as error:
+        raise LatentsError(
+            f"{target} is not a readable latents file ({error}): it is damaged or not a .npy "
+            "array. Generate again and save the latents anew."
+        ) from error
+    if dtype.hasobject:
+        raise LatentsError(f"{target} holds Python objects, not latents; it is refused unread.")
+    count = 1
+    for side in shape:
+        count *= int(side)
+    declared = count * dtype.itemsize
+    if declared != size - data_start:
+        raise LatentsError(
+            f"{target} is damaged: its header declares {shape} {dtype} ({declared} bytes) "
+            f"but the file holds {size - data_start}. Generate again and save the latents anew."
+        )
 
 
 def _as_float32_batch(latents: Any) -> np.ndarray:

@@ -17,6 +17,7 @@ import gc
 import importlib.util
 import json
 import logging
+import pickle
 import re
 import sys
 import threading
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import ConfigError, DeviceError, ModelLoadError, ModelNotFoundError
+from ..errors import ConfigError, DeviceError, Img3DError, ModelLoadError, ModelNotFoundError
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from ..settings import (
     DEFAULT_REVISION,
@@ -86,6 +87,7 @@ class ShapEModels:
     image_processor: Any = None
     text_encoder: Any = None
     tokenizer: Any = None
+    autocast: Any = None  # a torch dtype: run the prior under torch.autocast (faithful mode)
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -145,10 +147,12 @@ def _mps_available(torch: Any) -> bool:
 
 
 def resolve_dtype(name: str, device: Any) -> Any:
-    """Return the ``torch.dtype`` for ``name`` on ``device``.
+    """Return the ``torch.dtype`` the weights get for ``name`` on ``device``.
 
-    "auto" is float16 on CUDA (what the product we replace ran) and float32
-    elsewhere: half precision on CPU is slow and on MPS not worth the risk.
+    "auto" is float16 on CUDA (what the product we replace ran), float32 on MPS,
+    and on the CPU bfloat16 only where the CPU has native bf16 and a probe
+    matmul proves it faster (see ``precision``), else float32. "autocast" keeps
+    float32 weights (see :func:`resolve_autocast`).
     """
     import torch
 
@@ -156,8 +160,26 @@ def resolve_dtype(name: str, device: Any) -> Any:
     if text not in DTYPES:
         raise ConfigError(f"Unknown dtype {name!r}: use one of {', '.join(DTYPES)}.")
     if text == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        from .precision import auto_dtype_name
+
+        text = auto_dtype_name(torch.device(device).type)
+    if text == "autocast":
+        return torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[text]
+
+
+def resolve_autocast(name: str, device: Any) -> Any:
+    """The ``torch.autocast`` dtype for ``name`` (None: no autocast).
+
+    "autocast" is the reference's numerics: float32 weights with float16
+    matrix products on CUDA (bfloat16 on the CPU and MPS, where autocast
+    supports only that), the faithful mode; a plain cast is the fast one.
+    """
+    import torch
+
+    if (name or "").strip().lower() != "autocast":
+        return None
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
 def load_models(
@@ -187,6 +209,7 @@ def load_models(
         raise ConfigError(f"mode must be 'image' or 'text', got {mode!r}.")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    autocast = resolve_autocast(dtype, torch_device)
     source_text = str(source) if source is not None else _HUB_ID_BY_MODE[mode]
     with _lock:
         folder, resolved_revision = _locate(
@@ -198,7 +221,13 @@ def load_models(
             progress=progress,
             cancel=cancel,
         )
-        key = (str(folder.resolve()), mode, str(torch_device), str(torch_dtype), source_text)
+        key = (
+            str(folder.resolve()),
+            mode,
+            str(torch_device),
+            f"{torch_dtype}/{autocast}",
+            source_text,
+        )
         cached = _cache.get(key)
         if cached is not None:
             logger.debug("Using cached Shap-E models from %s", folder)
@@ -213,6 +242,7 @@ def load_models(
             progress=progress,
             cancel=cancel,
         )
+        models.autocast = autocast
         _cache[key] = models
         return models
 
@@ -295,7 +325,19 @@ def _revision_of_folder(path: Path) -> str:
 
 
 def missing_components(path: Path, mode: str) -> list[str]:
-    """Describe what the folder lacks for ``mode`` (empty when it is complete)."""
+    """Describe what the folder lacks for ``mode`` (empty when it is complete).
+
+    Unreadable parts (permissions, a broken disk) are described too, never raised:
+    the caller turns the list into one message.
+    """
+    try:
+        return _missing_components(path, mode)
+    except OSError as error:
+        where = Path(error.filename).name if error.filename else path.name
+        return [f"{where} can't be read ({error.strerror or error}); check its permissions"]
+
+
+def _missing_components(path: Path, mode: str) -> list[str]:
     problems: list[str] = []
     index_file = path / "model_index.json"
     if not index_file.is_file():
@@ -303,9 +345,16 @@ def missing_components(path: Path, mode: str) -> list[str]:
     else:
         try:
             index = json.loads(index_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            problems.append("model_index.json is unreadable")
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or "not valid JSON"
+            problems.append(f"model_index.json is unreadable ({reason})")
         else:
+            if not isinstance(index, dict):
+                problems.append(
+                    f"model_index.json holds a JSON {type(index).__name__}, not the object "
+                    "naming the pipeline's components"
+                )
+                return problems
             class_name = index.get("_class_name")
             other = "text" if mode == "image" else "image"
             if class_name == _PIPELINE_CLASS[other]:
@@ -478,11 +527,10 @@ def _load_components(
                 loaded[name] = HeunDiscreteScheduler.from_pretrained(str(sub))
             else:
                 loaded[name] = _transformers_component(name, sub, dtype)
-        except (*_load_errors(), KeyError, TypeError) as error:
-            raise ModelLoadError(
-                f"Could not load {name}/ from {folder}: {error}. The files may be corrupt or "
-                "from another model: delete the folder (or that hub cache entry) and get it again."
-            ) from error
+        except Img3DError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any library failure is a damaged folder
+            raise ModelLoadError(_load_failure(name, folder, error)) from error
         if isinstance(loaded[name], torch.nn.Module):
             try:
                 loaded[name] = loaded[name].to(device).eval().requires_grad_(False)
@@ -512,28 +560,78 @@ def _load_components(
     )
 
 
-def _load_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "these files can't be read", for :class:`ModelLoadError`."""
-    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError]
-    try:
-        from safetensors import SafetensorError
-    except ImportError:
-        pass
-    else:
-        errors.append(SafetensorError)
-    return tuple(errors)
+_MESSAGE_CHARS = 300
+
+
+def _load_failure(name: str, folder: Path, error: BaseException) -> str:
+    """One line for whatever torch, safetensors, diffusers or transformers raised."""
+    advice = (
+        "The files may be corrupt or from another model: delete the folder (or that hub "
+        "cache entry) and get it again."
+    )
+    chain, cause = [], error
+    while cause is not None and len(chain) < 8:  # diffusers wraps the unpickler's error
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(link, pickle.UnpicklingError) for link in chain):
+        return (
+            f"Could not load {name}/ from {folder}: its pickled weights hold more than plain "
+            "tensors, and torch refuses to unpickle them so no code in the file can run. "
+            "Use the model's safetensors files instead."
+        )
+    if isinstance(error, PermissionError):
+        return (
+            f"Could not load {name}/ from {folder}: {error.filename or 'a file'} can't be read "
+            "(permission denied); fix the folder's permissions."
+        )
+    if isinstance(error, MemoryError):
+        return f"Could not load {name}/ from {folder}: out of memory; close other programs."
+    return f"Could not load {name}/ from {folder}: {_one_line(error)}. {advice}"
+
+
+def _one_line(error: BaseException) -> str:
+    """The first two lines of a (possibly many-line) library message, and how many more."""
+    lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = " ".join(lines[:2])
+    if len(lines) > 2:
+        text += f" (and {len(lines) - 2} more)"
+    if len(text) > _MESSAGE_CHARS:
+        text = text[: _MESSAGE_CHARS - 1].rstrip() + "…"
+    return text
+
+
+def _refuse_partial_weights(name: str, info: dict[str, Any]) -> None:
+    """Raise when the weights don't cover the model the config describes, or vice versa.
+
+    Libraries only warn and leave such weights randomly initialised, which shows up
+    much later as "sampling diverged"; a folder like that is damaged or mixed up.
+    """
+    for key, what in (
+        ("missing_keys", "the config has parameters the weights lack"),
+        ("unexpected_keys", "the weights have parameters the config doesn't describe"),
+        ("mismatched_keys", "parameters have other shapes than the config says"),
+    ):
+        found = sorted(str(item) for item in info.get(key) or ())
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise ValueError(f"{what} ({found[0]}{more}): config.json and weights don't match")
 
 
 def _diffusers_model(cls: Any, folder: Path, dtype: Any) -> Any:
     has_safetensors = any(folder.glob("*.safetensors"))
     # Without safetensors, diffusers reads the pickle with torch.load(weights_only=True).
-    return cls.from_pretrained(
+    model, info = cls.from_pretrained(
         str(folder),
         torch_dtype=dtype,
         use_safetensors=has_safetensors,
         # Without accelerate diffusers can't load lazily and warns on every load.
         low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
+        output_loading_info=True,
     )
+    _refuse_partial_weights(folder.name, info)
+    return model
 
 
 def _transformers_component(name: str, folder: Path, dtype: Any) -> Any:
@@ -551,4 +649,8 @@ def _transformers_component(name: str, folder: Path, dtype: Any) -> Any:
     cls = CLIPVisionModel if name == "image_encoder" else CLIPTextModelWithProjection
     has_safetensors = any(folder.glob("*.safetensors"))
     # transformers, too, only unpickles with weights_only=True.
-    return cls.from_pretrained(str(folder), dtype=dtype, use_safetensors=has_safetensors)
+    model, info = cls.from_pretrained(
+        str(folder), dtype=dtype, use_safetensors=has_safetensors, output_loading_info=True
+    )
+    _refuse_partial_weights(folder.name, info)
+    return model

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable, Optional
+import time
+from typing import Any, Callable, Optional, Sequence
 
 from ..errors import ConfigError, ImageInputError
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
@@ -23,6 +24,7 @@ from ..settings import (
     DEFAULT_SIGMA_MAX,
     DEFAULT_SIGMA_MIN,
     DEFAULT_STEPS,
+    MAX_BATCH,
     check_sampling,
 )
 from . import schedules
@@ -45,6 +47,7 @@ def sample_latents(
     sigma_max: float = DEFAULT_SIGMA_MAX,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[threading.Event] = None,
+    stats: Optional[dict[str, Any]] = None,
 ) -> Any:
     """Sample ``batch`` Shap-E latents; return them as a float32 CPU tensor ``(batch, N * D)``.
 
@@ -56,6 +59,8 @@ def sample_latents(
     :class:`CancelledError`. ``schedule`` names an entry of ``schedules``.
     The numbers are checked with ``settings.check_sampling``, the bounds
     ``Request.validate`` applies, so a direct call fails the same way.
+    ``stats``, when given, receives ``condition_s``, ``sample_s`` and
+    ``prior_calls`` (for the report's timings).
     """
     check_sampling(
         steps=steps,
@@ -76,13 +81,16 @@ def sample_latents(
     import torch
 
     raise_if_cancelled(cancel)
+    started = time.perf_counter()
     with torch.inference_mode():
         report(progress, Phase.CONDITIONING, 0, 1)
-        if models.mode == "image":
-            embeds = _image_embeddings(models, images, batch)
-        else:
-            embeds = _text_embeddings(models, prompt, batch)
+        with _autocast(models):
+            if models.mode == "image":
+                embeds = _image_embeddings(models, images, batch)
+            else:
+                embeds = _text_embeddings(models, prompt, batch)
         report(progress, Phase.CONDITIONING, 1, 1)
+        conditioned = time.perf_counter()
 
         plan = sampler.plan(models, steps, float(sigma_min), float(sigma_max), guidance)
         if plan.guided:
@@ -92,7 +100,24 @@ def sample_latents(
         x = (noise * plan.init_sigma).to(models.device)
         denoise = _make_denoiser(models, embeds, plan, guidance)
         x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
-    return x.float().cpu()
+        latents = x.float().cpu()  # the one host sync of the loop
+    if stats is not None:
+        stats["condition_s"] = conditioned - started
+        stats["sample_s"] = time.perf_counter() - conditioned
+        stats["prior_calls"] = denoise.calls  # type: ignore[attr-defined]
+    return latents
+
+
+def _autocast(models: Any) -> Any:
+    """``torch.autocast`` in the models' faithful mode (``dtype="autocast"``), else nothing."""
+    import contextlib
+
+    import torch
+
+    dtype = getattr(models, "autocast", None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(models.device).type, dtype=dtype)
 
 
 def initial_noise(seed: int, batch: int, latent_shape: tuple[int, int]) -> Any:
@@ -182,6 +207,7 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
     num_embeddings, embedding_dim = models.latent_shape
 
     def denoise(x: Any, index: int) -> Any:
+        denoise.calls += 1  # type: ignore[attr-defined]
         sigma = plan.sigmas[index]
         if plan.divide_input:
             scaled = x / ((sigma**2 + 1) ** 0.5)
@@ -190,11 +216,12 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
         scaled = scaled.reshape(x.shape[0], num_embeddings, embedding_dim)
         if plan.guided:
             scaled = torch.cat([scaled, scaled])
-        out = prior(
-            scaled.to(prior.dtype),
-            timestep=plan.timesteps[index],
-            proj_embedding=embeds,
-        ).predicted_image_embedding
+        with _autocast(models):
+            out = prior(
+                scaled.to(prior.dtype),
+                timestep=plan.timesteps[index],
+                proj_embedding=embeds,
+            ).predicted_image_embedding
         # The prior also predicts a variance in the second half of the channels.
         x0 = out[..., :embedding_dim].float()
         if plan.clip_per_branch:
@@ -206,4 +233,68 @@ def _make_denoiser(models: Any, embeds: Any, plan: Plan, guidance: float) -> Cal
             x0 = x0.clamp(-plan.clip_range, plan.clip_range)
         return x0.reshape(x.shape[0], -1)
 
+    denoise.calls = 0  # type: ignore[attr-defined]
     return denoise
+
+
+def sample_latents_grouped(
+    models: Any,
+    conditions: Sequence[Any],
+    seeds: Sequence[int],
+    batches: Sequence[int],
+    *,
+    steps: int = DEFAULT_STEPS,
+    guidance: Optional[float] = None,
+    schedule: str = DEFAULT_SCHEDULE,
+    sigma_min: float = DEFAULT_SIGMA_MIN,
+    sigma_max: float = DEFAULT_SIGMA_MAX,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> list[Any]:
+    """Sample several items (each its own image or prompt, seed and batch) with one prior call
+    per evaluation; return one ``(batch_i, N * D)`` float32 CPU tensor per item.
+
+    Item ``i``'s rows start from ``initial_noise(seeds[i], batches[i])``, exactly as a
+    :func:`sample_latents` call with that seed would, and rows never interact in
+    the prior, so each item's latents equal its single run's up to the float
+    rounding of batched matmuls (the farm's grouped runs rely on this).
+    """
+    if not (len(conditions) == len(seeds) == len(batches) >= 1):
+        raise ConfigError("Give one condition, seed and batch size per item (at least one item).")
+    rows = [int(b) for b in batches]
+    for condition, seed, batch in zip(conditions, seeds, batches):
+        check_sampling(
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            batch=batch,
+            schedule=schedule,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+        )
+        image = condition if models.mode == "image" else None
+        _check_source(models, image, condition if image is None else None)
+    if sum(rows) > MAX_BATCH:
+        raise ConfigError(f"A group holds at most {MAX_BATCH} rows, got {sum(rows)}.")
+    if guidance is None:
+        guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
+    guidance = float(guidance)
+    sampler = schedules.get(schedule)
+
+    import torch
+
+    raise_if_cancelled(cancel)
+    with torch.inference_mode():
+        report(progress, Phase.CONDITIONING, 0, 1)
+        embed = _image_embeddings if models.mode == "image" else _text_embeddings
+        with _autocast(models):
+            embeds = torch.cat([embed(models, c, b) for c, b in zip(conditions, rows)])
+        report(progress, Phase.CONDITIONING, 1, 1)
+        plan = sampler.plan(models, int(steps), float(sigma_min), float(sigma_max), guidance)
+        if plan.guided:
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+        noise = torch.cat([initial_noise(s, b, models.latent_shape) for s, b in zip(seeds, rows)])
+        x = (noise * plan.init_sigma).to(models.device)
+        denoise = _make_denoiser(models, embeds, plan, guidance)
+        x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
+    return list(x.float().cpu().split(rows))

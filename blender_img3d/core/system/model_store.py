@@ -91,14 +91,26 @@ def format_size(count: float) -> str:
 
 
 def default_cache_dir() -> Path:
-    """huggingface_hub's default cache folder, read the way the hub reads it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
-        "huggingface",
-    )
-    return Path(home).expanduser() / "hub"
+    """huggingface_hub's standard cache folder, shared with diffusers and across Blender versions.
+
+    The hub's environment variables decide first (``HF_HUB_CACHE``, the older
+    ``HUGGINGFACE_HUB_CACHE``, then ``HF_HOME``), read now, because
+    huggingface_hub reads them only once at import. Without any, the hub's own
+    default is asked where it is installed, else rebuilt the way it builds it.
+    """
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    if constants is not None and getattr(constants, "HF_HUB_CACHE", None):
+        return Path(constants.HF_HUB_CACHE).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
 def repo_folder_name(repo_id: str) -> str:

@@ -96,6 +96,18 @@ def device_entries() -> list[CheckEntry]:
     return entries
 
 
+def build_entry() -> CheckEntry:
+    """Which PyTorch build Install Dependencies would pick here, and why (runs the probes)."""
+    from . import hardware
+
+    machine = hardware.probe_machine()
+    try:
+        build = hardware.choose_build(machine)
+    except hardware.UnsupportedPlatformError as exc:
+        return CheckEntry("PyTorch build for this machine", False, machine.platform_label, str(exc))
+    return CheckEntry("PyTorch build for this machine", True, f"{build.label}: {build.reason}")
+
+
 def disk_entry(folder: Optional[Path]) -> Optional[CheckEntry]:
     if folder is None:
         return None
@@ -154,6 +166,7 @@ def collect(
     entries = python_entries() + package_entries()
     if include_devices:
         entries += device_entries()
+        entries.append(build_entry())
     if models:
         entries += model_entries(models, cache_dir, revision)
     disk = disk_entry(cache_dir)

@@ -1,0 +1,531 @@
+"""The benchmark suite: every figure is ours vs diffusers, same run, same machine, median of N.
+
+    python -m benchmarks --quick                 # CI smoke run: reduced models, < 2 min on 2 cores
+    python -m benchmarks                         # full-size random models (the real FLOPs)
+    python -m benchmarks --device cuda --steps 64 --cases prior sample decode e2e
+
+Models are full-size with random weights (``bench_sampling.build_models``): the
+published checkpoints' shapes, so the time is theirs, with no download. The
+reference side is diffusers' ``ShapEImg2ImgPipeline`` / ``ShapEPipeline`` built
+from the *same* component objects, dtype and settings. Repeats are interleaved
+(ours, theirs, ours, ...) so a busy machine slows both alike; the median is kept.
+Decode uses the calibrated field (``fields.py``). A table goes to stdout and the
+whole record (machine, torch, settings, every repeat) to ``--out``/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+log = logging.getLogger("benchmarks")
+
+ALL_CASES = ("prior", "sample", "decode", "e2e", "cold")
+# --quick: the tests' tiny models throughout, small grids.
+QUICK_GRID = 32
+
+
+def median_of(repeats: int, *runs: Callable[[], float]) -> list[list[float]]:
+    """Run each callable ``repeats`` times, interleaved; the list of times of each."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for index, run in enumerate(runs):
+            times[index].append(run())
+    return times
+
+
+def synchronize(device: Any) -> None:
+    import torch
+
+    if getattr(device, "type", "cpu") == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: Any) -> dict[str, float]:
+    """Peak RSS of this process so far (MiB) and CUDA max allocated since the last reset."""
+    import torch
+
+    peak = {"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if getattr(device, "type", "cpu") == "cuda":
+        peak["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def build(mode: str, device: Any, dtype_name: str, quick: bool):
+    """ShapEModels (full-size random; --quick: the tests' tiny ones) and diffusers' pipeline."""
+    import torch
+
+    from benchmarks import bench_sampling as sizes
+    from blender_img3d.core.shap_e.loading import load_models, resolve_autocast, resolve_dtype
+
+    if quick:
+        models = load_models(_tiny_folder(mode), mode=mode, device=str(device), dtype=dtype_name)
+    else:
+        models = sizes.build_models(mode, device, resolve_dtype(dtype_name, device))
+        models.autocast = resolve_autocast(dtype_name, device)
+    pipe = sizes.diffusers_pipeline(models)
+    torch.manual_seed(0)
+    return models, pipe
+
+
+_TINY: dict[str, Path] = {}
+
+
+def _tiny_folder(mode: str) -> Path:
+    import tempfile
+
+    from tests.fixtures import tiny_models
+
+    if mode not in _TINY:
+        folder = Path(tempfile.mkdtemp(prefix="img3d-bench-")) / f"tiny-{mode}"
+        make = (
+            tiny_models.make_tiny_image_model
+            if mode == "image"
+            else tiny_models.make_tiny_text_model
+        )
+        make(folder)
+        _TINY[mode] = folder
+    return _TINY[mode]
+
+
+def inputs_for(mode: str) -> tuple[dict[str, Any], float]:
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks.bench_sampling import PROMPT
+    from blender_img3d.core import settings
+
+    if mode == "image":
+        pixels = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        return {"images": Image.fromarray(pixels, "RGB")}, settings.DEFAULT_GUIDANCE_IMAGE
+    return {"prompt": PROMPT}, settings.DEFAULT_GUIDANCE_TEXT
+
+
+class PriorTimer:
+    """Forward hooks on a prior: wall time and count of its calls (what either side runs)."""
+
+    def __init__(self, prior: Any, device: Any) -> None:
+        self.device = device
+        self.seconds = 0.0
+        self.calls = 0
+        self._started = 0.0
+        self._handles = [
+            prior.register_forward_pre_hook(self._before),
+            prior.register_forward_hook(self._after),
+        ]
+
+    def _before(self, *_: Any) -> None:
+        synchronize(self.device)
+        self._started = time.perf_counter()
+
+    def _after(self, *_: Any) -> None:
+        synchronize(self.device)
+        self.seconds += time.perf_counter() - self._started
+        self.calls += 1
+
+    def reset(self) -> None:
+        self.seconds, self.calls = 0.0, 0
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def run_ours(models, inputs, steps, guidance, batch=1, schedule="shap-e") -> float:
+    from blender_img3d.core.shap_e.sampling import sample_latents
+
+    synchronize(models.device)
+    started = time.perf_counter()
+    sample_latents(models, steps=steps, guidance=guidance, batch=batch, schedule=schedule, **inputs)
+    synchronize(models.device)
+    return time.perf_counter() - started
+
+
+def run_diffusers(models, pipe, inputs, steps, guidance, batch=1) -> float:
+    import torch
+
+    from benchmarks.bench_sampling import PROMPT
+
+    arguments = {"image": inputs["images"]} if models.mode == "image" else {"prompt": PROMPT}
+    synchronize(models.device)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if models.autocast is not None:  # the same numerics on both sides
+            stack.enter_context(torch.autocast(models.device.type, dtype=models.autocast))
+        pipe(
+            **arguments,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            num_images_per_prompt=batch,
+            generator=torch.Generator("cpu").manual_seed(0),
+            output_type="latent",
+        )
+    synchronize(models.device)
+    return time.perf_counter() - started
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+
+def case_prior(args, device, record) -> None:
+    """One guided prior call (batch 2 for CFG), image model: the time of the prior alone."""
+    models, pipe = build("image", device, args.dtype, args.quick)
+    inputs, guidance = inputs_for("image")
+    timer = PriorTimer(models.prior, device)
+
+    def ours() -> float:
+        timer.reset()
+        run_ours(models, inputs, 1, guidance)
+        return timer.seconds
+
+    def theirs() -> float:
+        timer.reset()
+        run_diffusers(models, pipe, inputs, 1, guidance)
+        return timer.seconds
+
+    if device.type != "cpu":
+        ours(), theirs()  # warm-up: kernels, allocator
+    mine, reference = median_of(args.repeats, ours, theirs)
+    add_row(record, "prior call (image, batch 1, CFG)", mine, reference, models, device)
+    timer.close()
+
+
+def case_sample(args, device, record) -> None:
+    """``--steps`` steps, image and text, batch 1 and 4 (batch 4 skipped with --quick)."""
+    for mode in ("image", "text"):
+        models, pipe = build(mode, device, args.dtype, args.quick)
+        inputs, guidance = inputs_for(mode)
+        for batch in (1,) if args.quick else (1, 4):
+            if device.type != "cpu":
+                run_ours(models, inputs, 1, guidance, batch)
+                run_diffusers(models, pipe, inputs, 1, guidance, batch)
+            mine, reference = median_of(
+                args.repeats,
+                lambda: run_ours(models, inputs, args.steps, guidance, batch),
+                lambda: run_diffusers(models, pipe, inputs, args.steps, guidance, batch),
+            )
+            name = f"{args.steps} steps, {mode}, batch {batch} (ours: shap-e schedule)"
+            add_row(record, name, mine, reference, models, device)
+
+
+def decode_ours(renderer, latents, grid, device, shape, adaptive=True):
+    from benchmarks import fields
+    from blender_img3d.core.shap_e import decoding
+
+    real_project = decoding.project_latents
+
+    def project(*a, **k):
+        return fields.calibrated(real_project(*a, **k), shape)
+
+    decoding.project_latents = project
+    try:
+        synchronize(device)
+        started = time.perf_counter()
+        meshes = decoding.decode_latents(
+            renderer, latents, grid_size=grid, device=device, adaptive=adaptive
+        )
+        synchronize(device)
+        return time.perf_counter() - started, meshes
+    finally:
+        decoding.project_latents = real_project
+
+
+def decode_diffusers(renderer, latents, grid, device, shape, vertex_count, batch=4096):
+    """diffusers' decode_to_mesh, stage by stage (its MLP, query loop, MeshDecoder), calibrated.
+
+    Random weights leave its marching-cubes tables zero, so its mesh is empty;
+    every stage's work still happens, and its colour query runs at as many
+    vertices as our mesh has (what decode_to_mesh would query).
+    """
+    import copy
+
+    import torch
+    from diffusers.pipelines.shap_e.renderer import volume_query_points
+
+    from benchmarks import fields
+    from blender_img3d.core.shap_e import decoding
+
+    renderer = copy.deepcopy(renderer)  # decode_to_mesh overwrites the MLP weights
+    with torch.no_grad():
+        synchronize(device)
+        started = time.perf_counter()
+        params = renderer.params_proj(
+            latents.to(device).reshape(1, *decoding.latent_shape(renderer))
+        )
+        for name, param in renderer.mlp.state_dict().items():
+            if f"nerstf.{name}" in params:
+                param.copy_(params[f"nerstf.{name}"].squeeze(0))
+        points = volume_query_points(renderer.volume, grid)[None].to(device)
+        chunks = []
+        for index in range(0, points.shape[1], batch):
+            part = points[:, index : index + batch]
+            renderer.mlp(
+                position=part, direction=None, ts=None, nerf_level="fine", rendering_mode="stf"
+            )
+            chunks.append(fields.analytic_sdf(part[0], shape))
+        field = torch.cat(chunks).reshape(grid, grid, grid).to(device)
+        padded = torch.full((grid + 2,) * 3, -1.0, device=device)
+        padded[1:-1, 1:-1, 1:-1] = field
+        volume = renderer.volume
+        renderer.mesh_decoder(padded, volume.bbox_min, volume.bbox_max - volume.bbox_min)
+        vertices = torch.rand(1, vertex_count, 3, device=device) * 2 - 1
+        for index in range(0, vertex_count, batch):
+            renderer.mlp(
+                position=vertices[:, index : index + batch],
+                direction=None,
+                ts=None,
+                nerf_level="fine",
+                rendering_mode="stf",
+            )
+        synchronize(device)
+    return time.perf_counter() - started
+
+
+def case_decode(args, device, record) -> None:
+    """Decode one latent on the calibrated chair, grid 64/128/192 (--quick: 64), + agreement."""
+    import numpy as np
+    import torch
+    from diffusers.pipelines.shap_e import ShapERenderer
+
+    from blender_img3d.core.shap_e import decoding
+
+    torch.manual_seed(0)
+    if args.quick:  # the tiny model's renderer: the machinery, not the figures
+        renderer = build("image", device, args.dtype, True)[0].renderer
+    else:
+        renderer = ShapERenderer().eval().to(device)
+    tokens, width = decoding.latent_shape(renderer)
+    latents = torch.randn(1, tokens * width, generator=torch.Generator("cpu").manual_seed(0))
+    for grid in (QUICK_GRID,) if args.quick else (64, 128, 192):
+        _, (dense,) = decode_ours(renderer, latents, grid, device, "chair", adaptive=False)
+        _, (mesh,) = decode_ours(renderer, latents, grid, device, "chair")
+        same = np.array_equal(mesh.faces, dense.faces) and np.array_equal(
+            mesh.vertices, dense.vertices
+        )
+        mine, reference = median_of(
+            args.repeats,
+            lambda: decode_ours(renderer, latents, grid, device, "chair")[0],
+            lambda: decode_diffusers(renderer, latents, grid, device, "chair", mesh.vertex_count),
+        )
+        row = add_row(
+            record, f"decode grid {grid} (calibrated chair)", mine, reference, None, device
+        )
+        row["faces"] = mesh.face_count
+        row["sdf_points_fraction"] = round(mesh.metadata["sdf_points"] / grid**3, 4)
+        row["adaptive_equals_dense"] = bool(same)
+        row["ours_timings"] = mesh.metadata["timings"]
+
+
+def case_e2e(args, device, record) -> None:
+    """Conditioning + --steps steps + decode 128 (calibrated) + default mesh processing, warm."""
+    import torch
+
+    from blender_img3d.core.mesh.process import process_mesh
+    from blender_img3d.core.settings import MeshSettings
+    from blender_img3d.core.shap_e.decoding import latent_shape
+    from blender_img3d.core.shap_e.sampling import sample_latents
+
+    grid = QUICK_GRID if args.quick else 128
+    models, pipe = build("image", device, args.dtype, args.quick)
+    inputs, guidance = inputs_for("image")
+    tokens, width = latent_shape(models.renderer)
+    latents = torch.randn(1, tokens * width, generator=torch.Generator("cpu").manual_seed(0))
+
+    def ours() -> float:
+        started = time.perf_counter()
+        sample_latents(models, steps=args.steps, guidance=guidance, **inputs)
+        _, (mesh,) = decode_ours(models.renderer, latents, grid, device, "chair")
+        process_mesh(mesh, MeshSettings())
+        return time.perf_counter() - started
+
+    _, (reference_mesh,) = decode_ours(models.renderer, latents, grid, device, "chair")
+
+    def theirs() -> float:
+        started = time.perf_counter()
+        run_diffusers(models, pipe, inputs, args.steps, guidance)
+        decode_diffusers(
+            models.renderer, latents, grid, device, "chair", reference_mesh.vertex_count
+        )
+        process_mesh(reference_mesh, MeshSettings())  # the same processing on both sides
+        return time.perf_counter() - started
+
+    mine, reference = median_of(args.repeats, ours, theirs)
+    add_row(
+        record, f"end to end ({args.steps} steps, grid {grid})", mine, reference, models, device
+    )
+
+
+COLD_START = r"""
+import sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+from blender_img3d.core import pipeline
+from blender_img3d.core.progress import Phase
+from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request
+marks = {{}}
+def progress(phase, done, total):
+    now = time.perf_counter() - t0
+    if phase == Phase.LOADING_MODEL and done == 0: marks.setdefault("load_start", now)
+    if phase == Phase.LOADING_MODEL and done == total: marks.setdefault("load_end", now)
+    if phase == Phase.SAMPLING: marks.setdefault("first_step", now); raise SystemExit(0)
+request = Request(prompt="a chair", generation=GenerationSettings(model={model!r}, steps=2,
+                  grid_size=16), mesh=MeshSettings(enabled=False))
+try:
+    pipeline.run(request, progress)
+finally:
+    import json
+    print(json.dumps({{**marks, "modules": len(sys.modules),
+                      "diffusers_pipelines": "diffusers.pipelines.shap_e.pipeline_shap_e"
+                      in sys.modules}}))
+"""
+
+
+def case_cold(args, device, record) -> None:
+    """A fresh process: Generate to the first sampling step, not counting weight loading."""
+    code = COLD_START.format(root=str(REPO_ROOT), model=str(_tiny_folder("text")))
+    runs = []
+    for _ in range(args.repeats):
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+        )
+        marks = json.loads(done.stdout.strip().splitlines()[-1])
+        loading = marks["load_end"] - marks["load_start"]
+        runs.append((marks["first_step"] - loading, marks))
+    seconds = [r[0] for r in runs]
+    row = {
+        "case": "cold start to first step (tiny model, minus weight loading)",
+        "ours_s": statistics.median(seconds),
+        "ours_runs": seconds,
+        "reference_s": None,
+        "ratio": None,
+        "imports_diffusers_pipelines": runs[0][1]["diffusers_pipelines"],
+    }
+    record["rows"].append(row)
+
+
+def add_row(record, name, mine, reference, models, device) -> dict[str, Any]:
+    ours_s, theirs_s = statistics.median(mine), statistics.median(reference)
+    row = {
+        "case": name,
+        "ours_s": ours_s,
+        "reference_s": theirs_s,
+        "ratio": theirs_s / ours_s if ours_s else None,  # > 1: we are faster
+        "ours_runs": mine,
+        "reference_runs": reference,
+        "dtype": None if models is None else str(models.prior.dtype),
+        "autocast": None if models is None else str(models.autocast),
+        "memory": peak_memory(device),
+    }
+    record["rows"].append(row)
+    log.info("%s: ours %.3f s, diffusers %.3f s", name, ours_s, theirs_s)
+    return row
+
+
+def machine(device: Any, args) -> dict[str, Any]:
+    import torch
+
+    from blender_img3d.core.shap_e import precision
+
+    facts = precision.machine_facts()
+    facts.update(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        device=str(device),
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        auto_dtype_cpu=precision.cpu_precision().to_dict(),
+        load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
+    )
+    return facts
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = [
+        "| case | ours (s) | diffusers (s) | diffusers / ours |",
+        "|---|---|---|---|",
+    ]
+    for row in record["rows"]:
+        theirs = "—" if row["reference_s"] is None else f"{row['reference_s']:.3f}"
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}×"
+        extra = []
+        if "faces" in row:
+            extra.append(f"{row['faces']} faces")
+            extra.append(f"SDF at {100 * row['sdf_points_fraction']:.0f}% of points")
+            extra.append("mesh = dense" if row["adaptive_equals_dense"] else "mesh ≠ dense")
+        if row.get("dtype"):
+            extra.append(row["dtype"].replace("torch.", ""))
+        note = f" ({', '.join(extra)})" if extra else ""
+        lines.append(f"| {row['case']}{note} | {row['ours_s']:.3f} | {theirs} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="CI smoke run (< 2 min on 2 cores)")
+    parser.add_argument("--cases", nargs="+", choices=ALL_CASES, default=list(ALL_CASES))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument(
+        "--dtype", default="auto", help="auto, float32, float16, bfloat16, autocast"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default 2; 64 on GPU)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is kept")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("blender_img3d").setLevel(logging.WARNING)
+
+    import torch
+
+    from blender_img3d.core.shap_e.loading import resolve_device
+
+    device = resolve_device(args.device)
+    if args.steps is None:
+        args.steps = 64 if device.type == "cuda" and not args.quick else 2
+    if args.quick:
+        args.cases = [c for c in args.cases if c != "sample"]
+    record: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+        "settings": {"steps": args.steps, "repeats": args.repeats, "dtype": args.dtype},
+        "machine": machine(device, args),
+        "rows": [],
+    }
+    started = time.perf_counter()
+    with torch.inference_mode(False):
+        for name in ALL_CASES:
+            if name in args.cases:
+                log.info("== %s", name)
+                globals()[f"case_{name}"](args, device, record)
+    record["wall_s"] = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(
+        f"{record['date']} — {record['machine']['cpu']}, {record['machine']['device']}, "
+        f"torch {record['machine']['torch']}, {record['machine']['threads']} threads, "
+        f"flags {' '.join(record['machine']['flags'])}"
+    )
+    print(table(record))
+    print(f"wall {record['wall_s']:.0f} s; JSON in {args.out / 'results.json'}")
+    return 0

@@ -1,0 +1,84 @@
+"""Texture bake: vertex colours → UV atlas texture, in GLB (validator-clean) and OBJ (+ PNG)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blender_img3d.core.errors import MeshInputError
+from blender_img3d.core.exporters import export_mesh
+from blender_img3d.core.mesh.bake import bake_vertex_colors
+from tests.core.test_exporters_glb import assert_clean, parse_glb, validate
+from tests.fixtures.meshes import icosphere
+
+pytest.importorskip("xatlas")
+
+
+@pytest.fixture(scope="module")
+def gradient_sphere():
+    mesh = icosphere(subdivisions=4)
+    v = mesh.vertices
+    # A smooth gradient over every axis: red along x, green along y, blue along z.
+    mesh.colors = np.clip((v + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+    mesh.name = "gradient"
+    return mesh
+
+
+@pytest.fixture(scope="module")
+def baked(gradient_sphere):
+    return bake_vertex_colors(gradient_sphere, size=256)
+
+
+def test_the_texture_looks_like_the_vertex_colours(baked):
+    mesh = baked.mesh
+    # At the vertices…
+    at_vertices = np.abs(baked.sample(baked.uvs) - mesh.colors).mean()
+    # …and inside the triangles, where the texture has to interpolate by itself.
+    weights = np.array([[1 / 3, 1 / 3, 1 / 3], [0.6, 0.2, 0.2], [0.2, 0.2, 0.6]])
+    errors = []
+    for w in weights:
+        uv = np.einsum("k,fkd->fd", w, baked.uvs[mesh.faces])
+        expected = np.einsum("k,fkd->fd", w, mesh.colors[mesh.faces])
+        errors.append(np.abs(baked.sample(uv) - expected).mean())
+    assert at_vertices <= 0.03 and max(errors) <= 0.03, (at_vertices, errors)
+
+
+def test_every_vertex_has_one_uv_inside_the_image(baked, gradient_sphere):
+    assert baked.uvs.shape == (len(baked.mesh.vertices), 2)
+    assert (baked.uvs >= 0).all() and (baked.uvs <= 1).all()
+    assert len(baked.mesh.faces) == len(gradient_sphere.faces)
+    assert len(baked.mesh.vertices) >= len(gradient_sphere.vertices)  # seams split vertices
+
+
+def test_textured_glb_is_validator_clean_and_carries_the_texture(baked, tmp_path):
+    path = export_mesh(baked.mesh, tmp_path / "sphere.glb", texture=baked)
+    assert_clean(validate(path))
+    document, binary = parse_glb(path)
+    primitive = document["meshes"][0]["primitives"][0]
+    assert "TEXCOORD_0" in primitive["attributes"] and "COLOR_0" not in primitive["attributes"]
+    material = document["materials"][0]["pbrMetallicRoughness"]
+    assert material["baseColorTexture"] == {"index": 0, "texCoord": 0}
+    view = document["bufferViews"][document["images"][0]["bufferView"]]
+    png = binary[view["byteOffset"] : view["byteOffset"] + view["byteLength"]]
+    assert png == baked.png_bytes()
+
+
+def test_obj_mtl_references_the_png_written_beside_it(baked, tmp_path):
+    path = export_mesh(baked.mesh, tmp_path / "sphere.obj", texture=baked)
+    mtl = (tmp_path / "sphere.mtl").read_text()
+    assert "map_Kd sphere.png\n" in mtl
+    with Image.open(tmp_path / "sphere.png") as png:
+        assert png.size == baked.image.shape[1::-1]
+    text = path.read_text()
+    assert text.count("\nvt ") == len(baked.uvs)
+    first_face = next(line for line in text.splitlines() if line.startswith("f "))
+    assert first_face.count("/") == 6  # v/vt/vn
+
+
+def test_bad_bakes_are_typed_errors(gradient_sphere):
+    plain = icosphere(subdivisions=1)
+    with pytest.raises(MeshInputError, match="no vertex colours"):
+        bake_vertex_colors(plain)
+    with pytest.raises(MeshInputError, match="texture size"):
+        bake_vertex_colors(gradient_sphere, size=10)

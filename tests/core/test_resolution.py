@@ -1,0 +1,152 @@
+"""Each pinned set resolves on PyPI for every supported (Python, platform), without installing.
+
+pip's ``--dry-run --only-binary=:all: --python-version X --platform P`` finds a
+wheel for each pinned distribution (a missing wheel fails here, not on an
+artist's machine). pip evaluates dependency markers for the machine it runs on,
+not the target, so the set is resolved ``--no-deps`` (as the Blender install
+runs it) and its closure is checked here from the metadata pip reports, with
+the markers evaluated for the target: every dependency must be in the set, at
+a version that satisfies it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from blender_img3d.core.system.requirements import (
+    BLENDER_NUMPY,
+    LIBRARY_PINS,
+    PLATFORM_TAGS,
+    SUPPORTED_PYTHONS,
+    TORCH_DEPENDENCIES,
+    TORCH_REQUIREMENT,
+)
+
+PYPI = "https://pypi.org/simple"
+# What torch's own pip run brings from the PyTorch index for GPU builds (NVIDIA's
+# libraries, triton): resolved there by pip, so not pinned here.
+FROM_THE_TORCH_INDEX = ("nvidia-", "cuda-", "triton")
+
+MARKER_ENVIRONMENTS = {
+    "windows-x64": {
+        "sys_platform": "win32",
+        "platform_system": "Windows",
+        "os_name": "nt",
+        "platform_machine": "AMD64",
+    },
+    "macos-arm64": {
+        "sys_platform": "darwin",
+        "platform_system": "Darwin",
+        "os_name": "posix",
+        "platform_machine": "arm64",
+    },
+    "linux-x64": {
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+    },
+}
+
+
+def pypi_reachable() -> bool:
+    try:
+        with urllib.request.urlopen(f"{PYPI}/pip/", timeout=10) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.network,
+    pytest.mark.skipif(
+        not pypi_reachable(),
+        reason="PyPI (https://pypi.org) is unreachable: the pinned-set resolution needs it "
+        "(CI has it); run again online",
+    ),
+]
+
+
+def environment(platform: str, python: tuple[int, int]) -> dict[str, str]:
+    version = f"{python[0]}.{python[1]}"
+    return {
+        **MARKER_ENVIRONMENTS[platform],
+        "python_version": version,
+        "python_full_version": f"{version}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_version": "",
+        "extra": "",
+    }
+
+
+def pinned_set(abi: str, env: dict[str, str]) -> list[str]:
+    wanted = [TORCH_REQUIREMENT, *TORCH_DEPENDENCIES, *LIBRARY_PINS[abi], BLENDER_NUMPY[abi]]
+    kept = []
+    for text in wanted:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate(env):
+            kept.append(f"{requirement.name}{requirement.specifier}")
+    return kept
+
+
+def dry_run(requirements: list[str], python, platform: str, tmp_path) -> dict:
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+        "--only-binary=:all:", "--disable-pip-version-check", "-q",
+        "--python-version", f"{python[0]}.{python[1]}", "--implementation", "cp",
+        "--target", str(tmp_path / "target"), "--index-url", PYPI, "--report", str(report),
+    ]  # fmt: skip
+    for tag in PLATFORM_TAGS[platform]:
+        command += ["--platform", tag]
+    # PyPI only: no local mirror or wheel folder from this machine's pip configuration.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    completed = subprocess.run(
+        [*command, *requirements], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORM_TAGS))
+@pytest.mark.parametrize("python", sorted(SUPPORTED_PYTHONS), ids=lambda v: f"py{v[0]}{v[1]}")
+def test_the_pinned_set_resolves_with_wheels_and_a_closed_dependency_set(
+    python, platform, tmp_path
+):
+    abi = SUPPORTED_PYTHONS[python]
+    env = environment(platform, python)
+    requirements = pinned_set(abi, env)
+    report = dry_run(requirements, python, platform, tmp_path)
+    installed = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in report["install"]
+    }
+    asked = {canonicalize_name(Requirement(text).name) for text in requirements}
+    assert set(installed) == asked  # one wheel found for every pin
+    wheels = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in report["install"]]
+    assert all(name.endswith(".whl") for name in wheels)
+    missing = []
+    for item in report["install"]:
+        for text in item["metadata"].get("requires_dist") or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not Marker(str(requirement.marker)).evaluate(env):
+                continue
+            name = canonicalize_name(requirement.name)
+            if name.startswith(FROM_THE_TORCH_INDEX):
+                continue
+            version = installed.get(name)
+            if version is None or not requirement.specifier.contains(version, prereleases=True):
+                missing.append(f"{item['metadata']['name']} needs {text} (pinned: {version})")
+    assert not missing, "\n".join(missing)
