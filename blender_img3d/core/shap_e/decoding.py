@@ -19,7 +19,7 @@ For each latent:
 
 Frame of the result: Shap-E's own, right-handed with +Z up (its pan cameras orbit
 the Z axis and look slightly down; the front view looks along +Y), the object
-inside [-1, 1]³. Converting to the product's frame is ``meshops``' job.
+inside [-1, 1]³. Converting to the product's frame is ``core.mesh.placement``'s job.
 Triangles wind counter-clockwise seen from outside (positive signed volume).
 
 Vertex placement differs slightly from the reference on purpose: OpenAI's and
