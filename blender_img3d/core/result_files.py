@@ -113,7 +113,6 @@ def write_variants(
     removed and the ``ExportError`` goes up: no half-written set stays behind.
     """
     from .exporters import export_mesh
-    from .images import save_model_input
     from .shap_e.latents import save_latents
 
     folder = check_output_folder(folder)
@@ -137,6 +136,9 @@ def write_variants(
                 save_latents(files.latents, result.latents[index : index + 1], mesh.metadata)
                 written.extend([files.latents, files.latents_sidecar])
             if result.model_input is not None:
+                # Imported here: a remote result in a Blender without Pillow carries no input.
+                from .images import save_model_input
+
                 written.append(save_model_input(result.model_input, files.model_input))
     except BaseException:
         for path in written:

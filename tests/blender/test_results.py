@@ -72,7 +72,7 @@ def test_each_variant_is_a_glb_in_the_output_folder_imported_by_blender(
 
 
 def ext_outputs():
-    from blender_img3d.core import outputs
+    from blender_img3d.core import result_files as outputs
 
     return outputs
 

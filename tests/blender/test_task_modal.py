@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import types
 from types import SimpleNamespace
 
 import bpy
@@ -130,15 +131,14 @@ def download_task(installed_extension, how: str, monkeypatch, tmp_path):
 
 def install_task(installed_extension, how: str, tmp_path):
     dependencies = module(installed_extension, "blender.operators.dependencies")
-    vendor = module(installed_extension, "core.system.vendor")
     script = {
         "finish": "print('Successfully installed six-1.16.0')",
         "fail": "import sys; print('Collecting six'); sys.exit(3)",
         "cancel": "import time; print('Collecting six', flush=True); time.sleep(60)",
     }[how]
-    return dependencies.InstallTask(
-        [sys.executable, "-c", script], dict(os.environ), vendor.PipProgress(3), tmp_path
-    )
+    # Only what the task reads of a plan: the expected download and the target folder.
+    plan = types.SimpleNamespace(download_bytes=3, vendor_dir=tmp_path)
+    return dependencies.InstallTask([sys.executable, "-c", script], dict(os.environ), plan)
 
 
 OPERATORS = {
