@@ -72,39 +72,21 @@ def sample_latents(
         sigma_max=sigma_max,
     )
     _check_source(models, images, prompt)
-    steps, seed, batch = int(steps), int(seed), int(batch)
-    if guidance is None:
-        guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
-    guidance = float(guidance)
-    sampler = schedules.get(schedule)
-
-    import torch
-
-    raise_if_cancelled(cancel)
-    started = time.perf_counter()
-    with torch.inference_mode():
-        report(progress, Phase.CONDITIONING, 0, 1)
-        with _autocast(models):
-            if models.mode == "image":
-                embeds = _image_embeddings(models, images, batch)
-            else:
-                embeds = _text_embeddings(models, prompt, batch)
-        report(progress, Phase.CONDITIONING, 1, 1)
-        conditioned = time.perf_counter()
-
-        plan = sampler.plan(models, steps, float(sigma_min), float(sigma_max), guidance)
-        if plan.guided:
-            embeds = torch.cat([torch.zeros_like(embeds), embeds])
-
-        noise = initial_noise(seed, batch, models.latent_shape)
-        x = (noise * plan.init_sigma).to(models.device)
-        denoise = _make_denoiser(models, embeds, plan, guidance)
-        x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
-        latents = x.float().cpu()  # the one host sync of the loop
-    if stats is not None:
-        stats["condition_s"] = conditioned - started
-        stats["sample_s"] = time.perf_counter() - conditioned
-        stats["prior_calls"] = denoise.calls  # type: ignore[attr-defined]
+    condition = images if models.mode == "image" else prompt
+    latents = _sample(
+        models,
+        [condition],
+        [int(seed)],
+        [int(batch)],
+        int(steps),
+        guidance,
+        schedule,
+        sigma_min,
+        sigma_max,
+        progress,
+        cancel,
+        stats,
+    )
     return latents
 
 
@@ -276,6 +258,41 @@ def sample_latents_grouped(
         _check_source(models, image, condition if image is None else None)
     if sum(rows) > MAX_BATCH:
         raise ConfigError(f"A group holds at most {MAX_BATCH} rows, got {sum(rows)}.")
+    latents = _sample(
+        models,
+        list(conditions),
+        [int(s) for s in seeds],
+        rows,
+        int(steps),
+        guidance,
+        schedule,
+        sigma_min,
+        sigma_max,
+        progress,
+        cancel,
+        None,
+    )
+    return list(latents.split(rows))
+
+
+def _sample(
+    models: Any,
+    conditions: list[Any],
+    seeds: list[int],
+    rows: list[int],
+    steps: int,
+    guidance: Optional[float],
+    schedule: str,
+    sigma_min: float,
+    sigma_max: float,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+    stats: Optional[dict[str, Any]],
+) -> Any:
+    """The loop both entry points share, on checked inputs: item ``i`` is ``conditions[i]``
+    (an image, a list of images or a prompt) with ``rows[i]`` variants from ``seeds[i]``'s
+    noise; one guided prior call per evaluation serves every row. Returns the float32
+    CPU latents of all rows, in item order."""
     if guidance is None:
         guidance = DEFAULT_GUIDANCE_IMAGE if models.mode == "image" else DEFAULT_GUIDANCE_TEXT
     guidance = float(guidance)
@@ -284,17 +301,25 @@ def sample_latents_grouped(
     import torch
 
     raise_if_cancelled(cancel)
+    started = time.perf_counter()
     with torch.inference_mode():
         report(progress, Phase.CONDITIONING, 0, 1)
         embed = _image_embeddings if models.mode == "image" else _text_embeddings
         with _autocast(models):
             embeds = torch.cat([embed(models, c, b) for c, b in zip(conditions, rows)])
         report(progress, Phase.CONDITIONING, 1, 1)
-        plan = sampler.plan(models, int(steps), float(sigma_min), float(sigma_max), guidance)
+        conditioned = time.perf_counter()
+
+        plan = sampler.plan(models, steps, float(sigma_min), float(sigma_max), guidance)
         if plan.guided:
             embeds = torch.cat([torch.zeros_like(embeds), embeds])
         noise = torch.cat([initial_noise(s, b, models.latent_shape) for s, b in zip(seeds, rows)])
         x = (noise * plan.init_sigma).to(models.device)
         denoise = _make_denoiser(models, embeds, plan, guidance)
         x = sampler.integrate(denoise, x, plan.sigmas, progress, cancel)
-    return list(x.float().cpu().split(rows))
+        latents = x.float().cpu()  # the one host sync of the loop
+    if stats is not None:
+        stats["condition_s"] = conditioned - started
+        stats["sample_s"] = time.perf_counter() - conditioned
+        stats["prior_calls"] = denoise.calls  # type: ignore[attr-defined]
+    return latents
