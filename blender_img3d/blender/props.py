@@ -19,7 +19,6 @@ from bpy.props import (
 
 from ..core import choices
 from ..core import settings as defaults
-from ..core.mesh import bake as bake_limits
 
 IMAGE_SOURCE_ITEMS = (
     ("FILE", "File", "Read the picture from a file on disk"),
@@ -207,9 +206,9 @@ class IMG3D_Props(bpy.types.PropertyGroup):
     texture_size: IntProperty(
         name="Texture Size",
         description="About how many pixels wide the baked texture is",
-        default=bake_limits.DEFAULT_TEXTURE_SIZE,
-        min=bake_limits.MIN_TEXTURE_SIZE,
-        max=bake_limits.MAX_TEXTURE_SIZE,
+        default=defaults.DEFAULT_TEXTURE_SIZE,
+        min=defaults.MIN_TEXTURE_SIZE,
+        max=defaults.MAX_TEXTURE_SIZE,
     )
     history: CollectionProperty(type=IMG3D_HistoryEntry)
     history_index: IntProperty(default=-1, update=_select_history_entry)

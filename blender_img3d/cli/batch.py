@@ -108,6 +108,7 @@ def run(args: argparse.Namespace, base: defaults.Request) -> Optional[Any]:
     from .progress import ProgressBar
 
     base.validate_settings()
+    defaults.check_bake(base.export, args.formats or ["glb"])
     cancel = threading.Event()
     bar = ProgressBar(quiet=args.quiet)
     summary = None

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..core import exporters
 from ..core import settings as defaults
-from ..core.errors import CancelledError, ImageInputError, Img3DError
+from ..core.errors import CancelledError, ConfigError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
 from .serve import add_remote_options, add_serve_parser, remote_backend
@@ -159,6 +159,22 @@ def _add_output_options(
         action="store_true",
         help="STEP: one face per triangle instead of merging coplanar triangles",
     )
+    textured = exporters.texture_format_labels()
+    group.add_argument(
+        "--bake",
+        action="store_true",
+        help=f"bake the vertex colours into a UV texture for {textured} outputs (inside the "
+        "GLB; a PNG named like the .mtl beside an OBJ), for engines and viewers that ignore "
+        f"vertex colours; other formats are written as usual, and a bake none of the outputs "
+        "can carry is an error",
+    )
+    group.add_argument(
+        "--bake-size",
+        type=int,
+        metavar="N",
+        help=f"with --bake: pixels across the baked texture, {defaults.MIN_TEXTURE_SIZE} to "
+        f"{defaults.MAX_TEXTURE_SIZE} (default {defaults.DEFAULT_TEXTURE_SIZE})",
+    )
     if per_file:
         group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")
         group.add_argument(
@@ -218,8 +234,13 @@ def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
 
 
 def _export_settings(args: argparse.Namespace) -> defaults.ExportSettings:
+    if args.bake_size is not None and not args.bake:
+        raise ConfigError("--bake-size is the size of a baked texture: add --bake, or drop it.")
     return defaults.ExportSettings(
-        dxf_entity=args.dxf_entity, merge_coplanar=not args.no_merge_coplanar
+        dxf_entity=args.dxf_entity,
+        merge_coplanar=not args.no_merge_coplanar,
+        bake_texture=args.bake,
+        texture_size=defaults.DEFAULT_TEXTURE_SIZE if args.bake_size is None else args.bake_size,
     )
 
 

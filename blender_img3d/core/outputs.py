@@ -2,14 +2,16 @@
 
 One check, before any work (no model load, no sampling, no reading of a large
 mesh): each mesh output, its per-variant names, the side files its writer adds
-(an OBJ's ``.mtl``, under the very name the writer derives), the JSON report,
-the latents and their ``.json`` sidecar and the saved model-input image. Two
-outputs on one file, an output on an input (or on a file an input depends on,
-such as an OBJ input's material library), a side file that would replace a file
-blender_img3d did not write, a missing or read-only folder and a name the file
-system can't hold (ENAMETOOLONG) are refused as :class:`OutputPathError` with
-one line naming both parties. ``pipeline.run``, ``decode_saved``,
-``convert_mesh_file`` and the CLI all build their plan here.
+(an OBJ's ``.mtl`` and, when the run bakes a texture, its ``.png``, under the
+very names the writer derives), the JSON report, the latents and their
+``.json`` sidecar and the saved model-input image. Two outputs on one file, an
+output on an input (or on a file an input depends on, such as an OBJ input's
+material library or the textures it names), a side file that would replace a
+file blender_img3d did not write, a missing or read-only folder and a name the
+file system can't hold (ENAMETOOLONG) are refused as :class:`OutputPathError`
+with one line naming both parties. ``pipeline.run``, ``decode_saved``,
+``convert_mesh_file``, the CLI and the Blender export operator all build their
+plan here.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ PathLike = Union[str, os.PathLike]
 # Fallbacks where os.pathconf can't tell (Windows, odd file systems).
 _NAME_MAX = 255
 _PATH_MAX = 4096
-# How a file we wrote starts, so a side file of ours may be replaced and a stranger's not.
+# How a file we wrote starts, so a side file of ours may be replaced and a stranger's not;
+# a baked PNG says so in its tEXt "Software" entry (core/mesh/bake.py), before the pixels.
 _OWN_HEADER = b"# blender_img3d"
+_OWN_PNG = b"tEXtSoftware\0blender_img3d "
+_PNG_SCAN_BYTES = 4096
 # Inputs that name companion files the plan must also protect.
 _MTLLIB = re.compile(rb"^\s*mtllib\s+(.+?)\s*$", re.MULTILINE)
+# Texture statements of a material library; the file name is the last word (options first).
+_MTL_MAP = re.compile(rb"^\s*(?:map_\w+|bump|disp|decal|refl|norm)\s+(.+?)\s*$", re.MULTILINE)
 _INPUT_SCAN_BYTES = 4 * 1024 * 1024
 
 
@@ -75,11 +82,14 @@ def plan_outputs(
     latents: Optional[PathLike] = None,
     save_input: Optional[PathLike] = None,
     inputs: Sequence[PathLike] = (),
+    bake: bool = False,
 ) -> OutputPlan:
     """Check every output of one run and return the plan; :class:`OutputPathError` if unsafe.
 
     ``inputs`` are the files the run reads (an image, a latents file, a mesh);
-    their companions (sidecar, OBJ material libraries) are protected as well.
+    their companions (sidecar, OBJ material libraries and their textures) are
+    protected as well. ``bake``: the run bakes a texture, so the formats that keep
+    it beside the file (an OBJ's PNG) add it to their side files.
     """
     from .exporters import SUFFIXES, format_for_path, side_files
     from .images.preparation import MODEL_INPUT_FORMATS
@@ -99,6 +109,9 @@ def plan_outputs(
             plan.files.append(PlannedFile(path, f"the {fmt} output"))
             for side in side_files(path):
                 plan.files.append(PlannedFile(side, f"the material file of {path.name}", True))
+            if bake:
+                for side in side_files(path, textured=True)[len(side_files(path)) :]:
+                    plan.files.append(PlannedFile(side, f"the texture of {path.name}", True))
     if report is not None:
         plan.files.append(PlannedFile(Path(os.fspath(report)), "the report"))
     if latents is not None:
@@ -155,6 +168,7 @@ def plan_for_request(
         latents=request.latents_out,
         save_input=request.save_input,
         inputs=sources,
+        bake=request.export.bake_texture,
     )
 
 
@@ -234,6 +248,8 @@ def _protected_inputs(inputs: Sequence[PathLike]) -> dict[object, tuple[Path, st
         elif suffix == ".obj":
             for library in _obj_libraries(path):
                 protect(library, "the input's material library")
+                for texture in _material_textures(library):
+                    protect(texture, "a texture of the input")
     return protected
 
 
@@ -252,9 +268,22 @@ def _obj_libraries(path: Path) -> list[Path]:
     return libraries
 
 
+def _material_textures(library: Path) -> list[Path]:
+    """The image files a material library names (``map_Kd wood.png``), beside it."""
+    try:
+        with open(library, "rb") as stream:
+            head = stream.read(_INPUT_SCAN_BYTES)
+    except OSError:
+        return []
+    names = (match.group(1).split()[-1] for match in _MTL_MAP.finditer(head))
+    return [library.parent / name.decode("utf-8", "replace") for name in names]
+
+
 def _written_by_us(path: Path) -> bool:
     try:
         with open(path, "rb") as stream:
+            if path.suffix.lower() == ".png":
+                return _OWN_PNG in stream.read(_PNG_SCAN_BYTES)
             return stream.read(len(_OWN_HEADER)) == _OWN_HEADER
     except OSError:
         return False

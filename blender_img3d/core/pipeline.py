@@ -511,7 +511,7 @@ def _finish(
     result.timings.update(_decode_timings(raw_meshes))
 
     with timer("export"):
-        _write_outputs(result, paths, request, progress, cancel)
+        _write_outputs(result, paths, request, progress, cancel, timer)
     result.timings.update(timer.timings)
 
 
@@ -535,22 +535,29 @@ def _write_outputs(
     request: defaults.Request,
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
+    timer: Optional[_Timer] = None,
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
-        from .exporters import check_exportable, export_mesh
+        from .exporters import carries_texture, check_exportable, export_mesh
 
         # Every mesh against every format first: no file is written for a set that can't be.
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
                 check_exportable(mesh, path, units=request.units)
+        textures = _bake_textures(result, paths, request, cancel, timer or _Timer())
         done = 0
-        for mesh, variant_paths in zip(result.meshes, paths):
+        for mesh, variant_paths, texture in zip(result.meshes, paths, textures):
             for path in variant_paths:
                 report(progress, Phase.EXPORTING, done, total)
                 raise_if_cancelled(cancel)
+                options = {"texture": texture} if texture and carries_texture(path) else {}
                 written = export_mesh(
-                    mesh, path, units=request.units, format_options=request.export.writer_options()
+                    mesh,
+                    path,
+                    units=request.units,
+                    format_options=request.export.writer_options(),
+                    **options,
                 )
                 result.outputs.append(Path(written))
                 done += 1
@@ -559,6 +566,32 @@ def _write_outputs(
     raise_if_cancelled(cancel)
     if request.report_path is not None:
         write_report(result, request.report_path)
+
+
+def _bake_textures(
+    result: Result,
+    paths: list[list[Path]],
+    request: defaults.Request,
+    cancel: Optional[threading.Event],
+    timer: _Timer,
+) -> list[Any]:
+    """One baked texture per variant that has an output carrying it (else None), made
+    before any file is written, so a mesh without colours fails the run cleanly."""
+    from .exporters import carries_texture
+
+    if not request.export.bake_texture:
+        return [None] * len(result.meshes)
+    from .mesh.bake import bake_vertex_colors
+
+    textures: list[Any] = []
+    with timer("bake"):
+        for mesh, variant_paths in zip(result.meshes, paths):
+            raise_if_cancelled(cancel)
+            wanted = any(carries_texture(path) for path in variant_paths)
+            textures.append(
+                bake_vertex_colors(mesh, size=request.export.texture_size) if wanted else None
+            )
+    return textures
 
 
 def write_report(result: Result, path: Path) -> Path:
@@ -688,6 +721,6 @@ def _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis) -> Res
         notes=notes,
     )
     with timer("export"):
-        _write_outputs(result, plan.meshes, request, progress, cancel)
+        _write_outputs(result, plan.meshes, request, progress, cancel, timer)
     result.timings.update(timer.timings)
     return result

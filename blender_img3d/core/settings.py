@@ -80,6 +80,12 @@ EXPORT_FORMATS = exporters.FORMATS  # the writer registry (live, read-only): nam
 DEFAULT_UNITS = DEFAULT_UNIT
 DXF_ENTITIES = ENTITY_KINDS
 DEFAULT_DXF_ENTITY = DEFAULT_ENTITY
+# Texture bake (vertex colours -> a UV texture, core/mesh/bake.py): pixels across the atlas.
+# 1024 keeps a 20k-face Shap-E mesh's colour within a texel per vertex; 8192 is what
+# engines and WebGL still load everywhere.
+DEFAULT_TEXTURE_SIZE = 1024
+MIN_TEXTURE_SIZE = 64
+MAX_TEXTURE_SIZE = 8192
 
 ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or numpy pixels
 
@@ -136,6 +142,10 @@ class ExportSettings:
 
     dxf_entity: str = DEFAULT_DXF_ENTITY  # "polyface" opens everywhere; "mesh": Autodesk only
     merge_coplanar: bool = True  # STEP: coplanar triangles become one planar face
+    # Bake the vertex colours into a UV texture for the formats that carry one (GLB, OBJ);
+    # the others are written as usual (see exporters.texture_format_labels()).
+    bake_texture: bool = False
+    texture_size: int = DEFAULT_TEXTURE_SIZE
 
     def writer_options(self) -> dict[str, dict[str, Any]]:
         """Options per format name, for ``exporters.export_mesh(format_options=...)``."""
@@ -229,6 +239,7 @@ class Request(EqualByDict):
                 raise ConfigError(
                     f"Can't write {out}: use one of {exporters.suffix_list()}."
                 ) from None
+        check_bake(self.export, [exporters.format_for_path(out) for out in self.outputs])
 
     # --- plain data ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -325,6 +336,32 @@ def check_decoding(grid_size: Any, query_batch: Any) -> None:
     _check_whole("grid size", grid_size, MIN_GRID_SIZE, MAX_GRID_SIZE, default)
     if query_batch is not None:  # None: the device's default
         _check_whole("query batch", query_batch, 1, MAX_QUERY_BATCH, "points per network call")
+
+
+def check_bake(export: ExportSettings, formats: Any = ()) -> None:
+    """The bake's bounds, and that at least one of ``formats`` (names) can carry a texture.
+
+    In a multi-format run the bake applies to the formats that carry a texture
+    and the others are written as usual; a bake none of the outputs can carry
+    is a mistake worth one line. No formats (the Blender results folder, a
+    batch's base settings) checks the size only.
+    """
+    if not export.bake_texture:
+        return
+    _check_whole(
+        "texture size",
+        export.texture_size,
+        MIN_TEXTURE_SIZE,
+        MAX_TEXTURE_SIZE,
+        f"pixels across the baked texture, the default is {DEFAULT_TEXTURE_SIZE}",
+    )
+    names = [str(name).lower() for name in formats]
+    if names and not any(exporters.FORMATS[name].textures for name in names):
+        carried = "/".join(names).upper()
+        raise ConfigError(
+            f"A baked texture can't go into {carried}: only {exporters.texture_format_labels()} "
+            "files carry one; add a .glb or .obj output or drop the bake."
+        )
 
 
 def parse_device(name: Any) -> tuple[str, Optional[int]]:

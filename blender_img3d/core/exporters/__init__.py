@@ -52,6 +52,11 @@ class ExportFormat:
     # Files the writer puts beside its output (an OBJ's .mtl): path -> list of paths,
     # a callable or "module:function" like ``writer``; the output plan checks them too.
     side_files: Union[str, Callable[[Path], list[Path]], None] = None
+    # The writer takes ``texture=`` (a ``core.mesh.bake.BakedTexture``): a baked run
+    # hands it one. ``texture_files``: where it puts the image beside the output when
+    # it doesn't embed it (an OBJ's PNG), like ``side_files``.
+    textures: bool = False
+    texture_files: Union[str, Callable[[Path], list[Path]], None] = None
 
     @property
     def suffix(self) -> str:
@@ -62,6 +67,9 @@ class ExportFormat:
 
     def side_files_for(self, path: Path) -> list[Path]:
         return [] if self.side_files is None else list(_resolve(self.side_files)(path))
+
+    def texture_files_for(self, path: Path) -> list[Path]:
+        return [] if self.texture_files is None else list(_resolve(self.texture_files)(path))
 
 
 def _resolve(target: Union[str, Callable]) -> Callable:
@@ -114,7 +122,15 @@ def suffix_list() -> str:
 
 def unit_format_labels() -> str:
     """Names of the formats that declare a unit, for help texts: ``"DXF and STEP"``."""
-    names = [fmt.name.upper() for fmt in _FORMATS.values() if fmt.units]
+    return _and_list([fmt.name.upper() for fmt in _FORMATS.values() if fmt.units])
+
+
+def texture_format_labels() -> str:
+    """Names of the formats that carry a baked texture, for help texts: ``"GLB and OBJ"``."""
+    return _and_list([fmt.name.upper() for fmt in _FORMATS.values() if fmt.textures])
+
+
+def _and_list(names: list[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
@@ -211,9 +227,19 @@ def check_exportable(
     return name
 
 
-def side_files(path: Union[str, os.PathLike]) -> list[Path]:
-    """The extra files written with ``path`` (an OBJ's .mtl), so callers can check them too."""
-    return _FORMATS[format_for_path(path)].side_files_for(Path(os.fspath(path)))
+def side_files(path: Union[str, os.PathLike], *, textured: bool = False) -> list[Path]:
+    """The extra files written with ``path`` (an OBJ's .mtl; with ``textured``, its PNG too),
+    so callers can check them too."""
+    fmt, target = _FORMATS[format_for_path(path)], Path(os.fspath(path))
+    files = fmt.side_files_for(target)
+    if textured and fmt.textures:
+        files += fmt.texture_files_for(target)
+    return files
+
+
+def carries_texture(path: Union[str, os.PathLike]) -> bool:
+    """Whether the format of ``path`` takes a baked texture (GLB, OBJ)."""
+    return _FORMATS[format_for_path(path)].textures
 
 
 register_format(
@@ -223,6 +249,7 @@ register_format(
         "glTF Binary",
         "glTF 2.0 binary with vertex colours, Y up",
         ".glb:write_glb",
+        textures=True,
     )
 )
 register_format(
@@ -233,6 +260,8 @@ register_format(
         "OBJ with vertex colours and a material file",
         ".obj:write_obj",
         side_files=".obj:material_paths",
+        textures=True,
+        texture_files=".obj:texture_paths",
     )
 )
 register_format(
@@ -263,11 +292,13 @@ __all__ = [
     "ExportFormat",
     "Writer",
     "all_suffixes",
+    "carries_texture",
     "check_exportable",
     "export_mesh",
     "format_for_path",
     "register_format",
     "side_files",
     "suffix_list",
+    "texture_format_labels",
     "unregister_format",
 ]

@@ -52,7 +52,7 @@ def write_obj(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     vertices, faces, colors = checked_arrays(mesh)
     target = check_target(path)
     mtl_path = material_path(target)
-    png_path = target.with_name((_token(target.stem) or "mesh") + ".png")
+    png_path = texture_path(target)
     material = _token(mesh.name) or "material"
 
     positions = vertices * scale
@@ -116,6 +116,20 @@ def material_path(path: PathLike) -> Path:
 def material_paths(path: PathLike) -> list[Path]:
     """The side files of an OBJ at ``path``, for the format registry's ``side_files``."""
     return [material_path(path)]
+
+
+def texture_path(path: PathLike) -> Path:
+    """The baked texture's PNG beside the OBJ ``path`` (named like its .mtl, for ``map_Kd``).
+
+    The output plan asks here too, so an input picture of that name is never replaced.
+    """
+    target = Path(path)
+    return target.with_name((_token(target.stem) or "mesh") + ".png")
+
+
+def texture_paths(path: PathLike) -> list[Path]:
+    """The texture files of an OBJ at ``path``, for the format registry's ``texture_files``."""
+    return [texture_path(path)]
 
 
 def _write_rows(stream, row_format: str, rows: np.ndarray) -> None:

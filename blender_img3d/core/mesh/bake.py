@@ -19,10 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DependencyError, MeshInputError
+from ..settings import DEFAULT_TEXTURE_SIZE, MAX_TEXTURE_SIZE, MIN_TEXTURE_SIZE
+from ..version import __version__
 from .meshdata import MeshData
 
-DEFAULT_TEXTURE_SIZE = 1024
-MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 64, 8192
+__all__ = [
+    "DEFAULT_TEXTURE_SIZE",
+    "MAX_TEXTURE_SIZE",
+    "MIN_TEXTURE_SIZE",
+    "BakedTexture",
+    "bake_vertex_colors",
+]
+# The PNG's tEXt "Software" entry: how the output plan tells a texture we wrote from a
+# user's picture of the same name (only ours may be replaced by the next export).
+PNG_SOFTWARE = f"blender_img3d {__version__}"
 CHART_PADDING_TEXELS = 4  # between charts in the atlas, and how far charts are grown
 _EDGE_EPSILON = 1e-6
 _RASTER_CHUNK_ELEMENTS = 2_000_000  # texel candidates evaluated at once (memory bound)
@@ -38,9 +48,12 @@ class BakedTexture:
 
     def png_bytes(self) -> bytes:
         from PIL import Image
+        from PIL.PngImagePlugin import PngInfo
 
+        info = PngInfo()
+        info.add_text("Software", PNG_SOFTWARE)
         buffer = io.BytesIO()
-        Image.fromarray(self.image, "RGB").save(buffer, format="PNG", optimize=False)
+        Image.fromarray(self.image, "RGB").save(buffer, format="PNG", optimize=False, pnginfo=info)
         return buffer.getvalue()
 
     def sample(self, uvs: np.ndarray) -> np.ndarray:
@@ -60,7 +73,10 @@ class BakedTexture:
 def bake_vertex_colors(mesh: MeshData, size: int = DEFAULT_TEXTURE_SIZE) -> BakedTexture:
     """UV-unwrap ``mesh`` and paint its vertex colours into a texture about ``size`` px wide."""
     if mesh.colors is None:
-        raise MeshInputError("The mesh has no vertex colours to bake into a texture.")
+        raise MeshInputError(
+            f"{mesh.name or 'The mesh'} has no vertex colours to bake into a texture: "
+            "export it without baking, or give a mesh with vertex colours."
+        )
     if not MIN_TEXTURE_SIZE <= int(size) <= MAX_TEXTURE_SIZE:
         raise MeshInputError(
             f"The texture size must be {MIN_TEXTURE_SIZE}..{MAX_TEXTURE_SIZE} px, got {size}."
