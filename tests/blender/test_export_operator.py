@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -194,3 +195,88 @@ def test_dxf_entity_and_coplanar_merge_are_operator_options(tmp_path):
     bpy.ops.img3d.export(filepath=str(soup), format="STEP", merge_coplanar=False)
     assert (read_step(merged).faces, read_step(soup).faces) == (6, 12)
     assert read_step(merged).volume == pytest.approx(8e9, rel=1e-6)
+
+
+def add_gradient_sphere(installed_extension) -> bpy.types.Object:
+    """The bake test sphere (tests.fixtures.meshes.gradient_sphere) as a coloured object."""
+    from tests.fixtures.meshes import gradient_sphere
+
+    mesh_arrays = sys.modules[f"{installed_extension}.blender.mesh_arrays"]
+    obj = bpy.data.objects.new("gradient", mesh_arrays.mesh_from_arrays(gradient_sphere()))
+    bpy.context.collection.objects.link(obj)
+    select_only(obj)
+    return obj
+
+
+def imported_base_color_image(path: Path) -> bpy.types.Image:
+    """What Blender's own importer makes of ``path``: the image wired into Base Color."""
+    before = set(bpy.data.objects)
+    if path.suffix == ".glb":
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    else:
+        bpy.ops.wm.obj_import(filepath=str(path))
+    (obj,) = [o for o in bpy.data.objects if o not in before]
+    assert obj.data.uv_layers.keys()
+    nodes = obj.data.materials[0].node_tree.nodes
+    bsdf = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
+    source = bsdf.inputs["Base Color"].links[0].from_node
+    assert source.bl_idname == "ShaderNodeTexImage"
+    return source.image
+
+
+@pytest.mark.parametrize("fmt", ["GLB", "OBJ"])
+def test_bake_texture_writes_a_texture_that_looks_like_the_vertex_colours(
+    installed_extension, fmt, tmp_path
+):
+    pytest.importorskip("xatlas")
+    from tests.core.test_bake_exports import load_textured
+    from tests.fixtures.meshes import gradient_colors, texture_color_error
+
+    add_gradient_sphere(installed_extension)
+    path = tmp_path / f"sphere{SUFFIX[fmt]}"
+    result = bpy.ops.img3d.export(
+        filepath=str(path), format=fmt, bake_texture=True, texture_size=256
+    )
+    assert result == {"FINISHED"}
+    if fmt == "GLB":
+        report = validate_glb(path)
+        assert_clean(report)
+        assert report["info"]["hasTextures"] is True
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["sphere.glb"]
+    else:
+        assert "map_Kd sphere.png\n" in (tmp_path / "sphere.mtl").read_text()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "sphere.mtl", "sphere.obj", "sphere.png",
+        ]  # fmt: skip
+    positions, faces, uvs, image = load_textured(path)
+    error = texture_color_error(image, uvs, faces, gradient_colors(positions))
+    assert error <= 0.03, error
+    assert imported_base_color_image(path).size[0] == image.shape[1]
+
+
+def test_bake_texture_is_refused_for_formats_without_textures(installed_extension, tmp_path):
+    add_gradient_sphere(installed_extension)
+    for fmt in ("DXF", "STEP"):
+        path = tmp_path / f"part{SUFFIX[fmt]}"
+        with pytest.raises(RuntimeError, match=f"{fmt} files can't carry a baked texture"):
+            bpy.ops.img3d.export(filepath=str(path), format=fmt, bake_texture=True)
+    assert list(tmp_path.iterdir()) == []
+    # In the dialog, picking such a format clears the tick (the option is greyed there).
+    export = sys.modules[f"{installed_extension}.blender.operators.export"]
+    dialog = SimpleNamespace(format="DXF", bake_texture=True)
+    assert export.IMG3D_OT_export._untick_bake_if_not_carried(dialog) is True
+    assert dialog.bake_texture is False
+    dialog = SimpleNamespace(format="OBJ", bake_texture=True)
+    assert export.IMG3D_OT_export._untick_bake_if_not_carried(dialog) is False
+    assert dialog.bake_texture is True
+
+
+def test_a_baked_obj_never_replaces_a_picture_it_did_not_write(installed_extension, tmp_path):
+    pytest.importorskip("xatlas")
+    add_gradient_sphere(installed_extension)
+    picture = tmp_path / "sphere.png"
+    picture.write_bytes(b"the artist's reference picture")
+    with pytest.raises(RuntimeError, match="which blender_img3d did not write"):
+        bpy.ops.img3d.export(filepath=str(tmp_path / "sphere.obj"), format="OBJ", bake_texture=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sphere.png"]
+    assert picture.read_bytes() == b"the artist's reference picture"

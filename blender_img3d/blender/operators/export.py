@@ -10,6 +10,13 @@ file is what "Export selection" means elsewhere in Blender. Meshes are read
 with ``foreach_get`` (``mesh_arrays.arrays_from_mesh``), from the evaluated
 depsgraph when modifiers are applied. Coordinates reach the core in metres
 (scene unit scale × the Scale option); CAD writers convert to the chosen unit.
+
+"Bake Texture" turns the vertex colours into a UV texture (``core.mesh.bake``)
+for the formats that carry one (GLB inside the file, OBJ as a PNG beside it);
+it is greyed out for the others, and a script asking for it there gets an
+error. Every file is checked first by the output plan (``core.outputs``), as on
+the command line: the OBJ's .mtl and PNG never replace a file we didn't write,
+and the whole set is renamed into place together.
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ from typing import Optional
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from ...core import exporters
-from ...core.errors import Img3DError
+from ...core import settings as defaults
+from ...core.errors import ConfigError, Img3DError
 from ...core.exporters.dxf import DEFAULT_ENTITY, DXF_ENTITIES
 from ...core.exporters.units import DEFAULT_UNIT, UNITS
 from ...core.mesh.meshdata import MeshData, join_meshes
@@ -192,17 +200,41 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         "CAD programs expect, instead of one face per triangle",
         default=True,
     )
+    bake_texture: BoolProperty(
+        name="Bake Texture",
+        description=f"{exporters.texture_format_labels()}: bake the vertex colours into a UV "
+        "texture (inside the GLB, a PNG beside the OBJ) for engines and viewers that ignore "
+        "vertex colours",
+        default=False,
+    )
+    texture_size: IntProperty(
+        name="Texture Size",
+        description="About how many pixels wide the baked texture is",
+        default=defaults.DEFAULT_TEXTURE_SIZE,
+        min=defaults.MIN_TEXTURE_SIZE,
+        max=defaults.MAX_TEXTURE_SIZE,
+    )
 
     def check(self, context):
+        changed = self._untick_bake_if_not_carried()
         wanted = path_for_format(self.filepath, self.format)
         if wanted != self.filepath:
             self.filepath = wanted
             return True
-        return False
+        return changed
 
     def invoke(self, context, event):
         self.filename_ext = extensions()[self.format]
+        self._untick_bake_if_not_carried()
         return ExportHelper.invoke(self, context, event)
+
+    def _untick_bake_if_not_carried(self) -> bool:
+        """In the dialog a format without textures clears (and greys) Bake Texture, so a
+        tick remembered from a GLB export never blocks a DXF one; scripts get an error."""
+        if self.bake_texture and not exporters.FORMATS[self.format.lower()].textures:
+            self.bake_texture = False
+            return True
+        return False
 
     def draw(self, context):
         layout = self.layout
@@ -220,6 +252,15 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         row = layout.row()
         row.enabled = self.format == "STEP"
         row.prop(self, "merge_coplanar")
+        textured = exporters.FORMATS[self.format.lower()].textures
+        col = layout.column()
+        col.enabled = textured
+        col.prop(self, "bake_texture")
+        sub = col.row()
+        sub.enabled = textured and self.bake_texture
+        sub.prop(self, "texture_size")
+        if not textured:
+            layout.label(text=f"Only {exporters.texture_format_labels()} carry a texture")
 
     def execute(self, context):
         if not self.filepath:
@@ -229,28 +270,59 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
         if not self.properties.is_property_set("format"):
             fmt = _format_from_path(self.filepath) or fmt
         path = Path(bpy.path.abspath(path_for_format(self.filepath, fmt)))
+        export = defaults.ExportSettings(
+            dxf_entity=self.dxf_entity,
+            merge_coplanar=self.merge_coplanar,
+            bake_texture=self.bake_texture,
+            texture_size=self.texture_size,
+        )
         try:
-            mesh = selected_mesh_arrays(
-                context,
-                apply_modifiers=self.apply_modifiers,
-                world_space=self.use_world_transform,
-                scale=self.scale,
-            )
-            written = exporters.export_mesh(
-                mesh,
-                path,
-                fmt.lower(),
-                units=self.units,
-                format_options={
-                    "dxf": {"entity": self.dxf_entity},
-                    "step": {"merge_coplanar": self.merge_coplanar},
-                },
-            )
+            written, faces, seconds = self._export(context, path, fmt.lower(), export)
         except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Exported {mesh.face_count} faces to {written}")
+        baked = f", texture baked in {seconds:.1f} s" if export.bake_texture else ""
+        self.report({"INFO"}, f"Exported {faces} faces to {written}{baked}")
         return {"FINISHED"}
+
+    def _export(self, context, path: Path, fmt: str, export) -> tuple[Path, int, float]:
+        """Plan, read the selection, bake if asked, write: (the file, its faces, bake seconds)."""
+        import time
+
+        from ...core.exporters.atomic import staged_writes
+        from ...core.outputs import plan_outputs
+
+        if export.bake_texture and not exporters.FORMATS[fmt].textures:
+            raise ConfigError(
+                f"{fmt.upper()} files can't carry a baked texture: untick Bake Texture or "
+                f"export {exporters.texture_format_labels()}."
+            )
+        defaults.check_bake(export, [fmt])
+        plan_outputs([path], bake=export.bake_texture)  # before reading or baking anything
+        mesh = selected_mesh_arrays(
+            context,
+            apply_modifiers=self.apply_modifiers,
+            world_space=self.use_world_transform,
+            scale=self.scale,
+        )
+        options = {}
+        started = time.perf_counter()
+        if export.bake_texture:
+            from ...core.mesh.bake import bake_vertex_colors
+
+            exporters.check_exportable(mesh, path, fmt, units=self.units)
+            options["texture"] = bake_vertex_colors(mesh, size=export.texture_size)
+        seconds = time.perf_counter() - started
+        with staged_writes():  # an OBJ, its .mtl and PNG appear together or not at all
+            written = exporters.export_mesh(
+                mesh,
+                path,
+                fmt,
+                units=self.units,
+                format_options=export.writer_options(),
+                **options,
+            )
+        return written, mesh.face_count, seconds
 
 
 def menu_func_export(self, context):
