@@ -282,6 +282,8 @@ def reuse_prepared_input(request: defaults.Request, props) -> defaults.Request:
     entry = _PREPARED[0]
     if input_key(request, props) != entry.key:
         return request
+    # Recorded as the file it came from ("stool.png"), as without the preview.
+    request.image_name = request.settings_dict()["image"]
     request.image = entry.image
     request.preprocess = False
     request.name = request.name or entry.label
@@ -324,6 +326,7 @@ def rerun_record(request: defaults.Request, files: Any) -> dict[str, Any]:
     data = request.to_dict()
     data["name"] = source_label(request)
     if request.mode == "image":
+        data["image_name"] = request.settings_dict()["image"]  # the picture, not the copy
         data["image"] = {"kind": "path", "value": str(files.model_input)}
         data["preprocess"] = False
     for key in ("outputs", "latents_out", "save_input", "report_path"):

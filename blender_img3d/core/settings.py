@@ -164,6 +164,9 @@ class Request(EqualByDict):
     image: Optional[ImageSource] = None
     prompt: Optional[str] = None
     name: Optional[str] = None
+    # The picture's name for the record (settings, the GLB's extras) when ``image`` holds
+    # pixels prepared from a file ("stool.png" after Preview Input); None: from ``image``.
+    image_name: Optional[str] = None
     preprocess: bool = True
     image_settings: ImageSettings = field(default_factory=ImageSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -248,6 +251,7 @@ class Request(EqualByDict):
             "image": _encode_image(self.image),
             "prompt": self.prompt,
             "name": self.name,
+            "image_name": self.image_name,
             "preprocess": self.preprocess,
             "image_settings": asdict(self.image_settings),
             "generation": asdict(self.generation),
@@ -287,7 +291,9 @@ class Request(EqualByDict):
         return {
             "mode": self.mode,
             "prompt": self.prompt,
-            "image": None if self.image is None else _describe_source(self.image, self.name),
+            "image": None
+            if self.image is None
+            else self.image_name or _describe_source(self.image, self.name),
             "model": self.model_id(),
             "guidance_used": self.guidance(),
             "generation": asdict(self.generation),

@@ -147,6 +147,7 @@ def test_generate_again_with_the_same_seed_feeds_the_same_pixels(
     assert bpy.ops.img3d.generate_again(same_seed=True) == {"FINISHED"}
     again = bpy.context.view_layer.objects.active
     assert again != source and again["img3d_seed"] == 4 and again.name.startswith("stool")
+    assert again["img3d_image"] == source["img3d_image"] == "stool.png"  # not the saved copy
     assert again.location.x > source.location.x  # beside the source
     np.testing.assert_allclose(positions(again), positions(source), atol=1e-6)
     bpy.context.view_layer.objects.active = source
@@ -249,6 +250,11 @@ def test_preview_input_shows_the_pixels_generate_feeds_the_model(
     assert bpy.ops.img3d.generate() == {"FINISHED"}
     fed = np.asarray(Image.open(unsaved_folder / "stool_s4_v0_input.png").convert("RGB"))
     np.testing.assert_array_equal(previewed, fed)
+    # The prepared pixels are recorded as the file they came from, as without a preview.
+    result = ext(installed_extension, "core.result_files")
+    extras = result.read_glb_extras(unsaved_folder / "stool_s4_v0.glb")
+    assert extras["settings"]["image"] == "stool.png"
+    assert bpy.context.view_layer.objects.active["img3d_image"] == "stool.png"
     # ...and the CLI's --save-input writes the same pixels for the same settings.
     from blender_img3d.cli.main import main as cli_main
 

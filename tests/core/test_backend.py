@@ -13,13 +13,14 @@ from PIL import Image
 from blender_img3d.core import backend, pipeline, serialize
 from blender_img3d.core.errors import ConfigError, EmptySurfaceError
 from blender_img3d.core.mesh.meshdata import MeshData
-from blender_img3d.core.settings import GenerationSettings, MeshSettings, Request
+from blender_img3d.core.settings import ExportSettings, GenerationSettings, MeshSettings, Request
 
 
 def rich_request(image) -> Request:
     return Request(
         image=image,
         name="chair",
+        export=ExportSettings(bake_texture=True, texture_size=512),
         generation=GenerationSettings(steps=3, seed=7, batch=2, schedule="diffusers"),
         mesh=MeshSettings(target_faces=500, size=2.0),
         outputs=[Path("out/chair.glb"), Path("out/chair.step")],
@@ -49,6 +50,17 @@ def test_request_round_trips_through_plain_data(image):
     assert Request.from_dict(serialize.join_payloads(json.loads(json.dumps(document)), table)) == (
         request
     )
+
+
+def test_prepared_pixels_are_recorded_under_the_pictures_file_name():
+    """Preview Input hands Generate pixels; the record keeps the file's name, suffix and all."""
+    pixels = Image.new("RGB", (4, 4), (90, 40, 20))
+    request = Request(image=pixels, name="stool", image_name="stool.png")
+    assert request.settings_dict()["image"] == "stool.png"
+    assert Request(image=pixels, name="stool").settings_dict()["image"] == "stool"
+    assert Request(image=Path("in/stool.png")).settings_dict()["image"] == "stool.png"
+    assert Request.from_dict(request.to_dict()) == request
+    assert request != Request(image=pixels, name="stool")
 
 
 def test_prompt_request_round_trips_and_differs_when_a_setting_differs():
