@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -69,3 +70,28 @@ def test_bad_bakes_are_typed_errors(gradient_sphere):
         bake_vertex_colors(plain)
     with pytest.raises(MeshInputError, match="texture size"):
         bake_vertex_colors(gradient_sphere, size=10)
+
+
+def test_a_crashing_unwrapper_is_retried_nudged_then_one_clear_error(gradient_sphere, monkeypatch):
+    """xatlas segfaults on some very regular meshes: the child dies, never this process."""
+    import signal
+
+    from blender_img3d.core.errors import MeshProcessingError
+    from blender_img3d.core.mesh import bake
+
+    real_child, calls = bake._atlas_child, []
+
+    def crash_once(positions, indices, size):
+        calls.append(positions)
+        return -signal.SIGSEGV if len(calls) == 1 else real_child(positions, indices, size)
+
+    monkeypatch.setattr(bake, "_atlas_child", crash_once)
+    baked = bake_vertex_colors(gradient_sphere, size=128)
+    assert len(calls) == 2 and 0 < np.abs(calls[1] - calls[0]).max() < 1e-5
+    kept = {tuple(v) for v in gradient_sphere.vertices.tolist()}
+    assert {tuple(v) for v in baked.mesh.vertices.tolist()} <= kept  # only the layout was nudged
+
+    monkeypatch.setattr(bake, "_atlas_child", real_child)
+    monkeypatch.setattr(bake, "_ATLAS_CHILD", "import os, signal; os.kill(os.getpid(), 11)")
+    with pytest.raises(MeshProcessingError, match=r"xatlas\) crashed on this mesh .*exit -11"):
+        bake_vertex_colors(gradient_sphere, size=128)
