@@ -591,6 +591,7 @@ def _bake_textures(
             textures.append(
                 bake_vertex_colors(mesh, size=request.export.texture_size) if wanted else None
             )
+    result.timings["bake"] = timer.timings["bake"]  # in the report, written before the rest
     return textures
 
 

@@ -87,7 +87,7 @@ def test_a_crashing_unwrapper_is_retried_nudged_then_one_clear_error(gradient_sp
 
     monkeypatch.setattr(bake, "_atlas_child", crash_once)
     baked = bake_vertex_colors(gradient_sphere, size=128)
-    assert len(calls) == 2 and 0 < np.abs(calls[1] - calls[0]).max() < 1e-5
+    assert len(calls) == 2 and 0 < np.abs(calls[1] - calls[0]).max() < 1e-4
     kept = {tuple(v) for v in gradient_sphere.vertices.tolist()}
     assert {tuple(v) for v in baked.mesh.vertices.tolist()} <= kept  # only the layout was nudged
 

@@ -9,6 +9,7 @@ parties: the Khronos validator for the GLB, trimesh reading the OBJ + MTL + PNG.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -138,9 +139,10 @@ def test_export_bakes_a_validator_clean_glb_and_an_obj_with_its_png(sphere_ply, 
     outs = [tmp_path / "s.glb", tmp_path / "s.obj", tmp_path / "s.dxf"]
     code, out, _ = run_cli(
         capsys, "export", "--in", sphere_ply, *[a for o in outs for a in ("--out", o)],
-        "--bake", "--bake-size", "256", "--quiet",
+        "--bake", "--bake-size", "256", "--report", tmp_path / "r.json", "--quiet",
     )  # fmt: skip
     assert code == 0 and "wrote" in out
+    assert json.loads((tmp_path / "r.json").read_text())["timings"]["bake"] > 0
     report = validate(outs[0])
     assert_clean(report)
     assert report["info"]["hasTextures"] is True

@@ -14,8 +14,8 @@ xatlas runs in a child Python process: its packer dereferences a bad pointer
 on some very regular meshes (measured: an icosphere subdivided 6 times, 82k
 faces, with any pack options; marching-cubes and jittered meshes of that size
 are fine), and a segfault inside Blender would take the artist's unsaved work
-with it. A crashed child is retried once with positions nudged by a millionth
-of the mesh's size (the layout only; the baked mesh keeps its positions), then
+with it. A crashed child is retried once with positions nudged by 1e-5 of the
+mesh's size (the layout only; the baked mesh keeps its positions), then
 reported as one-line :class:`MeshProcessingError`.
 """
 
@@ -47,7 +47,7 @@ PNG_SOFTWARE = f"blender_img3d {__version__}"
 CHART_PADDING_TEXELS = 4  # between charts in the atlas, and how far charts are grown
 _EDGE_EPSILON = 1e-6
 _RASTER_CHUNK_ELEMENTS = 2_000_000  # texel candidates evaluated at once (memory bound)
-_NUDGE = 1e-6  # of the bounding-box diagonal: the retry's change to the layout's input
+_NUDGE = 1e-5  # of the bounding-box diagonal: the retry's change to the layout's input
 # The child: arrays in and out as .npz over stdin/stdout, nothing else on stdout.
 _ATLAS_CHILD = """
 import io, sys
