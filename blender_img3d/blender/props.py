@@ -205,7 +205,7 @@ class IMG3D_Props(bpy.types.PropertyGroup):
     )
     texture_size: IntProperty(
         name="Texture Size",
-        description="About how many pixels wide the baked texture is",
+        description="Width and height of the baked texture in pixels",
         default=defaults.DEFAULT_TEXTURE_SIZE,
         min=defaults.MIN_TEXTURE_SIZE,
         max=defaults.MAX_TEXTURE_SIZE,

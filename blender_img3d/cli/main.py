@@ -172,8 +172,9 @@ def _add_output_options(
         "--bake-size",
         type=int,
         metavar="N",
-        help=f"with --bake: pixels across the baked texture, {defaults.MIN_TEXTURE_SIZE} to "
-        f"{defaults.MAX_TEXTURE_SIZE} (default {defaults.DEFAULT_TEXTURE_SIZE})",
+        help="with --bake: width and height of the baked texture in pixels, "
+        f"{defaults.MIN_TEXTURE_SIZE} to {defaults.MAX_TEXTURE_SIZE} "
+        f"(default {defaults.DEFAULT_TEXTURE_SIZE})",
     )
     if per_file:
         group.add_argument("--report", type=Path, metavar="FILE.json", help="write metrics as JSON")

@@ -80,9 +80,9 @@ EXPORT_FORMATS = exporters.FORMATS  # the writer registry (live, read-only): nam
 DEFAULT_UNITS = DEFAULT_UNIT
 DXF_ENTITIES = ENTITY_KINDS
 DEFAULT_DXF_ENTITY = DEFAULT_ENTITY
-# Texture bake (vertex colours -> a UV texture, core/mesh/bake.py): pixels across the atlas.
-# 1024 keeps a 20k-face Shap-E mesh's colour within a texel per vertex; 8192 is what
-# engines and WebGL still load everywhere.
+# Texture bake (vertex colours -> a UV texture, core/mesh/bake.py): its width = height.
+# 1024: 0.1 % mean colour error on the 20k-face gradient sphere (benchmarks/bench_bake.py);
+# 8192 px is 256 MiB of RGBA once a viewer loads it, the most an asset should ask for.
 DEFAULT_TEXTURE_SIZE = 1024
 MIN_TEXTURE_SIZE = 64
 MAX_TEXTURE_SIZE = 8192
@@ -359,7 +359,7 @@ def check_bake(export: ExportSettings, formats: Any = ()) -> None:
         export.texture_size,
         MIN_TEXTURE_SIZE,
         MAX_TEXTURE_SIZE,
-        f"pixels across the baked texture, the default is {DEFAULT_TEXTURE_SIZE}",
+        f"width and height of the baked texture in pixels, the default is {DEFAULT_TEXTURE_SIZE}",
     )
     names = [str(name).lower() for name in formats]
     if names and not any(exporters.FORMATS[name].textures for name in names):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -201,7 +202,7 @@ def add_gradient_sphere(installed_extension) -> bpy.types.Object:
     """The bake test sphere (tests.fixtures.meshes.gradient_sphere) as a coloured object."""
     from tests.fixtures.meshes import gradient_sphere
 
-    mesh_arrays = sys.modules[f"{installed_extension}.blender.mesh_arrays"]
+    mesh_arrays = importlib.import_module(f"{installed_extension}.blender.mesh_arrays")
     obj = bpy.data.objects.new("gradient", mesh_arrays.mesh_from_arrays(gradient_sphere()))
     bpy.context.collection.objects.link(obj)
     select_only(obj)

@@ -33,6 +33,7 @@ def test_the_texture_looks_like_the_vertex_colours(baked):
 
 
 def test_every_vertex_has_one_uv_inside_the_image(baked, gradient_sphere):
+    assert baked.image.shape == (256, 256, 3)  # the size asked for, whatever xatlas's aspect
     assert baked.uvs.shape == (len(baked.mesh.vertices), 2)
     assert (baked.uvs >= 0).all() and (baked.uvs <= 1).all()
     assert len(baked.mesh.faces) == len(gradient_sphere.faces)

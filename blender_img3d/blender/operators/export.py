@@ -209,7 +209,7 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
     )
     texture_size: IntProperty(
         name="Texture Size",
-        description="About how many pixels wide the baked texture is",
+        description="Width and height of the baked texture in pixels",
         default=defaults.DEFAULT_TEXTURE_SIZE,
         min=defaults.MIN_TEXTURE_SIZE,
         max=defaults.MAX_TEXTURE_SIZE,
