@@ -203,3 +203,13 @@ def test_a_mesh_without_colours_is_one_line_and_no_file(tmp_path, capsys):
     assert code == 1
     assert "no vertex colours to bake" in one_error_line(err)
     assert snapshot(tmp_path) == before and temporary_files(tmp_path) == []
+
+
+def test_batch_refuses_a_bake_none_of_its_formats_carries(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "batch", tmp_path / "prompts.txt", "--out-dir", tmp_path / "out",
+        "--format", "step", "--bake", "--quiet",
+    )  # fmt: skip
+    assert code == 1
+    assert "can't go into STEP: only GLB and OBJ files carry one" in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
