@@ -11,6 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
+from tests.blender.ui_layout import RecordingLayout
 from tests.core.test_exporters_dxf import read_back as read_dxf
 from tests.core.test_exporters_glb import assert_clean, parse_glb
 from tests.core.test_exporters_glb import validate as validate_glb
@@ -270,6 +271,19 @@ def test_bake_texture_is_refused_for_formats_without_textures(installed_extensio
     dialog = SimpleNamespace(format="OBJ", bake_texture=True)
     assert export.IMG3D_OT_export._untick_bake_if_not_carried(dialog) is False
     assert dialog.bake_texture is True
+
+    def drawn(fmt: str, bake: bool) -> RecordingLayout:
+        layout = RecordingLayout()
+        dialog = SimpleNamespace(format=fmt, bake_texture=bake, layout=layout)
+        export.IMG3D_OT_export.draw(dialog, bpy.context)
+        return layout
+
+    dxf = drawn("DXF", False)
+    assert {"bake_texture", "texture_size"} <= set(dxf.texts("greyed"))
+    assert "Only GLB and OBJ carry a texture" in dxf.texts("label")
+    glb = drawn("GLB", False)
+    assert "bake_texture" not in glb.texts("greyed") and "texture_size" in glb.texts("greyed")
+    assert not {"bake_texture", "texture_size"} & set(drawn("OBJ", True).texts("greyed"))
 
 
 def test_a_baked_obj_never_replaces_a_picture_it_did_not_write(installed_extension, tmp_path):

@@ -13,23 +13,31 @@ from types import SimpleNamespace
 class RecordingLayout:
     """Accepts any layout call; sub-layouts share one list of ``(kind, text)`` records."""
 
-    def __init__(self, records: list | None = None) -> None:
+    def __init__(self, records: list | None = None, parent: "RecordingLayout | None" = None):
         self.records = [] if records is None else records
+        self.parent = parent
         self.alert = False
         self.enabled = True
         self.scale_y = 1.0
         self.use_property_split = False
 
     def _child(self, *_args, **_kwargs) -> "RecordingLayout":
-        return RecordingLayout(self.records)
+        return RecordingLayout(self.records, self)
 
     row = column = box = split = _child
+
+    @property
+    def greyed(self) -> bool:
+        """Drawn disabled: this layout or one it sits in has ``enabled = False``."""
+        return not self.enabled or (self.parent is not None and self.parent.greyed)
 
     def label(self, text: str = "", **_kwargs) -> None:
         self.records.append(("label", text))
 
     def prop(self, data, name: str, **kwargs) -> None:
         self.records.append(("prop", kwargs.get("text", name)))
+        if self.greyed:
+            self.records.append(("greyed", kwargs.get("text", name)))
 
     def operator(self, idname: str, **_kwargs) -> SimpleNamespace:
         self.records.append(("operator", idname))
