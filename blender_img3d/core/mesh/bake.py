@@ -172,6 +172,8 @@ def _atlas_child(positions: np.ndarray, indices: np.ndarray, size: int):
             capture_output=True,
             env=env,
             check=False,
+            # Inside Blender on Windows, no console window flashing up for the child.
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
         )
     except OSError as error:
         raise MeshProcessingError(
