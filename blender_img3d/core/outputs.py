@@ -92,7 +92,6 @@ def plan_outputs(
     it beside the file (an OBJ's PNG) add it to their side files.
     """
     from .exporters import SUFFIXES, format_for_path, side_files
-    from .images.preparation import MODEL_INPUT_FORMATS
     from .shap_e.latents import sidecar_path
 
     plan = OutputPlan(meshes=variant_paths(outputs, max(1, int(batch))))
@@ -119,6 +118,10 @@ def plan_outputs(
         plan.files.append(PlannedFile(latents_path, "the latents"))
         plan.files.append(PlannedFile(sidecar_path(latents_path), "the latents' sidecar"))
     if save_input is not None:
+        # Imported here: the images package needs Pillow, which a Blender that only
+        # exports (no runtime installed) doesn't have.
+        from .images.preparation import MODEL_INPUT_FORMATS
+
         image_path = Path(os.fspath(save_input))
         if image_path.suffix.lower() not in MODEL_INPUT_FORMATS:
             raise OutputPathError(
