@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ..core import exporters
+from ..core import choices, exporters
 from ..core import settings as defaults
 from ..core.errors import CancelledError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
@@ -92,6 +92,13 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.DEFAULT_QUERY_BATCH,
         metavar="N",
         help="SDF points per network call (lower it if memory runs out)",
+    )
+    group.add_argument(
+        "--sdf-method",
+        choices=defaults.SDF_METHODS,
+        default=defaults.DEFAULT_SDF_METHOD,
+        help="; ".join(f"{c.name}: {c.description}" for c in choices.SDF_METHODS)
+        + f" (default {defaults.DEFAULT_SDF_METHOD})",
     )
 
 
@@ -249,6 +256,7 @@ def _generation_settings(args: argparse.Namespace) -> defaults.GenerationSetting
         dtype=args.dtype,
         grid_size=getattr(args, "grid_size", defaults.DEFAULT_GRID_SIZE),
         query_batch=getattr(args, "query_batch", defaults.DEFAULT_QUERY_BATCH),
+        sdf_method=getattr(args, "sdf_method", defaults.DEFAULT_SDF_METHOD),
     )
 
 
