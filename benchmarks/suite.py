@@ -266,7 +266,9 @@ def decode_and_process_ours(renderer, latents, grid, device, shape, mesh_setting
     with calibrated_decoding(shape):
         synchronize(device)
         started = time.perf_counter()
-        surfaces = decoding.decode_surfaces(renderer, latents, grid_size=grid, device=device)
+        surfaces = decoding.decode_surfaces(
+            renderer, latents, grid_size=grid, device=device, adaptive=True
+        )
         meshes = [pipeline.process_surface(s, mesh_settings)[0].mesh for s in surfaces]
         synchronize(device)
         return time.perf_counter() - started, meshes
