@@ -104,20 +104,32 @@ def decimate_with_note(
         preserve_border=True,
         return_collapses=True,
     )
-    colors = None
-    if mesh.colors is not None:
-        if color_transfer == "mean":
-            colors = _colors_from_collapses(mesh, points, collapses)
-        if colors is None:
-            colors = _colors_from_nearest(mesh, points)
-    fast = remove_degenerate_faces(
-        remove_unreferenced_vertices(mesh.replaced(points, np.asarray(faces), colors))
-    )
+    # Colours only for a result that is kept: the check needs faces alone.
+    fast = remove_degenerate_faces(MeshData(points, np.asarray(faces, dtype=np.int64)))
     if not wanted.manifold or topology_of(fast) == wanted:
+        colors = None
+        if mesh.colors is not None:
+            if color_transfer == "mean":
+                colors = _colors_from_collapses(mesh, points, collapses)
+            if colors is None:
+                colors = _colors_from_nearest(mesh, points)
+        fast = remove_unreferenced_vertices(mesh.replaced(points, fast.faces, colors))
         return fast, f"decimated {before} → {fast.face_count} faces"
 
-    log.info("fast decimation changed the topology; decimating topology-safely instead")
-    result = safe_collapse(mesh.vertices, mesh.faces, mesh.colors, int(target_faces))
+    start = _fast_around_damage(
+        mesh, int(target_faces), aggressiveness, (points, collapses), wanted
+    )
+    if start is None:
+        log.info("fast decimation changed the topology; decimating topology-safely instead")
+        start, weights = mesh, None
+    else:
+        start, weights = start
+        log.info(
+            "fast decimation changed the topology; redone around the damage (%d faces), "
+            "finishing topology-safely",
+            start.face_count,
+        )
+    result = safe_collapse(start.vertices, start.faces, start.colors, int(target_faces), weights)
     colors = result.colors
     if colors is not None and color_transfer == "nearest":
         colors = _colors_from_nearest(mesh, result.vertices)
@@ -166,11 +178,129 @@ def _topology_text(topology: Topology) -> str:
     return ", ".join(parts)
 
 
-def _colors_from_collapses(
-    mesh: MeshData, points: np.ndarray, collapses: np.ndarray
-) -> Optional[np.ndarray]:
-    """Mean colour of the original vertices merged into each output vertex (None if unmatched)."""
-    parent = np.arange(mesh.vertex_count)
+# Rounds of redoing the fast pass around its damage before the safe collapser starts
+# from the input instead.
+_REPAIR_ROUNDS = 4
+
+
+def _fast_around_damage(
+    mesh: MeshData,
+    target_faces: int,
+    aggressiveness: float,
+    first: tuple[np.ndarray, np.ndarray],
+    wanted: Topology,
+) -> Optional[tuple[MeshData, np.ndarray]]:
+    """A fast-simplified mesh with its damaged patches left at full resolution, or None.
+
+    Each output vertex of fast-simplification is a *cluster* of input vertices
+    (its collapse history is a forest), and its output is exactly the input with
+    every cluster merged into one vertex. Where that output is damaged (an edge
+    without exactly two faces where the input had them, a pinched vertex, a face
+    twice, a face turned over against the input face it came from, a cluster whose
+    faces all vanished), the input faces at those clusters and the ones next to
+    them are set aside, and fast-simplification runs again on the rest, whose
+    border it keeps in place, so the patches fit back exactly. That is checked
+    and repeated a few rounds. Splitting clusters back in place instead fails: a
+    coarse cluster's jagged outline wraps round fine vertices and pinches them.
+    Returns the mesh (the patches still fine, for :func:`.safe_collapse` to
+    finish) and how many input vertices each of its vertices stands for, or None
+    when the damage doesn't settle (the safe collapser then starts from the input).
+    """
+    import fast_simplification
+
+    n = mesh.vertex_count
+    corners = mesh.vertices[mesh.faces]
+    source_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    input_table = edge_table(mesh.faces, n)
+    rim = np.zeros(n, dtype=bool)
+    rim[input_table.edges[input_table.boundary].reshape(-1)] = True
+    fine = np.zeros(n, dtype=bool)  # input vertices whose faces stay at full resolution
+    points, collapses = first
+    rest = np.ones(mesh.face_count, dtype=bool)  # the faces the fast pass decimated
+    for _ in range(_REPAIR_ROUNDS + 1):
+        parent, survivors = _clusters(mesh.faces[rest], n, collapses)
+        if len(survivors) != len(points):
+            log.warning("decimation history does not match its output; not reusing it")
+            return None
+        positions = np.array(mesh.vertices, dtype=np.float64)
+        positions[survivors] = points  # fast-simplification numbers survivors in input order
+        faces = parent[mesh.faces]
+        alive = _non_degenerate(faces)
+        faces = faces[alive]
+        damaged, table = _damage(faces, positions, source_normals[alive], rim, n)
+        lost = np.ones(n, dtype=bool)  # cluster roots none of whose faces is left
+        lost[faces.reshape(-1)] = False
+        lost = lost[parent]
+        if not damaged.any() and not lost.any():
+            break
+        # Set aside the damaged clusters and their neighbours in the merged mesh.
+        edges = table.edges
+        near = damaged.copy()
+        near[edges[damaged[edges[:, 0]], 1]] = True
+        near[edges[damaged[edges[:, 1]], 0]] = True
+        fine |= near[parent] | lost
+        rest = ~np.any(fine[mesh.faces], axis=1)
+        share = rest.sum() / mesh.face_count
+        points, sub_faces, collapses = fast_simplification.simplify(
+            mesh.vertices,
+            mesh.faces[rest],
+            target_count=max(4, int(round(target_faces * share))),
+            agg=aggressiveness,
+            preserve_border=True,
+            return_collapses=True,
+        )
+    else:
+        return None
+    weights = np.bincount(parent, minlength=n).astype(np.float64)
+    colors = None
+    if mesh.colors is not None:
+        sums = np.zeros((n, 3))
+        np.add.at(sums, parent, mesh.colors)
+        colors = sums / np.maximum(weights, 1.0)[:, None]
+    used = np.zeros(n, dtype=bool)
+    used[faces.reshape(-1)] = True
+    renumber = np.cumsum(used) - 1
+    start = MeshData(positions[used], renumber[faces], None if colors is None else colors[used])
+    if topology_of(start) != wanted:
+        return None
+    return start, weights[used]
+
+
+def _non_degenerate(faces: np.ndarray) -> np.ndarray:
+    return (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    )
+
+
+def _damage(faces, positions, source_normals, rim, n):
+    """Vertices where a merged mesh is broken, and its edge table (see
+    :func:`_fast_around_damage`)."""
+    table = edge_table(faces, n)
+    ends = table.edges
+    open_edge = table.counts == 1
+    bad_edge = (table.counts > 2) | (open_edge & ~(rim[ends[:, 0]] & rim[ends[:, 1]]))
+    damaged = np.zeros(n, dtype=bool)
+    damaged[ends[bad_edge].reshape(-1)] = True
+    damaged |= non_manifold_vertex_mask(faces, n, table)
+    ordered = np.sort(faces, axis=1)
+    if n < 2**21:  # one int64 key per face
+        keys = (ordered[:, 0] * np.int64(n) + ordered[:, 1]) * np.int64(n) + ordered[:, 2]
+        _, first, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    else:
+        _, first, counts = np.unique(ordered, axis=0, return_inverse=True, return_counts=True)
+    damaged[faces[counts[first.reshape(-1)] > 1].reshape(-1)] = True
+    corners = positions[faces]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    turned_face = np.einsum("ij,ij->i", normals, source_normals) <= 0.0
+    turned_face &= np.any(source_normals != 0.0, axis=1)  # a sliver of the input is no damage
+    damaged[faces[turned_face].reshape(-1)] = True
+    return damaged, table
+
+
+def _clusters(faces: np.ndarray, n: int, collapses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cluster root of every input vertex after ``collapses``, and the roots still
+    in a face (fast-simplification's output vertices, in its order)."""
+    parent = np.arange(n)
     if len(collapses):
         parent[collapses[:, 1]] = collapses[:, 0]
     for _ in range(64):  # pointer jumping: depth halves each round
@@ -178,13 +308,24 @@ def _colors_from_collapses(
         if np.array_equal(grand, parent):
             break
         parent = grand
-    survivors, owner = np.unique(parent, return_inverse=True)
+    merged = parent[faces]
+    return parent, np.unique(merged[_non_degenerate(merged)])
+
+
+def _colors_from_collapses(
+    mesh: MeshData, points: np.ndarray, collapses: np.ndarray
+) -> Optional[np.ndarray]:
+    """Mean colour of the original vertices merged into each output vertex (None if unmatched)."""
+    parent, survivors = _clusters(mesh.faces, mesh.vertex_count, collapses)
     if len(survivors) != len(points):
         log.warning("decimation history does not match its output; using nearest colours")
         return None
+    owner = np.searchsorted(survivors, parent)
+    inside = (owner < len(survivors)) & (survivors[np.minimum(owner, len(survivors) - 1)] == parent)
     sums = np.zeros((len(points), 3))
-    np.add.at(sums, owner, mesh.colors)
-    return sums / np.bincount(owner, minlength=len(points))[:, None]
+    np.add.at(sums, owner[inside], mesh.colors[inside])
+    counts = np.bincount(owner[inside], minlength=len(points))
+    return sums / np.maximum(counts, 1)[:, None]
 
 
 def _colors_from_nearest(mesh: MeshData, points: np.ndarray) -> np.ndarray:
