@@ -25,7 +25,13 @@ from ..errors import MeshProcessingError
 from .cleanup import remove_degenerate_faces, remove_unreferenced_vertices
 from .meshdata import MeshData, plural
 from .safe_collapse import safe_collapse
-from .topology import checks_mesh, edge_table, non_manifold_vertex_mask, vertex_labels
+from .topology import (
+    EdgeTable,
+    checks_mesh,
+    edge_table,
+    non_manifold_vertex_mask,
+    vertex_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,8 @@ def decimate_with_note(
         ) from exc
 
     mesh = remove_unreferenced_vertices(mesh)
-    wanted = topology_of(mesh)
+    input_table = edge_table(mesh.faces, mesh.vertex_count)
+    wanted = topology_of(mesh, input_table)
     points, faces, collapses = fast_simplification.simplify(
         mesh.vertices,
         mesh.faces,
@@ -117,7 +124,7 @@ def decimate_with_note(
         return fast, f"decimated {before} → {fast.face_count} faces"
 
     start = _fast_around_damage(
-        mesh, int(target_faces), aggressiveness, (points, collapses), wanted
+        mesh, int(target_faces), aggressiveness, (points, collapses), wanted, input_table
     )
     if start is None:
         log.info("fast decimation changed the topology; decimating topology-safely instead")
@@ -157,9 +164,10 @@ class Topology:
     manifold: bool
 
 
-def topology_of(mesh: MeshData) -> Topology:
-    """The :class:`Topology` of ``mesh`` (one edge table and one component labelling)."""
-    table = edge_table(mesh.faces, mesh.vertex_count)
+def topology_of(mesh: MeshData, table: Optional[EdgeTable] = None) -> Topology:
+    """The :class:`Topology` of ``mesh`` (one edge table, unless given, and one component
+    labelling)."""
+    table = table or edge_table(mesh.faces, mesh.vertex_count)
     pieces, _ = vertex_labels(mesh.faces, mesh.vertex_count)
     used = np.unique(mesh.faces).size
     manifold = (
@@ -189,6 +197,7 @@ def _fast_around_damage(
     aggressiveness: float,
     first: tuple[np.ndarray, np.ndarray],
     wanted: Topology,
+    input_table: EdgeTable,
 ) -> Optional[tuple[MeshData, np.ndarray]]:
     """A fast-simplified mesh with its damaged patches left at full resolution, or None.
 
@@ -211,7 +220,6 @@ def _fast_around_damage(
     n = mesh.vertex_count
     corners = mesh.vertices[mesh.faces]
     source_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    input_table = edge_table(mesh.faces, n)
     rim = np.zeros(n, dtype=bool)
     rim[input_table.edges[input_table.boundary].reshape(-1)] = True
     fine = np.zeros(n, dtype=bool)  # input vertices whose faces stay at full resolution
@@ -228,6 +236,7 @@ def _fast_around_damage(
         alive = _non_degenerate(faces)
         faces = faces[alive]
         damaged, table = _damage(faces, positions, source_normals[alive], rim, n)
+        damaged |= _not_disks(parent, input_table.edges, mesh.faces, n)
         lost = np.ones(n, dtype=bool)  # cluster roots none of whose faces is left
         lost[faces.reshape(-1)] = False
         lost = lost[parent]
@@ -254,9 +263,7 @@ def _fast_around_damage(
     weights = np.bincount(parent, minlength=n).astype(np.float64)
     colors = None
     if mesh.colors is not None:
-        sums = np.zeros((n, 3))
-        np.add.at(sums, parent, mesh.colors)
-        colors = sums / np.maximum(weights, 1.0)[:, None]
+        colors = _cluster_means(parent, mesh.colors, weights)
     used = np.zeros(n, dtype=bool)
     used[faces.reshape(-1)] = True
     renumber = np.cumsum(used) - 1
@@ -264,6 +271,26 @@ def _fast_around_damage(
     if topology_of(start) != wanted:
         return None
     return start, weights[used]
+
+
+def _not_disks(parent: np.ndarray, edges: np.ndarray, faces: np.ndarray, n: int) -> np.ndarray:
+    """Cluster roots whose clusters don't have a disk's Euler characteristic (1).
+
+    A cluster that wraps round a thin tube (its input vertices and the edges
+    between them make a loop) merges into a vertex that closes the tube's handle,
+    and the merged mesh can still be manifold everywhere: only its Euler
+    characteristic tells. V - E + F over the input vertices, edges and faces
+    inside each cluster is 1 for a disk or a tree of edges.
+    """
+    inside_edges = parent[edges[:, 0]] == parent[edges[:, 1]]
+    roots = parent[faces]
+    inside_faces = (roots[:, 0] == roots[:, 1]) & (roots[:, 1] == roots[:, 2])
+    euler = (
+        np.bincount(parent, minlength=n)
+        - np.bincount(parent[edges[inside_edges, 0]], minlength=n)
+        + np.bincount(roots[inside_faces, 0], minlength=n)
+    )
+    return (euler != 1) & (np.arange(n) == parent)
 
 
 def _non_degenerate(faces: np.ndarray) -> np.ndarray:
@@ -322,10 +349,17 @@ def _colors_from_collapses(
         return None
     owner = np.searchsorted(survivors, parent)
     inside = (owner < len(survivors)) & (survivors[np.minimum(owner, len(survivors) - 1)] == parent)
-    sums = np.zeros((len(points), 3))
-    np.add.at(sums, owner[inside], mesh.colors[inside])
-    counts = np.bincount(owner[inside], minlength=len(points))
-    return sums / np.maximum(counts, 1)[:, None]
+    counts = np.bincount(owner[inside], minlength=len(points)).astype(np.float64)
+    return _cluster_means(owner[inside], mesh.colors[inside], counts)
+
+
+def _cluster_means(owner: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` per ``owner`` (``counts``: how many each owner has)."""
+    sums = np.stack(
+        [np.bincount(owner, weights=values[:, k], minlength=len(counts)) for k in range(3)],
+        axis=1,
+    )
+    return sums / np.maximum(counts, 1.0)[:, None]
 
 
 def _colors_from_nearest(mesh: MeshData, points: np.ndarray) -> np.ndarray:

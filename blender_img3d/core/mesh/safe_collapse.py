@@ -15,11 +15,18 @@ collapses an edge (a, b) only when
 
 It works in passes, all vectorised: each pass prices every candidate edge with
 Garland-Heckbert quadrics (placing the merged vertex at the quadric's minimum, or
-the edge's midpoint where that is ill-posed), then collapses at once a set of the
-cheapest edges none of which has an end in another's closed neighbourhood, which
-makes the collapses of one pass independent of each other. Prices are kept
-between passes and only edges at moved vertices are priced again. It stops at
-the target, or when no safe collapse is left: that mesh is the closest safe one.
+the edge's midpoint where that is ill-posed), then collapses at once a set of
+cheap edges none of which has an end in another's closed neighbourhood, which
+makes the collapses of one pass independent of each other. That set is picked
+from the cheapest half by cost band, in a random order inside each band, over a
+few rounds, so it is nearly maximal: picking strict local minima of the cost
+finds few on a smooth cost field, and the collapser then needed hundreds of
+passes (339 for 107k → 20k faces, 19 s; now 13). Prices are kept between
+passes and only edges at moved vertices are priced again. It stops at the
+target, or when no safe collapse is left: that mesh is the closest safe one.
+
+:mod:`.decimate` mostly runs it on fast-simplification's output with a few
+patches left at full resolution, where it has little to do.
 """
 
 from __future__ import annotations
