@@ -123,6 +123,20 @@ def decimate_with_note(
         fast = remove_unreferenced_vertices(mesh.replaced(points, fast.faces, colors))
         return fast, f"decimated {before} → {fast.face_count} faces"
 
+    if before > _STAGE_RATIO * target_faces:
+        # Far below the input, fast-simplification's clusters are big and the patches
+        # left fine around its damage cover most of the mesh: go halfway first (in
+        # face-count ratio), each stage fast where it can be and safe where it must.
+        halfway, _ = decimate_with_note.unchecked(
+            mesh, int(round(np.sqrt(before * target_faces))), aggressiveness=aggressiveness
+        )
+        out, _ = decimate_with_note.unchecked(
+            halfway, int(target_faces), aggressiveness=aggressiveness
+        )
+        if out.colors is not None and color_transfer == "nearest":
+            out = out.replaced(colors=_colors_from_nearest(mesh, out.vertices))
+        return out, _decimation_note(before, out.face_count, int(target_faces), wanted)
+
     start = _fast_around_damage(
         mesh, int(target_faces), aggressiveness, (points, collapses), wanted, input_table
     )
@@ -141,17 +155,23 @@ def decimate_with_note(
     if colors is not None and color_transfer == "nearest":
         colors = _colors_from_nearest(mesh, result.vertices)
     out = mesh.replaced(result.vertices, result.faces, colors)
-    note = f"decimated {before} → {out.face_count} faces"
-    if abs(out.face_count - target_faces) > TARGET_SLACK * target_faces:
-        note = (
-            f"decimation stopped at {out.face_count} faces (target {target_faces}): further "
-            f"collapses would change the topology ({_topology_text(wanted)}) or fold faces"
-        )
-    return out, note
+    return out, _decimation_note(before, out.face_count, int(target_faces), wanted)
 
 
 # How far from the target a result may land and still count as on target.
 TARGET_SLACK = 0.02
+# Above this many times the target, a decimation that the fast pass damages goes in
+# two stages (see decimate_with_note).
+_STAGE_RATIO = 16
+
+
+def _decimation_note(before: int, after: int, target: int, wanted: "Topology") -> str:
+    if abs(after - target) <= TARGET_SLACK * target:
+        return f"decimated {before} → {after} faces"
+    return (
+        f"decimation stopped at {after} faces (target {target}): further "
+        f"collapses would change the topology ({_topology_text(wanted)}) or fold faces"
+    )
 
 
 @dataclass(frozen=True)
