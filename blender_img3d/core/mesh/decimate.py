@@ -242,7 +242,7 @@ def _fast_around_damage(
     every cluster merged into one vertex. Where that output is damaged (an edge
     without exactly two faces where the input had them, a pinched vertex, a face
     twice, a face turned over against the input face it came from, a cluster whose
-    faces all vanished), the input faces at those clusters and the ones next to
+    faces all vanished or that isn't a disk), the input faces at those clusters and the ones next to
     them are set aside, and fast-simplification runs again on the rest, whose
     border it keeps in place, so the patches fit back exactly. That is checked
     and repeated a few rounds. Splitting clusters back in place instead fails: a
@@ -285,11 +285,13 @@ def _fast_around_damage(
         near[edges[damaged[edges[:, 1]], 0]] = True
         fine |= near[parent] | lost
         rest = ~np.any(fine[mesh.faces], axis=1)
-        share = rest.sum() / mesh.face_count
-        points, sub_faces, collapses = fast_simplification.simplify(
+        left = int(rest.sum())
+        if left < 8:
+            return None  # nothing left for the fast pass: the safe collapser does it all
+        points, _, collapses = fast_simplification.simplify(
             mesh.vertices,
             mesh.faces[rest],
-            target_count=max(4, int(round(target_faces * share))),
+            target_count=max(4, int(round(target_faces * left / mesh.face_count))),
             agg=aggressiveness,
             preserve_border=True,
             return_collapses=True,
