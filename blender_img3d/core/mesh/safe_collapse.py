@@ -237,6 +237,7 @@ def _independent(a, b, adjacency, n):
     owner = np.repeat(np.arange(m), np.diff(ring.indptr))  # row = priority
     members = ring.indices
     by_priority = np.argsort(priority)
+    ea, eb = a[by_priority], b[by_priority]
     alive = np.ones(m, dtype=bool)  # by priority
     blocked = np.zeros(n, dtype=bool)
     picked = []
@@ -244,7 +245,6 @@ def _independent(a, b, adjacency, n):
         live = alive[owner]
         first = np.full(n, m, dtype=np.int64)
         first[members[live][::-1]] = owner[live][::-1]  # the cheapest live edge at each vertex
-        ea, eb = a[by_priority], b[by_priority]
         win = alive & (np.minimum(first[ea], first[eb]) == np.arange(m))
         if not win.any():
             break
