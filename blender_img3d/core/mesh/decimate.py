@@ -8,7 +8,7 @@ border makes them fit back), and the topology-safe collapser
 (:mod:`.safe_collapse`) finishes the patches only; where that doesn't settle,
 the safe collapser decimates the whole input.
 
-Measured before choosing (2 shared cores, load 7-8, CPU-time medians of 3;
+Measured before choosing (2 shared cores, load 5-8, CPU-time medians of 3;
 mushroom with a thin ring, marching cubes at grid 191, 177k faces, colours):
 
 =================================  ======  ===============================
@@ -18,7 +18,7 @@ fast-simplification / pyfqmr 0.5   0.3/0.6 no (border edges, pinches)
 pymeshlab, ``preservetopology``    4.2     yes (wheels 53-95 MB each, Linux
                                            only for glibc 2.31, 2023.12)
 safe collapser on the whole input  6.5     yes (was ~19 s: 339 passes)
-this module (fast, redone, safe)   1.2     yes, 1.3 voxels Hausdorff
+this module (fast, redone, safe)   1.2-1.5 yes, 1.3 voxels Hausdorff
 =================================  ======  ===============================
 
 pyfqmr is the same algorithm as fast-simplification, without a topology option;
