@@ -209,3 +209,21 @@ def test_one_variant_keeps_the_name_and_suffix_case_is_ignored(tmp_path):
     assert [f.role for f in plan.files] == ["the GLB output", "the saved model input"]
     with pytest.raises(OutputPathError, match="The report and the saved model input"):
         plan_outputs([], report=tmp_path / "a.png", save_input=tmp_path / "a.png")
+
+
+def test_a_renamed_objs_material_library_is_its_own_name_and_protected(tmp_path):
+    """b.obj (once a.obj, written by us) still says ``mtllib a.mtl``: a new a.obj would
+    replace that library, although its header is ours, so it is refused as an input's."""
+    (tmp_path / "a.mtl").write_bytes(b"# blender_img3d 0.1.0\nnewmtl m\n")
+    (tmp_path / "b.obj").write_bytes(b"# blender_img3d 0.1.0\nmtllib a.mtl\nv 0 0 0\n")
+    with pytest.raises(OutputPathError, match="would overwrite the input's material library"):
+        plan_outputs([tmp_path / "a.obj"], inputs=[tmp_path / "b.obj"])
+    plan_outputs([tmp_path / "c.obj"], inputs=[tmp_path / "b.obj"])  # another name is fine
+
+
+def test_a_material_library_with_a_non_utf8_name_is_protected_too(tmp_path):
+    name = os.fsdecode(b"mat\xe9riau")  # Latin-1, as older Windows tools write it
+    (tmp_path / f"{name}.mtl").write_bytes(b"# blender_img3d 0.1.0\nnewmtl m\n")
+    (tmp_path / "scan.obj").write_bytes(b"mtllib mat\xe9riau.mtl\nv 0 0 0\n")
+    with pytest.raises(OutputPathError, match="would overwrite the input's material library"):
+        plan_outputs([tmp_path / f"{name}.obj"], inputs=[tmp_path / "scan.obj"])
