@@ -334,6 +334,14 @@ GLB_RULES = {
         lambda: _glb_with()[:8] + struct.pack("<I", len(_glb_with()) - 1) + _glb_with()[12:],
         f"the header says {len(_glb_with()) - 1} bytes, the file has {len(_glb_with())}",
     ),
+    "length past 2**31": (
+        lambda: _glb_with()[:8] + struct.pack("<I", 2**32 - 4) + _glb_with()[12:],
+        f"the header says {2**32 - 4} bytes, the file has {len(_glb_with())}",
+    ),
+    "chunk length past 2**31": (
+        lambda: _container(struct.pack("<II", 2**32 - 16, JSON_CHUNK) + b"{}  "),
+        f"a chunk of {2**32 - 16} bytes at byte 12 runs past the end",
+    ),
     "chunk header cut": (
         lambda: _container(_chunk(JSON_CHUNK, b"{}  "), b"\0\0\0\0"),
         "a chunk header at byte 24 runs past the end",
@@ -668,6 +676,11 @@ GLB_EDGES = {
         _chunk(BIN_CHUNK, glb_parts()[1]),
         _chunk(7, b"\0" * 4),
     ),
+    "an empty chunk ending the file": lambda: _container(
+        _chunk(JSON_CHUNK, _padded(json.dumps(glb_parts()[0]).encode(), b" ")),
+        _chunk(BIN_CHUNK, glb_parts()[1]),
+        _chunk(7, b""),
+    ),
     "asset version 2.1": lambda: _glb_with(_set("asset.version", "2.1")),
     "view exactly filling the buffer": lambda: _glb_with(_set("bufferViews.3.byteLength", 96)),
     "stride 252 on a view of its own": lambda: _glb_with(
@@ -745,9 +758,124 @@ def test_a_gltf_file_is_checked_by_its_suffix(tmp_path):
 
     document, binary = glb_parts()
     (tmp_path / "m.gltf").write_bytes(_gltf_text(dict(document, buffers=[{"byteLength": 1}])))
-    with pytest.raises(MeshInputError, match=r"not a valid glTF file \(buffers\[0\] has no uri"):
+    with pytest.raises(MeshInputError) as info:
         check_gltf_file(tmp_path / "m.gltf")
+    assert str(info.value).startswith(
+        f"Can't read {tmp_path / 'm.gltf'}: the file is damaged or not a valid glTF file "
+        "(buffers[0] has no uri"
+    )
+    # An external buffer is looked for beside the file, wherever the process runs.
+    (tmp_path / "data.bin").write_bytes(binary)
+    beside = dict(document, buffers=[{"byteLength": len(binary), "uri": "data.bin"}])
+    (tmp_path / "beside.gltf").write_bytes(_gltf_text(beside))
+    check_gltf_file(tmp_path / "beside.gltf")
     (tmp_path / "m.GLB").write_bytes(pack_glb(document, binary))
     check_gltf_file(tmp_path / "m.GLB")
     with pytest.raises(MeshInputError, match=r"^Can't read .*missing.glb: No such file"):
         check_gltf_file(tmp_path / "missing.glb")
+
+
+def _named(vertices, faces, name="part", colors=None) -> MeshData:
+    return MeshData(np.asarray(vertices, float), np.asarray(faces), colors=colors, name=name)
+
+
+TRIANGLE = [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+
+
+def _bent(mesh: MeshData, **arrays) -> MeshData:
+    for key, value in arrays.items():  # past MeshData's own reshaping, as a buggy step could
+        setattr(mesh, key, value)
+    return mesh
+
+
+VALIDATION_MESSAGES = {
+    "vertices (3, 2)": (
+        lambda: _bent(_named(TRIANGLE, [[0, 1, 2]]), vertices=np.zeros((3, 2))),
+        "Can't use mesh 'part': vertices must be (N, 3) and faces (M, 3) triangles, got (3, 2) "
+        "and (1, 3).",
+    ),
+    "faces (1, 4)": (
+        lambda: _bent(_named(TRIANGLE, [[0, 1, 2]]), faces=np.zeros((1, 4), int)),
+        "Can't use mesh 'part': vertices must be (N, 3) and faces (M, 3) triangles, got (3, 3) "
+        "and (1, 4).",
+    ),
+    "faces flat": (
+        lambda: _bent(_named(TRIANGLE, [[0, 1, 2]]), faces=np.zeros(3, int)),
+        "Can't use mesh 'part': vertices must be (N, 3) and faces (M, 3) triangles, got (3, 3) "
+        "and (3,).",
+    ),
+    "vertices flat": (
+        lambda: _bent(_named(TRIANGLE, [[0, 1, 2]]), vertices=np.zeros(9)),
+        "Can't use mesh 'part': vertices must be (N, 3) and faces (M, 3) triangles, got (9,) "
+        "and (1, 3).",
+    ),
+    "one NaN vertex, unnamed": (
+        lambda: _named([[0, 0, np.nan], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], name=""),
+        "Can't use the mesh: 1 of its 3 vertices have NaN or infinite coordinates; the mesh is "
+        "corrupt: repair or regenerate it.",
+    ),
+    "past the working limit": (
+        lambda: _named([[0, 0, -2e70], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]]),
+        "Can't use mesh 'part': a coordinate reaches 2e+70 m, beyond the 1e+70 m that mesh "
+        "arithmetic keeps finite; scale it down (e.g. --size) first.",
+    ),
+    "negative index": (
+        lambda: _named(TRIANGLE, [[0, 1, -1]]),
+        "Can't use mesh 'part': face indices run from -1 to 1 but there are 3 vertices; the "
+        "mesh is corrupt.",
+    ),
+    "index = vertex count": (
+        lambda: _named(TRIANGLE, [[0, 1, 3]]),
+        "Can't use mesh 'part': face indices run from 0 to 3 but there are 3 vertices; the "
+        "mesh is corrupt.",
+    ),
+    "infinite colour": (
+        lambda: _named(TRIANGLE, [[0, 1, 2]], colors=[[0, 0, 0], [1, 1, 1], [np.inf, 0, 0]]),
+        "Can't use mesh 'part': some vertex colours are NaN or infinite; the mesh is corrupt: "
+        "repair or regenerate it.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(VALIDATION_MESSAGES))
+def test_each_array_refusal_reads_exactly(case):
+    from blender_img3d.core.mesh.validate import check_mesh
+
+    build, message = VALIDATION_MESSAGES[case]
+    with pytest.raises(MeshInputError) as info:
+        check_mesh(build())
+    assert str(info.value) == message
+
+
+def test_each_format_refusal_reads_exactly(monkeypatch):
+    from blender_img3d.core.mesh import validate
+
+    far = _named([[0, 0, 1e68], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]])
+    with pytest.raises(MeshInputError) as info:
+        validate.check_for_format(far, "dxf", 1000.0, "mm")
+    assert str(info.value) == (
+        "Can't export mesh 'part' as DXF: a coordinate reaches 1e+71 mm, beyond the 1e+70 mm "
+        "the exporter's arithmetic can hold; scale the mesh down (e.g. --size) or choose a "
+        "larger unit."
+    )
+    with pytest.raises(MeshInputError, match="reaches 1e\\+71 mm"):  # a mirrored scale too
+        validate.check_for_format(far, "step", -1000.0, "mm")
+    validate.check_for_format(far, "step")  # metres by default: 1e68 fits
+    wide = _named([[0, 0, 1e38], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]])
+    with pytest.raises(MeshInputError) as info:
+        validate.check_for_format(wide, "glb", 10.0)
+    assert str(info.value) == (
+        "Can't export mesh 'part' as GLB: a coordinate reaches 1e+39 m, beyond the 3.4e+38 m "
+        "GLB stores float32 positions can hold; scale the mesh down (e.g. --size)."
+    )
+    with pytest.raises(MeshInputError) as info:
+        validate.check_for_format(_named([[0, 0, np.nan]] + TRIANGLE, [[1, 2, 3]]), "obj")
+    assert str(info.value).startswith("Can't export mesh 'part' as OBJ: 1 of its 4 vertices")
+    monkeypatch.setattr(validate, "MAX_GLB_VERTICES", 2)  # 2**32 - 1 vertices won't fit a test
+    with pytest.raises(MeshInputError) as info:
+        validate.check_for_format(_named(TRIANGLE, [[0, 1, 2]]), "glb")
+    assert str(info.value) == (
+        "Can't export mesh 'part' as GLB: 3 vertices are more than 32-bit indices address; "
+        "decimate it (--target-faces)."
+    )
+    validate.check_for_format(_named(TRIANGLE, [[0, 1, 2]]), "obj")  # the limit is GLB's only
