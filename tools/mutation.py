@@ -13,7 +13,7 @@ mutates all of ``blender_img3d/core`` against ``tests/core`` and
 meanwhile don't leak into the run, and a rerun retests only mutants whose
 function changed or that new tests cover; ``--rerun-survivors`` retests the
 last run's survivors against today's tests. The score printed (and written to
-``score.json`` there) is killed / all mutants, per module and in total.
+``mutants/score.json`` there) is killed / all mutants, per module and in total.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def report(workdir: Path, show: bool) -> dict:
     score = 100 * total.get("killed", 0) / sum(total.values())
     print(f"{'total':<48} {sum(total.values()):>5} mutants  {score:5.1f} %  {dict(total)}")
     summary = {"score_percent": round(score, 1), "total": dict(total), "modules": rows}
-    (workdir / "score.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (workdir / "mutants" / "score.json").write_text(json.dumps(summary, indent=2) + "\n")
     if show:
         for name in sorted(n for n, status in found.items() if status == "survived"):
             subprocess.run([str(workdir / ".venv/bin/mutmut"), "show", name], cwd=workdir)
