@@ -227,3 +227,58 @@ def test_a_material_library_with_a_non_utf8_name_is_protected_too(tmp_path):
     (tmp_path / "scan.obj").write_bytes(b"mtllib mat\xe9riau.mtl\nv 0 0 0\n")
     with pytest.raises(OutputPathError, match="would overwrite the input's material library"):
         plan_outputs([tmp_path / f"{name}.obj"], inputs=[tmp_path / "scan.obj"])
+
+
+def _refusal(**plan) -> str:
+    with pytest.raises(OutputPathError) as info:
+        plan_outputs(**plan)
+    return str(info.value)
+
+
+def test_each_unusable_path_reads_exactly(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d.json").mkdir()
+    report = tmp_path / "missing" / "r.json"
+    assert _refusal(report=report) == (
+        f"The report {report} can't be written: the folder {report.parent} does not exist; "
+        "create it first or fix the path."
+    )
+    report = tmp_path / "afile" / "r.json"
+    assert _refusal(report=report) == (
+        f"The report {report} can't be written: {tmp_path / 'afile'} is a file, not a folder."
+    )
+    assert _refusal(report=tmp_path / "d.json") == (
+        f"The report {tmp_path / 'd.json'} is a folder: give a file name."
+    )
+    assert _refusal(report="/") == "The report / names a folder: give a file name."
+    assert _refusal(outputs=[tmp_path / "a.glb"], latents=tmp_path / "afile" / "z.npy") == (
+        f"The latents {tmp_path / 'afile' / 'z.npy'} can't be written: {tmp_path / 'afile'} is a "
+        "file, not a folder."
+    )
+
+
+def test_the_name_limit_is_the_file_systems_and_inclusive(tmp_path):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = "n" * (name_max - len(".json")) + ".json"
+    plan_outputs(report=tmp_path / longest)  # exactly at the limit: fine
+    over = "é" + longest[1:]  # as many characters, one byte more: the limit counts bytes
+    assert _refusal(report=tmp_path / over) == (
+        f"The report name {over[:40]}… is {name_max + 1} bytes long; this file system allows "
+        f"{name_max}: choose a shorter name."
+    )
+
+
+def test_a_path_past_the_systems_limit_is_refused_before_any_work(tmp_path):
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    folder = tmp_path
+    while len(os.fsencode(str(folder))) < path_max - 250:  # leaves a name under 255 bytes
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    report = folder / ("r" * (path_max - len(os.fsencode(str(folder))) - 7) + ".json")
+    assert len(os.fsencode(str(report))) == path_max - 1
+    plan_outputs(report=report)  # one byte under the limit, with its NUL: fine
+    longer = report.with_name("r" + report.name)
+    assert _refusal(report=longer) == (
+        f"The report path is longer than the {path_max} bytes this system allows: choose a "
+        "shorter folder or name."
+    )
