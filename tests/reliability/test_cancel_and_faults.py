@@ -227,3 +227,28 @@ def test_a_new_file_gets_the_umask_default_not_mkstemp_0600(tmp_path, umask):
     finally:
         os.umask(previous)
     assert (tmp_path / "new.glb").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_failure_after_a_partial_commit_keeps_nothing_more(tmp_path):
+    """What was renamed early stays; what was staged after it, unkept, is discarded."""
+    with pytest.raises(ValueError):
+        with staged_writes() as batch:
+            with atomic_write(tmp_path / "early", "w") as stream:
+                stream.write("early")
+            batch.commit(1)
+            with atomic_write(tmp_path / "late", "w") as stream:
+                stream.write("late")
+            raise ValueError("failed after the first file")
+    assert snapshot(tmp_path) == {"early": b"early"}
+
+
+def test_a_dot_name_is_refused_as_a_folder(tmp_path):
+    parent = os.path.join(str(tmp_path), "..")
+    with pytest.raises(ExportError) as info:
+        with atomic_write(parent, "w"):
+            pass
+    assert str(info.value) == f"Can't write {parent!r}: give a file name, not a folder."
+    with pytest.raises(ExportError) as info:  # "x/." is "x" to pathlib: the folder itself
+        with atomic_write(os.path.join(str(tmp_path), "."), "w"):
+            pass
+    assert str(info.value) == f"Can't write {tmp_path}: it is a folder; give a file name."

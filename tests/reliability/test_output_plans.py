@@ -282,3 +282,45 @@ def test_a_path_past_the_systems_limit_is_refused_before_any_work(tmp_path):
         f"The report path is longer than the {path_max} bytes this system allows: choose a "
         "shorter folder or name."
     )
+
+
+def test_each_refused_plan_reads_exactly(tmp_path):
+    from blender_img3d.core.exporters import SUFFIXES
+    from blender_img3d.core.images.preparation import MODEL_INPUT_FORMATS
+
+    suffixes = ", ".join(SUFFIXES)
+    assert _refusal(outputs=[tmp_path / "o.fbx"]) == (
+        f"Can't write {str(tmp_path / 'o.fbx')!r}: can't tell its format from the suffix .fbx; "
+        f"use one of {suffixes}."
+    )
+    assert _refusal(outputs=[tmp_path / "o"]) == (
+        f"Can't write {str(tmp_path / 'o')!r}: can't tell its format from the suffix (none); "
+        f"use one of {suffixes}."
+    )
+    assert _refusal(outputs=[], save_input=tmp_path / "seen.gif") == (
+        "Can't save the model's input as seen.gif: use an image suffix "
+        f"({', '.join(MODEL_INPUT_FORMATS)})."
+    )
+    (tmp_path / "chair.png").write_bytes(b"picture")
+    assert _refusal(outputs=[], report=tmp_path / "chair.png", inputs=[tmp_path / "chair.png"]) == (
+        f"The report {tmp_path / 'chair.png'} would overwrite the input {tmp_path / 'chair.png'}: "
+        "choose another output name (inputs are never overwritten)."
+    )
+    assert _refusal(outputs=[], latents=tmp_path / "z.npy", report=tmp_path / "z.npy.json") == (
+        f"The report and the latents' sidecar would both be written to {tmp_path / 'z.npy.json'}: "
+        "give each output its own file name."
+    )
+
+
+def test_a_requests_image_path_is_an_input_and_its_batch_sizes_the_variants(tmp_path):
+    from blender_img3d.core.outputs import plan_for_request
+    from blender_img3d.core.settings import GenerationSettings, Request
+
+    (tmp_path / "chair.png").write_bytes(b"picture")
+    request = Request(image=tmp_path / "chair.png", outputs=[tmp_path / "o.glb"],
+                      save_input=tmp_path / "chair.png")  # fmt: skip
+    with pytest.raises(OutputPathError, match="would overwrite the input"):
+        plan_for_request(request)
+    request = Request(outputs=[tmp_path / "o.glb"], generation=GenerationSettings(batch=2))
+    assert [p.name for p in plan_for_request(request).paths] == ["o_0.glb", "o_1.glb"]
+    assert [p.name for p in plan_for_request(request, batch=1).paths] == ["o.glb"]
