@@ -12,8 +12,9 @@ mutates all of ``blender_img3d/core`` against ``tests/core`` and
 (``--workdir``, kept between runs), so the worktree stays clean, edits made
 meanwhile don't leak into the run, and a rerun retests only mutants whose
 function changed or that new tests cover; ``--rerun-survivors`` retests the
-last run's survivors against today's tests. The score printed (and written to
-``mutants/score.json`` there) is killed / all mutants, per module and in total.
+last run's survivors (and unchecked mutants) against today's tests. The score
+printed (and written to ``mutants/score.json`` there) is killed / all mutants,
+per module and in total.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             select_all_of_core(workdir)
         command = ["nice", str(workdir / ".venv/bin/mutmut"), "run"]
         command += ["--max-children", str(args.max_children)]
-        if args.rerun_survivors:
-            command += sorted(n for n, s in statuses(workdir).items() if s == "survived")
+        if args.rerun_survivors:  # and the mutants of functions changed since: not yet checked
+            rerun = ("survived", "not checked")
+            command += sorted(n for n, s in statuses(workdir).items() if s in rerun)
         subprocess.run(command, cwd=workdir, check=False)
     report(workdir, args.show)
     return 0
