@@ -282,6 +282,15 @@ def _padded(text: bytes, pad: bytes) -> bytes:
     return text + pad * (-len(text) % 4 + 4)
 
 
+def _shifted_views(by: int) -> bytes:
+    """The cube's GLB with ``by`` bytes of 0xFF before its data: every view starts later."""
+    document, binary = glb_parts()
+    for view in document["bufferViews"]:
+        view["byteOffset"] = view.get("byteOffset", 0) + by
+    document["buffers"][0]["byteLength"] += by
+    return pack_glb(document, b"\xff" * by + binary)
+
+
 def _with_u32_indices(indices) -> bytes:
     """The cube's GLB whose 72-byte index view holds 18 little-endian uint32 indices."""
     document, binary = glb_parts()
@@ -629,6 +638,15 @@ GLB_RULES = {
         ),
         "nodes[0] is its own ancestor (a cycle in the hierarchy)",
     ),
+    "a cycle in a second tree": (
+        lambda: _glb_with(
+            _set("nodes.0.children", [1]),
+            _add("nodes", {}),
+            _add("nodes", {"children": [3]}),
+            _add("nodes", {"children": [2]}),
+        ),
+        "nodes[2] is its own ancestor (a cycle in the hierarchy)",
+    ),
     "a matrix of 12": (
         lambda: _glb_with(_set("nodes.0.matrix", [0] * 12)),
         "nodes[0].matrix is not an array of 16 numbers",
@@ -706,6 +724,7 @@ GLB_EDGES = {
         _set("accessors.0.componentType", 5121), _set("accessors.0.count", 72)
     ),
     "32-bit indices": lambda: _with_u32_indices(np.arange(18) % 8),
+    "every view behind 8 bytes of other data": lambda: _shifted_views(8),
     "mode 0 and mode 6": lambda: _glb_with(
         _set(f"{PRIMITIVE}.mode", 0),
         _add("meshes", {"primitives": [{"attributes": {"POSITION": 1}, "mode": 6}]}),
