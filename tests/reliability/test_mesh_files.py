@@ -249,6 +249,9 @@ def test_an_empty_mesh_is_left_to_the_writer_whose_message_knows_why():
     no_faces = MeshData([[np.nan, 0, 0]], np.zeros((0, 3)))
     check_mesh(no_faces)
     check_for_format(no_faces, "glb")
+    no_vertices = MeshData(np.zeros((0, 3)), [[0, 1, 2]])
+    check_mesh(no_vertices)
+    check_for_format(no_vertices, "step", 1000.0, "mm")
     one_face = MeshData([[1e300, 0, 0]], [[0, 0, 0]])
     with pytest.raises(MeshInputError, match="1e\\+300"):
         check_for_format(one_face, "dxf", 1.0, "m")
@@ -898,3 +901,5 @@ def test_each_format_refusal_reads_exactly(monkeypatch):
         "decimate it (--target-faces)."
     )
     validate.check_for_format(_named(TRIANGLE, [[0, 1, 2]]), "obj")  # the limit is GLB's only
+    monkeypatch.setattr(validate, "MAX_GLB_VERTICES", 3)
+    validate.check_for_format(_named(TRIANGLE, [[0, 1, 2]]), "glb")  # exactly at the limit
