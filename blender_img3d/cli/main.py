@@ -475,7 +475,7 @@ def _on_second_signal(signum: int, frame: Any) -> None:
 def _signals_unwind() -> Iterator[None]:
     """SIGINT and SIGTERM raise inside the main thread for the time of one command.
 
-    A signal the process inherited as ignored (a background job, ``nohup``) stays ignored.
+    A signal the process inherited as ignored (``cmd &`` in a script ignores SIGINT) stays ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
