@@ -30,6 +30,7 @@ from ..core import settings as defaults
 from ..core.errors import CancelledError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .interrupts import EXIT_CANCELLED, exit_code_for, stopped_line
 from .serve import add_remote_options, add_serve_parser, remote_backend
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
-EXIT_CANCELLED = 130  # 128 + SIGINT
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -461,17 +460,14 @@ class _Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _exit_code_for(signum: int) -> int:
-    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_CANCELLED
-
-
 _received: list[int] = []  # signals taken during the current command
 
 
 def _on_first_signal(signum: int, frame: Any) -> None:
     # Further signals mean "stop now": no more unwinding, just delete the temporaries.
     for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, _on_second_signal)
+        if signal.getsignal(other) == _on_first_signal:  # not one the user had ignored
+            signal.signal(other, _on_second_signal)
     _received.append(signum)
     raise _Interrupted(signum)
 
@@ -480,12 +476,15 @@ def _on_second_signal(signum: int, frame: Any) -> None:
     from ..core.exporters.atomic import remove_temporary_files
 
     remove_temporary_files()
-    os._exit(_exit_code_for(signum))
+    os._exit(exit_code_for(signum))
 
 
 @contextlib.contextmanager
 def _signals_unwind() -> Iterator[None]:
-    """SIGINT and SIGTERM raise inside the main thread for the time of one command."""
+    """SIGINT and SIGTERM raise inside the main thread for the time of one command.
+
+    A signal the process inherited as ignored (``cmd &`` in a script ignores SIGINT) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -500,8 +499,9 @@ def _signals_unwind() -> Iterator[None]:
 
     _received.clear()
     sys.unraisablehook = quiet_hook
-    for sig in previous:
-        signal.signal(sig, _on_first_signal)
+    for sig, handler in previous.items():
+        if handler != signal.SIG_IGN:
+            signal.signal(sig, _on_first_signal)
     try:
         yield
     finally:
@@ -521,9 +521,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as interrupt:
         signum = getattr(interrupt, "signum", signal.SIGINT)
     with contextlib.suppress(Exception, KeyboardInterrupt):
-        what = "terminated" if signum == signal.SIGTERM else "interrupted"
-        print(f"error: {what}; no output of this run was left half-written", file=sys.stderr)
-    return _exit_code_for(signum)
+        print(stopped_line(signum), file=sys.stderr)
+    return exit_code_for(signum)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
