@@ -59,6 +59,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _choices_help(options, default: str) -> str:
+    """An option's help built from its closed set, so a new choice documents itself."""
+    return "; ".join(f"{c.name}: {c.description}" for c in options) + f" (default {default})"
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -96,8 +101,7 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         "--sdf-method",
         choices=defaults.SDF_METHODS,
         default=defaults.DEFAULT_SDF_METHOD,
-        help="; ".join(f"{c.name}: {c.description}" for c in choices.SDF_METHODS)
-        + f" (default {defaults.DEFAULT_SDF_METHOD})",
+        help=_choices_help(choices.SDF_METHODS, defaults.DEFAULT_SDF_METHOD),
     )
 
 
@@ -190,7 +194,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser, per_file: bool = True
         "--schedule",
         choices=defaults.SCHEDULES,
         default=defaults.DEFAULT_SCHEDULE,
-        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+        help=_choices_help(choices.SCHEDULES, defaults.DEFAULT_SCHEDULE),
     )
     if per_file:
         sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
