@@ -1,10 +1,20 @@
-"""Decimation speed on a Shap-E-sized mesh: 180k → 20k faces with vertex colours.
+"""Decimation speed on Shap-E-sized meshes, and the STEP writer on the result.
 
-A mushroom-and-ring SDF meshed by marching cubes (about 180k faces, closed, one
-handle), decimated by ``decimate_with_note`` (the fast path plus its topology
-check). Also the topology-safe collapser alone on the same mesh, and the STEP
-writer (coplanar merge on and off) on 20k triangles. Prints medians of several
-runs; the machine may be shared, so say so when quoting. Run by hand:
+A mushroom-and-ring SDF meshed by marching cubes (closed, one piece, one handle),
+with vertex colours, decimated to 20k faces by ``decimate_with_note``:
+
+* ~180k faces where fast-simplification's result keeps the topology (grid 192):
+  the fast pass and its check only;
+* ~177k faces where it doesn't (grid 191: it pinches the thin ring), so the
+  topology-safe path runs: the fast pass redone around the damage, then the safe
+  collapser finishing the patches left fine;
+* the safe collapser alone on that mesh, the fallback when the damage doesn't settle;
+* the default processing chain (cleanup, repair, decimate, smooth, frame,
+  placement) on ~300k faces (grid 250).
+
+Then the STEP writer (coplanar merge on and off) on 20k triangles. Prints the
+median wall and CPU time of several runs; the machine may be shared, so quote the
+load (``uptime``) with them. Run by hand:
 
     .venv/bin/python benchmarks/bench_decimate.py [--runs 5]
 """
@@ -12,6 +22,7 @@ runs; the machine may be shared, so say so when quoting. Run by hand:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -24,9 +35,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from blender_img3d.core.exporters.step import write_step  # noqa: E402
-from blender_img3d.core.mesh.decimate import decimate_with_note  # noqa: E402
+from blender_img3d.core.mesh.decimate import decimate_with_note, topology_of  # noqa: E402
 from blender_img3d.core.mesh.meshdata import MeshData  # noqa: E402
+from blender_img3d.core.mesh.process import process_mesh  # noqa: E402
 from blender_img3d.core.mesh.safe_collapse import safe_collapse  # noqa: E402
+from blender_img3d.core.settings import MeshSettings  # noqa: E402
+
+TARGET = 20_000
 
 
 def shap_e_like_mesh(grid: int = 150) -> MeshData:
@@ -42,36 +57,67 @@ def shap_e_like_mesh(grid: int = 150) -> MeshData:
     return MeshData(vertices, faces[:, ::-1], (vertices + 1.0) / 2.0)
 
 
-def median_time(work, runs: int) -> tuple[float, object]:
-    times, result = [], None
+def median_time(work, runs: int) -> tuple[float, float, object]:
+    """Median wall and CPU seconds of ``runs`` calls, and the last result."""
+    walls, cpus, result = [], [], None
     for _ in range(runs):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         result = work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
+def report(label: str, wall: float, cpu: float, detail: str) -> None:
+    print(f"{label}: {wall:.3f} s wall, {cpu:.3f} s CPU (median) — {detail}", flush=True)
+
+
+def decimation_row(label: str, mesh: MeshData, runs: int) -> MeshData:
+    wall, cpu, (reduced, note) = median_time(
+        lambda: decimate_with_note(mesh, target_faces=TARGET), runs
+    )
+    kept = topology_of(reduced) == topology_of(mesh)
+    report(label, wall, cpu, f"{note}; topology kept: {kept}")
+    return reduced
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    mesh = shap_e_like_mesh()
-    print(f"input: {mesh.face_count} faces, {mesh.vertex_count} vertices, coloured")
-    seconds, (reduced, note) = median_time(
-        lambda: decimate_with_note(mesh, target_faces=20_000), args.runs
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    decimate_with_note(shap_e_like_mesh(64), target_faces=2_000)  # imports out of the way
+
+    clean = shap_e_like_mesh(192)
+    reduced = decimation_row(
+        f"{clean.face_count} → {TARGET} faces, coloured, fast pass kept", clean, args.runs
     )
-    print(f"decimate_with_note → {reduced.face_count} faces: {seconds:.3f} s median ({note})")
-    seconds, safe = median_time(
-        lambda: safe_collapse(mesh.vertices, mesh.faces, mesh.colors, 20_000), 1
+    pinched = shap_e_like_mesh(191)
+    decimation_row(
+        f"{pinched.face_count} → {TARGET} faces, coloured, fast pass breaks (safe path)",
+        pinched,
+        args.runs,
     )
-    print(f"safe_collapse alone → {len(safe.faces)} faces: {seconds:.3f} s (one run)")
+    wall, cpu, safe = median_time(
+        lambda: safe_collapse(pinched.vertices, pinched.faces, pinched.colors, TARGET), 1
+    )
+    report("safe collapser alone, same mesh", wall, cpu, f"{len(safe.faces)} faces (one run)")
+    big = shap_e_like_mesh(250)
+    wall, cpu, result = median_time(lambda: process_mesh(big, MeshSettings()), args.runs)
+    report(
+        f"default chain on {big.face_count} faces",
+        wall,
+        cpu,
+        f"{result.mesh.face_count} faces, steps "
+        + ", ".join(f"{step} {seconds:.2f}" for step, seconds in result.timings.items()),
+    )
     with tempfile.TemporaryDirectory() as folder:
         for merge in (True, False):
-            seconds, _ = median_time(
+            wall, cpu, _ = median_time(
                 lambda: write_step(reduced, Path(folder) / "m.step", merge_coplanar=merge),
                 args.runs,
             )
-            print(f"write_step {reduced.face_count} triangles, merge={merge}: {seconds:.3f} s")
+            report(f"write_step {reduced.face_count} triangles, merge={merge}", wall, cpu, "")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
 
 log = logging.getLogger("benchmarks")
 
-ALL_CASES = ("prior", "sample", "decode", "e2e", "cold")
+ALL_CASES = ("prior", "sample", "decode", "process", "e2e", "cold")
 # --quick: the tests' tiny models throughout, small grids.
 QUICK_GRID = 32
 
@@ -226,7 +226,9 @@ def case_sample(args, device, record) -> None:
             add_row(record, name, mine, reference, models, device)
 
 
-def decode_ours(renderer, latents, grid, device, shape, adaptive=True):
+@contextlib.contextmanager
+def calibrated_decoding(shape):
+    """Every decode inside sees the calibrated field of ``shape`` (see ``fields.py``)."""
     from benchmarks import fields
     from blender_img3d.core.shap_e import decoding
 
@@ -237,6 +239,16 @@ def decode_ours(renderer, latents, grid, device, shape, adaptive=True):
 
     decoding.project_latents = project
     try:
+        yield
+    finally:
+        decoding.project_latents = real_project
+
+
+def decode_ours(renderer, latents, grid, device, shape, adaptive=True):
+    """Seconds and meshes of ``decode_latents`` (colours at every marching-cubes vertex)."""
+    from blender_img3d.core.shap_e import decoding
+
+    with calibrated_decoding(shape):
         synchronize(device)
         started = time.perf_counter()
         meshes = decoding.decode_latents(
@@ -244,8 +256,22 @@ def decode_ours(renderer, latents, grid, device, shape, adaptive=True):
         )
         synchronize(device)
         return time.perf_counter() - started, meshes
-    finally:
-        decoding.project_latents = real_project
+
+
+def decode_and_process_ours(renderer, latents, grid, device, shape, mesh_settings):
+    """The pipeline's way: surfaces, processing, then colours at the vertices kept."""
+    from blender_img3d.core import pipeline
+    from blender_img3d.core.shap_e import decoding
+
+    with calibrated_decoding(shape):
+        synchronize(device)
+        started = time.perf_counter()
+        surfaces = decoding.decode_surfaces(
+            renderer, latents, grid_size=grid, device=device, adaptive=True
+        )
+        meshes = [pipeline.process_surface(s, mesh_settings)[0].mesh for s in surfaces]
+        synchronize(device)
+        return time.perf_counter() - started, meshes
 
 
 def decode_diffusers(renderer, latents, grid, device, shape, vertex_count, batch=4096):
@@ -314,7 +340,7 @@ def case_decode(args, device, record) -> None:
         renderer = ShapERenderer().eval().to(device)
     tokens, width = decoding.latent_shape(renderer)
     latents = torch.randn(1, tokens * width, generator=torch.Generator("cpu").manual_seed(0))
-    for grid in (QUICK_GRID,) if args.quick else (64, 128, 192):
+    for grid in (QUICK_GRID,) if args.quick else args.grids:
         _, (dense,) = decode_ours(renderer, latents, grid, device, "chair", adaptive=False)
         _, (mesh,) = decode_ours(renderer, latents, grid, device, "chair")
         same = np.array_equal(mesh.faces, dense.faces) and np.array_equal(
@@ -332,6 +358,70 @@ def case_decode(args, device, record) -> None:
         row["sdf_points_fraction"] = round(mesh.metadata["sdf_points"] / grid**3, 4)
         row["adaptive_equals_dense"] = bool(same)
         row["ours_timings"] = mesh.metadata["timings"]
+
+
+def case_process(args, device, record) -> None:
+    """Decode + default mesh processing, calibrated chair, grid 128 (--quick: 32).
+
+    Ours is the pipeline's path (colours queried after decimation, at the
+    vertices kept); the row also times our previous path (colours at every
+    marching-cubes vertex, then processing) in the same interleaved repeats.
+    diffusers' side is its decode (colours at every vertex) + the same processing.
+    """
+    import torch
+    from diffusers.pipelines.shap_e import ShapERenderer
+
+    from blender_img3d.core.mesh.process import process_mesh
+    from blender_img3d.core.settings import MeshSettings
+    from blender_img3d.core.shap_e import decoding
+
+    torch.manual_seed(0)
+    if args.quick:
+        renderer = build("image", device, args.dtype, True)[0].renderer
+    else:
+        renderer = ShapERenderer().eval().to(device)
+    tokens, width = decoding.latent_shape(renderer)
+    latents = torch.randn(1, tokens * width, generator=torch.Generator("cpu").manual_seed(0))
+    grid = QUICK_GRID if args.quick else 128
+    mesh_settings = MeshSettings()
+    _, (raw,) = decode_ours(renderer, latents, grid, device, "chair")
+
+    finals = []
+
+    def colours_after() -> float:
+        seconds, (mesh,) = decode_and_process_ours(
+            renderer, latents, grid, device, "chair", mesh_settings
+        )
+        finals.append(mesh)
+        log.info("  colours at the vertices kept: %.2f s", seconds)
+        return seconds
+
+    def colours_before() -> float:
+        started = time.perf_counter()
+        _, (mesh,) = decode_ours(renderer, latents, grid, device, "chair")
+        process_mesh(mesh, mesh_settings)
+        seconds = time.perf_counter() - started
+        log.info("  colours at every marching-cubes vertex: %.2f s", seconds)
+        return seconds
+
+    def theirs() -> float:
+        started = time.perf_counter()
+        decode_diffusers(renderer, latents, grid, device, "chair", raw.vertex_count)
+        process_mesh(raw, mesh_settings)
+        seconds = time.perf_counter() - started
+        log.info("  diffusers: %.2f s", seconds)
+        return seconds
+
+    mine, before, reference = median_of(args.repeats, colours_after, colours_before, theirs)
+    final = finals[-1]
+    row = add_row(
+        record, f"decode + process grid {grid} (calibrated chair)", mine, reference, None, device
+    )
+    row["ours_colours_at_raw_vertices_s"] = statistics.median(before)
+    row["ours_colours_at_raw_vertices_runs"] = before
+    row["raw_vertices"] = raw.vertex_count
+    row["final_vertices"] = final.vertex_count
+    row["final_faces"] = final.face_count
 
 
 def case_e2e(args, device, record) -> None:
@@ -352,8 +442,7 @@ def case_e2e(args, device, record) -> None:
     def ours() -> float:
         started = time.perf_counter()
         sample_latents(models, steps=args.steps, guidance=guidance, **inputs)
-        _, (mesh,) = decode_ours(models.renderer, latents, grid, device, "chair")
-        process_mesh(mesh, MeshSettings())
+        decode_and_process_ours(models.renderer, latents, grid, device, "chair", MeshSettings())
         return time.perf_counter() - started
 
     _, (reference_mesh,) = decode_ours(models.renderer, latents, grid, device, "chair")
@@ -465,6 +554,11 @@ def table(record: dict[str, Any]) -> str:
         theirs = "—" if row["reference_s"] is None else f"{row['reference_s']:.3f}"
         ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}×"
         extra = []
+        if "final_vertices" in row:
+            extra.append(
+                f"colours at {row['final_vertices']} of {row['raw_vertices']} vertices; "
+                f"colours at every vertex: {row['ours_colours_at_raw_vertices_s']:.3f} s"
+            )
         if "faces" in row:
             extra.append(f"{row['faces']} faces")
             extra.append(f"SDF at {100 * row['sdf_points_fraction']:.0f}% of points")
@@ -490,6 +584,13 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="sampling steps (default 2; 64 on GPU)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is kept")
+    parser.add_argument(
+        "--grids",
+        type=int,
+        nargs="+",
+        default=[64, 128, 192],
+        help="grid sizes of the decode case (full size; --quick decodes at 32)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -25,11 +25,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ..core import exporters
+from ..core import choices, exporters
 from ..core import settings as defaults
 from ..core.errors import CancelledError, ConfigError, ImageInputError, Img3DError
 from ..core.exporters.units import UNITS
 from ..core.version import __version__
+from .interrupts import EXIT_CANCELLED, exit_code_for, stopped_line
 from .serve import add_remote_options, add_serve_parser, remote_backend
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
-EXIT_CANCELLED = 130  # 128 + SIGINT
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -58,6 +57,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             line += f"  -> {entry.advice}"
         print(line)
     return EXIT_OK
+
+
+def _choices_help(options, default: str) -> str:
+    """An option's help built from its closed set, so a new choice documents itself."""
+    return "; ".join(f"{c.name}: {c.description}" for c in options) + f" (default {default})"
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +96,12 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.DEFAULT_QUERY_BATCH,
         metavar="N",
         help="SDF points per network call (lower it if memory runs out)",
+    )
+    group.add_argument(
+        "--sdf-method",
+        choices=defaults.SDF_METHODS,
+        default=defaults.DEFAULT_SDF_METHOD,
+        help=_choices_help(choices.SDF_METHODS, defaults.DEFAULT_SDF_METHOD),
     )
 
 
@@ -201,7 +211,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser, per_file: bool = True
         "--schedule",
         choices=defaults.SCHEDULES,
         default=defaults.DEFAULT_SCHEDULE,
-        help="shap-e: OpenAI's reference sampler (default); diffusers: diffusers' schedule",
+        help=_choices_help(choices.SCHEDULES, defaults.DEFAULT_SCHEDULE),
     )
     if per_file:
         sampling.add_argument("--latents-out", type=Path, metavar="FILE.npy", help="save latents")
@@ -271,6 +281,7 @@ def _generation_settings(args: argparse.Namespace) -> defaults.GenerationSetting
         dtype=args.dtype,
         grid_size=getattr(args, "grid_size", defaults.DEFAULT_GRID_SIZE),
         query_batch=getattr(args, "query_batch", defaults.DEFAULT_QUERY_BATCH),
+        sdf_method=getattr(args, "sdf_method", defaults.DEFAULT_SDF_METHOD),
     )
 
 
@@ -475,17 +486,14 @@ class _Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _exit_code_for(signum: int) -> int:
-    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_CANCELLED
-
-
 _received: list[int] = []  # signals taken during the current command
 
 
 def _on_first_signal(signum: int, frame: Any) -> None:
     # Further signals mean "stop now": no more unwinding, just delete the temporaries.
     for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, _on_second_signal)
+        if signal.getsignal(other) == _on_first_signal:  # not one the user had ignored
+            signal.signal(other, _on_second_signal)
     _received.append(signum)
     raise _Interrupted(signum)
 
@@ -494,12 +502,15 @@ def _on_second_signal(signum: int, frame: Any) -> None:
     from ..core.exporters.atomic import remove_temporary_files
 
     remove_temporary_files()
-    os._exit(_exit_code_for(signum))
+    os._exit(exit_code_for(signum))
 
 
 @contextlib.contextmanager
 def _signals_unwind() -> Iterator[None]:
-    """SIGINT and SIGTERM raise inside the main thread for the time of one command."""
+    """SIGINT and SIGTERM raise inside the main thread for the time of one command.
+
+    A signal the process inherited as ignored (``cmd &`` in a script ignores SIGINT) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -514,8 +525,9 @@ def _signals_unwind() -> Iterator[None]:
 
     _received.clear()
     sys.unraisablehook = quiet_hook
-    for sig in previous:
-        signal.signal(sig, _on_first_signal)
+    for sig, handler in previous.items():
+        if handler != signal.SIG_IGN:
+            signal.signal(sig, _on_first_signal)
     try:
         yield
     finally:
@@ -535,9 +547,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as interrupt:
         signum = getattr(interrupt, "signum", signal.SIGINT)
     with contextlib.suppress(Exception, KeyboardInterrupt):
-        what = "terminated" if signum == signal.SIGTERM else "interrupted"
-        print(f"error: {what}; no output of this run was left half-written", file=sys.stderr)
-    return _exit_code_for(signum)
+        print(stopped_line(signum), file=sys.stderr)
+    return exit_code_for(signum)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

@@ -266,8 +266,8 @@ def _obj_libraries(path: Path) -> list[Path]:
     libraries = []
     for match in _MTLLIB.finditer(head):
         for name in match.group(1).split():
-            text = name.decode("utf-8", "replace")
-            libraries.append(path.parent / text)
+            # The file system's own decoding: a non-UTF-8 name still finds its file.
+            libraries.append(path.parent / os.fsdecode(name))
     return libraries
 
 

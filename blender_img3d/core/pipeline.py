@@ -1,9 +1,10 @@
 """The one pipeline every entry point runs: panel, operators (modal and headless) and CLI.
 
 ``run(request, progress, cancel) -> Result`` goes image/prompt → model input →
-Shap-E latents → SDF + marching cubes → Blender-frame mesh → cleanup, repair,
-decimation → metrics → files. ``decode_saved`` restarts from saved latents and
-``convert_mesh_file`` from an existing mesh file; all three share the tail.
+Shap-E latents → SDF + marching cubes → cleanup, repair, decimation, smoothing →
+Blender-frame mesh → vertex colours at the vertices kept → metrics → files.
+``decode_saved`` restarts from saved latents and ``convert_mesh_file`` from an
+existing mesh file; all three share the tail.
 """
 
 from __future__ import annotations
@@ -408,10 +409,11 @@ def _decode(
     label: str,
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
-) -> list[MeshData]:
-    from .shap_e.decoding import decode_latents
+) -> list[Any]:
+    """Uncoloured surfaces with their colour heads (``decoding.Surface``): see :func:`_finish`."""
+    from .shap_e.decoding import decode_surfaces
 
-    return decode_latents(
+    return decode_surfaces(
         models.renderer,
         latents,
         grid_size=gen.grid_size,
@@ -469,9 +471,36 @@ def _generation_metadata(
     }
 
 
+def process_surface(
+    surface: Any,
+    mesh_settings: defaults.MeshSettings,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> tuple[Any, float]:
+    """Process a decoded surface, then colour the vertices that are left: (ProcessedMesh, s).
+
+    ``surface`` is a ``decoding.Surface``. Its colours are queried at the
+    processed vertices (in Shap-E's frame, before placement), not at the
+    marching-cubes ones: decimation keeps a fraction of them and a colour
+    query costs as much per point as the SDF's. Where processing moved no
+    vertex (processing off) the colours are the ones :func:`decode_latents`
+    gives. The second value is the colour query's seconds.
+    """
+    from .mesh.process import process_mesh
+
+    # Orientation and placement run even with processing off (see process_mesh).
+    processed = process_mesh(surface.mesh, mesh_settings, cancel=cancel)
+    started = time.perf_counter()
+    colors = surface.colors(
+        processed.source_vertices, progress=progress, cancel=cancel, phase=Phase.PROCESSING
+    )
+    processed.mesh = processed.mesh.replaced(colors=colors)
+    return processed, time.perf_counter() - started
+
+
 def _finish(
     result: Result,
-    raw_meshes: list[MeshData],
+    surfaces: list[Any],
     paths: list[list[Path]],
     label: str,
     request: defaults.Request,
@@ -480,26 +509,28 @@ def _finish(
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
 ) -> None:
-    """Orient, process, measure and export every variant into ``result``."""
+    """Orient, process, colour, measure and export every variant (a ``Surface``) into ``result``."""
     from .mesh.metrics import compute_metrics
-    from .mesh.process import process_mesh
     from .mesh.validate import check_mesh
 
-    if len(paths) != len(raw_meshes):  # the plan named the files for another batch size
-        paths = output_paths(request.outputs, len(raw_meshes))
-    for index, raw in enumerate(raw_meshes):
+    if len(paths) != len(surfaces):  # the plan named the files for another batch size
+        paths = output_paths(request.outputs, len(surfaces))
+    for index, surface in enumerate(surfaces):
         raise_if_cancelled(cancel)
-        report(progress, Phase.PROCESSING, index, len(raw_meshes))
+        report(progress, Phase.PROCESSING, index, len(surfaces))
+        raw = surface.mesh
         check_mesh(raw, "process")
-        # Orientation and placement run even with processing off (see process_mesh).
-        processed = process_mesh(raw, request.mesh, cancel=cancel)
+        processed, color_seconds = process_surface(surface, request.mesh, progress, cancel)
+        # The colour query is the decoder's work, done late: it counts as decoding.
+        raw.metadata["timings"]["color_query_s"] = round(color_seconds, 4)
+        timer.timings["decode"] = timer.timings.get("decode", 0.0) + color_seconds
         mesh = processed.mesh
         check_mesh(mesh, "keep", " after processing")  # --size can take it out of range
         variant_timings = dict(processed.timings)
-        prefix = f"variant {index}: " if len(raw_meshes) > 1 else ""
+        prefix = f"variant {index}: " if len(surfaces) > 1 else ""
         result.notes.extend(prefix + note for note in processed.notes)
-        mesh.name = label if len(raw_meshes) == 1 else f"{label} {index + 1}"
-        mesh.metadata = {**metadata, "variant": index, "batch": len(raw_meshes)}
+        mesh.name = label if len(surfaces) == 1 else f"{label} {index + 1}"
+        mesh.metadata = {**metadata, "variant": index, "batch": len(surfaces)}
         # The run's phases so far travel with each variant's metrics (custom properties).
         run_timings = {**timer.timings, **_decode_timings(raw)}
         metrics = compute_metrics(mesh, timings={**run_timings, **variant_timings}).to_dict()
@@ -507,8 +538,8 @@ def _finish(
         result.metrics.append(metrics)
         for key, seconds in variant_timings.items():
             result.timings[f"mesh_{key}"] = result.timings.get(f"mesh_{key}", 0.0) + seconds
-    report(progress, Phase.PROCESSING, len(raw_meshes), len(raw_meshes))
-    result.timings.update(_decode_timings(raw_meshes))
+    report(progress, Phase.PROCESSING, len(surfaces), len(surfaces))
+    result.timings.update(_decode_timings([surface.mesh for surface in surfaces]))
 
     with timer("export"):
         _write_outputs(result, paths, request, progress, cancel, timer)

@@ -77,10 +77,36 @@ def test_decode_and_export_subcommands(surface_image_model_dir, example_image, t
     assert (tmp_path / "b.dxf").stat().st_size > 0
 
 
+@pytest.mark.parametrize("method", ["dense", "adaptive"])
+def test_sdf_method_flag_chooses_how_the_decoder_queries_the_field(
+    surface_text_model_dir, tmp_path, monkeypatch, capsys, method
+):
+    from blender_img3d.core.shap_e import decoding
+
+    seen = []
+    real_decode = decoding.decode_surfaces
+
+    def spying_decode(*args, **kwargs):
+        seen.append(kwargs["adaptive"])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(decoding, "decode_surfaces", spying_decode)
+    code = run_cli(
+        "generate", "--prompt", "a lamp", "--model", surface_text_model_dir, "--steps", 1,
+        "--grid-size", 16, "--sdf-method", method, "--out", tmp_path / "lamp.glb",
+        "--report", tmp_path / "lamp.json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert seen == [method == "adaptive"]
+    report = json.loads((tmp_path / "lamp.json").read_text())
+    assert report["settings"]["generation"]["sdf_method"] == method
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["generate", "--out", "x.glb"], "one of the arguments --image --prompt is required"),
+        (["decode", "--latents", "z.npy", "--out", "x.glb", "--sdf-method", "x"], "invalid choice"),
         (["generate", "--prompt", "x", "--image", "y.png", "--out", "x.glb"], "not allowed with"),
         (["generate", "--prompt", "x", "--steps", "many", "--out", "x.glb"], "invalid int value"),
         (["generate", "--prompt", "x"], "--out"),

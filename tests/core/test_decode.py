@@ -147,6 +147,40 @@ def test_batch_decoding_equals_decoding_each_latent_alone(renderer):
         np.testing.assert_array_equal(mesh.colors, alone.colors)
 
 
+def test_surfaces_are_the_meshes_without_colours_and_colour_alike_later(renderer):
+    latents = make_latents(batch=2, seed=1)
+    coloured = decode.decode_latents(renderer, latents, grid_size=GRID, query_batch=4096)
+    surfaces = decode.decode_surfaces(renderer, latents, grid_size=GRID, query_batch=4096)
+    assert len(surfaces) == 2
+    for mesh, surface in zip(coloured, surfaces):
+        assert surface.mesh.colors is None
+        np.testing.assert_array_equal(surface.mesh.vertices, mesh.vertices)
+        np.testing.assert_array_equal(surface.mesh.faces, mesh.faces)
+        # Queried later in other batches of whole 64-point blocks: the same bits.
+        head = surface.colors
+        split = mesh.vertex_count // 3 // 64 * 64
+        later = np.concatenate([head(mesh.vertices[:split]), head(mesh.vertices[split:])])
+        np.testing.assert_array_equal(later, mesh.colors)
+        # Any other subset (what decimation keeps) rounds a product differently, no more.
+        kept = np.arange(0, mesh.vertex_count, 7)
+        np.testing.assert_allclose(head(mesh.vertices[kept]), mesh.colors[kept], atol=1e-5)
+
+
+def test_a_surfaces_colour_head_reports_progress_in_the_phase_asked_and_cancels(renderer):
+    (surface,) = decode.decode_surfaces(renderer, make_latents(), grid_size=GRID)
+    calls = []
+    surface.colors(
+        surface.mesh.vertices[:200],
+        progress=lambda *args: calls.append(args),
+        phase=Phase.PROCESSING,
+    )
+    assert calls and {phase for phase, _, _ in calls} == {Phase.PROCESSING}
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CancelledError):
+        surface.colors(surface.mesh.vertices, cancel=cancel)
+
+
 def test_colours_are_the_stf_head_at_each_vertex(renderer):
     (mesh,) = decode.decode_latents(renderer, make_latents(), grid_size=GRID)
     field = decode.project_latents(renderer, make_latents())

@@ -165,3 +165,62 @@ def test_timings_split_the_phases_and_count_prior_calls(surface_image_model_dir,
     # The same record travels with each variant (its custom properties in Blender).
     assert result.metrics[0]["timings"]["prior_calls"] == 5
     assert result.report_dict()["timings"]["prior_calls"] == 5
+
+
+def test_with_processing_off_the_colours_are_the_decoders_at_every_vertex(
+    surface_image_model_dir, example_image
+):
+    from blender_img3d.core.shap_e.decoding import decode_latents
+    from blender_img3d.core.shap_e.loading import load_models
+
+    request = image_request(surface_image_model_dir, example_image)
+    request.mesh = MeshSettings(enabled=False)
+    result = pipeline.run(request)
+    [mesh] = result.meshes
+    renderer = load_models(str(surface_image_model_dir), mode="image").renderer
+    [decoded] = decode_latents(renderer, result.latents, grid_size=16)
+    # Same vertices (placement only translates) and the same colours, bit for bit.
+    offset = mesh.vertices - decoded.vertices
+    np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-12)
+    np.testing.assert_array_equal(mesh.colors, decoded.colors)
+
+
+def test_colours_are_queried_only_at_the_vertices_processing_keeps(
+    surface_image_model_dir, example_image, monkeypatch
+):
+    from blender_img3d.core.shap_e import decoding
+
+    queried, raw = [], []
+    real_query = decoding.STFField.query
+    real_decode = decoding.decode_surfaces
+
+    def keeping_decode(*args, **kwargs):
+        surfaces = real_decode(*args, **kwargs)
+        raw.extend(surface.mesh for surface in surfaces)
+        return surfaces
+
+    def counting_query(self, positions, head):
+        if head == "rgb":
+            queried.append(positions.detach().clone())
+        return real_query(self, positions, head)
+
+    monkeypatch.setattr(decoding.STFField, "query", counting_query)
+    monkeypatch.setattr(decoding, "decode_surfaces", keeping_decode)
+    request = image_request(surface_image_model_dir, example_image, grid_size=32)
+    request.mesh = MeshSettings(target_faces=200, smooth_iterations=2)
+    result = pipeline.run(request)
+    [mesh] = result.meshes
+    assert mesh.colors is not None and mesh.colors.shape == (mesh.vertex_count, 3)
+    assert mesh.vertex_count < raw[0].vertex_count / 2  # decimated well below marching cubes
+    points = torch_cat(queried)
+    # Exactly the final vertices, each once, in Shap-E's frame (placement only translates).
+    assert len(points) == mesh.vertex_count
+    offset = mesh.vertices - points.double().numpy()
+    np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-6)
+    assert result.timings["decode_color_query"] >= 0.0
+
+
+def torch_cat(tensors):
+    import torch
+
+    return torch.cat(tensors)

@@ -175,3 +175,80 @@ def test_an_unexpected_exception_is_one_line_exit_70(tmp_path, capsys, monkeypat
     code, _, err = run_cli(capsys, "export", "--in", mesh_files["glb"], "--out", tmp_path / "x.glb")
     assert code == 70
     assert "internal error (ZeroDivisionError" in one_error_line(err)
+
+
+# --- what the mutation run showed unasserted in atomic.py ------------------------------
+
+
+def test_os_errors_read_as_their_reason_and_what_to_do():
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert atomic.describe_os_error(full) == (
+        f"{os.strerror(errno.ENOSPC)} (the disk is full; free some space or choose another folder)"
+    )
+    # No errno, no hint (not the hint of errno 1, EPERM); no strerror, the text itself.
+    assert atomic.describe_os_error(OSError("the device went away")) == "the device went away"
+    assert atomic.describe_os_error(OSError(errno.EXDEV, "Cross-device link")) == (
+        "Cross-device link"
+    )
+
+
+def test_a_hard_exit_skips_temporaries_already_gone_and_counts_the_rest(tmp_path):
+    with pytest.raises(ExportError):  # the commit then finds its temporaries gone
+        with staged_writes():
+            for name in ("a", "b"):
+                with atomic_write(tmp_path / name, "w") as stream:
+                    stream.write(name)
+            first = sorted(tmp_path.glob(".a.*.tmp"))[0]
+            first.unlink()  # e.g. removed by a clean-up that ran before the second signal
+            assert atomic.remove_temporary_files() == 1
+            assert temporary_files(tmp_path) == []
+            assert atomic.remove_temporary_files() == 0  # the registry is empty now
+
+
+def test_a_failed_write_leaves_nothing_for_a_hard_exit_to_delete(tmp_path):
+    """The registry forgets a discarded temporary: a later file at that name is not ours."""
+    with pytest.raises(ValueError):
+        with atomic_write(tmp_path / "a", "w"):
+            [name] = temporary_files(tmp_path)
+            raise ValueError("writer failed")
+    assert temporary_files(tmp_path) == []
+    reused = tmp_path / name
+    reused.write_text("someone else's")
+    assert atomic.remove_temporary_files() == 0
+    assert reused.read_text() == "someone else's"
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o077, 0o002])
+def test_a_new_file_gets_the_umask_default_not_mkstemp_0600(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "new.glb", "wb") as stream:
+            stream.write(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "new.glb").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_failure_after_a_partial_commit_keeps_nothing_more(tmp_path):
+    """What was renamed early stays; what was staged after it, unkept, is discarded."""
+    with pytest.raises(ValueError):
+        with staged_writes() as batch:
+            with atomic_write(tmp_path / "early", "w") as stream:
+                stream.write("early")
+            batch.commit(1)
+            with atomic_write(tmp_path / "late", "w") as stream:
+                stream.write("late")
+            raise ValueError("failed after the first file")
+    assert snapshot(tmp_path) == {"early": b"early"}
+
+
+def test_a_dot_name_is_refused_as_a_folder(tmp_path):
+    parent = os.path.join(str(tmp_path), "..")
+    with pytest.raises(ExportError) as info:
+        with atomic_write(parent, "w"):
+            pass
+    assert str(info.value) == f"Can't write {parent!r}: give a file name, not a folder."
+    with pytest.raises(ExportError) as info:  # "x/." is "x" to pathlib: the folder itself
+        with atomic_write(os.path.join(str(tmp_path), "."), "w"):
+            pass
+    assert str(info.value) == f"Can't write {tmp_path}: it is a folder; give a file name."

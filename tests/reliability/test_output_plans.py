@@ -209,3 +209,118 @@ def test_one_variant_keeps_the_name_and_suffix_case_is_ignored(tmp_path):
     assert [f.role for f in plan.files] == ["the GLB output", "the saved model input"]
     with pytest.raises(OutputPathError, match="The report and the saved model input"):
         plan_outputs([], report=tmp_path / "a.png", save_input=tmp_path / "a.png")
+
+
+def test_a_renamed_objs_material_library_is_its_own_name_and_protected(tmp_path):
+    """b.obj (once a.obj, written by us) still says ``mtllib a.mtl``: a new a.obj would
+    replace that library, although its header is ours, so it is refused as an input's."""
+    (tmp_path / "a.mtl").write_bytes(b"# blender_img3d 0.1.0\nnewmtl m\n")
+    (tmp_path / "b.obj").write_bytes(b"# blender_img3d 0.1.0\nmtllib a.mtl\nv 0 0 0\n")
+    with pytest.raises(OutputPathError, match="would overwrite the input's material library"):
+        plan_outputs([tmp_path / "a.obj"], inputs=[tmp_path / "b.obj"])
+    plan_outputs([tmp_path / "c.obj"], inputs=[tmp_path / "b.obj"])  # another name is fine
+
+
+def test_a_material_library_with_a_non_utf8_name_is_protected_too(tmp_path):
+    name = os.fsdecode(b"mat\xe9riau")  # Latin-1, as older Windows tools write it
+    (tmp_path / f"{name}.mtl").write_bytes(b"# blender_img3d 0.1.0\nnewmtl m\n")
+    (tmp_path / "scan.obj").write_bytes(b"mtllib mat\xe9riau.mtl\nv 0 0 0\n")
+    with pytest.raises(OutputPathError, match="would overwrite the input's material library"):
+        plan_outputs([tmp_path / f"{name}.obj"], inputs=[tmp_path / "scan.obj"])
+
+
+def _refusal(**plan) -> str:
+    with pytest.raises(OutputPathError) as info:
+        plan_outputs(**plan)
+    return str(info.value)
+
+
+def test_each_unusable_path_reads_exactly(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d.json").mkdir()
+    report = tmp_path / "missing" / "r.json"
+    assert _refusal(report=report) == (
+        f"The report {report} can't be written: the folder {report.parent} does not exist; "
+        "create it first or fix the path."
+    )
+    report = tmp_path / "afile" / "r.json"
+    assert _refusal(report=report) == (
+        f"The report {report} can't be written: {tmp_path / 'afile'} is a file, not a folder."
+    )
+    assert _refusal(report=tmp_path / "d.json") == (
+        f"The report {tmp_path / 'd.json'} is a folder: give a file name."
+    )
+    assert _refusal(report="/") == "The report / names a folder: give a file name."
+    assert _refusal(outputs=[tmp_path / "a.glb"], latents=tmp_path / "afile" / "z.npy") == (
+        f"The latents {tmp_path / 'afile' / 'z.npy'} can't be written: {tmp_path / 'afile'} is a "
+        "file, not a folder."
+    )
+
+
+def test_the_name_limit_is_the_file_systems_and_inclusive(tmp_path):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = "n" * (name_max - len(".json")) + ".json"
+    plan_outputs(report=tmp_path / longest)  # exactly at the limit: fine
+    over = "é" + longest[1:]  # as many characters, one byte more: the limit counts bytes
+    assert _refusal(report=tmp_path / over) == (
+        f"The report name {over[:40]}… is {name_max + 1} bytes long; this file system allows "
+        f"{name_max}: choose a shorter name."
+    )
+
+
+def test_a_path_past_the_systems_limit_is_refused_before_any_work(tmp_path):
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    folder = tmp_path
+    while len(os.fsencode(str(folder))) < path_max - 250:  # leaves a name under 255 bytes
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    report = folder / ("r" * (path_max - len(os.fsencode(str(folder))) - 7) + ".json")
+    assert len(os.fsencode(str(report))) == path_max - 1
+    plan_outputs(report=report)  # one byte under the limit, with its NUL: fine
+    longer = report.with_name("r" + report.name)
+    assert _refusal(report=longer) == (
+        f"The report path is longer than the {path_max} bytes this system allows: choose a "
+        "shorter folder or name."
+    )
+
+
+def test_each_refused_plan_reads_exactly(tmp_path):
+    from blender_img3d.core.exporters import SUFFIXES
+    from blender_img3d.core.images.preparation import MODEL_INPUT_FORMATS
+
+    suffixes = ", ".join(SUFFIXES)
+    assert _refusal(outputs=[tmp_path / "o.fbx"]) == (
+        f"Can't write {str(tmp_path / 'o.fbx')!r}: can't tell its format from the suffix .fbx; "
+        f"use one of {suffixes}."
+    )
+    assert _refusal(outputs=[tmp_path / "o"]) == (
+        f"Can't write {str(tmp_path / 'o')!r}: can't tell its format from the suffix (none); "
+        f"use one of {suffixes}."
+    )
+    assert _refusal(outputs=[], save_input=tmp_path / "seen.gif") == (
+        "Can't save the model's input as seen.gif: use an image suffix "
+        f"({', '.join(MODEL_INPUT_FORMATS)})."
+    )
+    (tmp_path / "chair.png").write_bytes(b"picture")
+    assert _refusal(outputs=[], report=tmp_path / "chair.png", inputs=[tmp_path / "chair.png"]) == (
+        f"The report {tmp_path / 'chair.png'} would overwrite the input {tmp_path / 'chair.png'}: "
+        "choose another output name (inputs are never overwritten)."
+    )
+    assert _refusal(outputs=[], latents=tmp_path / "z.npy", report=tmp_path / "z.npy.json") == (
+        f"The report and the latents' sidecar would both be written to {tmp_path / 'z.npy.json'}: "
+        "give each output its own file name."
+    )
+
+
+def test_a_requests_image_path_is_an_input_and_its_batch_sizes_the_variants(tmp_path):
+    from blender_img3d.core.outputs import plan_for_request
+    from blender_img3d.core.settings import GenerationSettings, Request
+
+    (tmp_path / "chair.png").write_bytes(b"picture")
+    request = Request(image=tmp_path / "chair.png", outputs=[tmp_path / "o.glb"],
+                      save_input=tmp_path / "chair.png")  # fmt: skip
+    with pytest.raises(OutputPathError, match="would overwrite the input"):
+        plan_for_request(request)
+    request = Request(outputs=[tmp_path / "o.glb"], generation=GenerationSettings(batch=2))
+    assert [p.name for p in plan_for_request(request).paths] == ["o_0.glb", "o_1.glb"]
+    assert [p.name for p in plan_for_request(request, batch=1).paths] == ["o.glb"]

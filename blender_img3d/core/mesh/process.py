@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
 from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from ..settings import MeshSettings
 from .cleanup import cleanup_with_notes
@@ -34,6 +36,10 @@ class ProcessedMesh:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     repair: Optional[RepairReport] = None
+    # The vertices after the geometry steps, in the input's frame (before the frame
+    # change and placement), row for row with ``mesh.vertices``: where a decoder's
+    # colour head is queried to colour the final mesh (see core.pipeline).
+    source_vertices: Optional[np.ndarray] = None
 
 
 def process_mesh(
@@ -95,6 +101,7 @@ def process_mesh(
             mesh = smooth.unchecked(mesh, settings.smooth_iterations)
             done("smooth", started)
 
+    source_vertices = mesh.vertices
     started = time.perf_counter()
     if from_shap_e:
         mesh = shap_e_to_blender.unchecked(mesh)
@@ -109,4 +116,10 @@ def process_mesh(
     report(progress, Phase.PROCESSING, total, total)
     for note in notes:
         log.info("mesh: %s", note)
-    return ProcessedMesh(mesh=mesh, timings=timings, notes=notes, repair=repair_report)
+    return ProcessedMesh(
+        mesh=mesh,
+        timings=timings,
+        notes=notes,
+        repair=repair_report,
+        source_vertices=source_vertices,
+    )

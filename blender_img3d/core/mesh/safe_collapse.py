@@ -15,11 +15,18 @@ collapses an edge (a, b) only when
 
 It works in passes, all vectorised: each pass prices every candidate edge with
 Garland-Heckbert quadrics (placing the merged vertex at the quadric's minimum, or
-the edge's midpoint where that is ill-posed), then collapses at once a set of the
-cheapest edges none of which has an end in another's closed neighbourhood, which
-makes the collapses of one pass independent of each other. Prices are kept
-between passes and only edges at moved vertices are priced again. It stops at
-the target, or when no safe collapse is left: that mesh is the closest safe one.
+the edge's midpoint where that is ill-posed), then collapses at once a set of
+cheap edges none of which has an end in another's closed neighbourhood, which
+makes the collapses of one pass independent of each other. That set is picked
+from the cheapest half by cost band, in a random order inside each band, over a
+few rounds, so it is nearly maximal: picking strict local minima of the cost
+finds few on a smooth cost field, and the collapser then needed hundreds of
+passes (339 for 107k → 20k faces, 19 s; now 13). Prices are kept between
+passes and only edges at moved vertices are priced again. It stops at the
+target, or when no safe collapse is left: that mesh is the closest safe one.
+
+:mod:`.decimate` mostly runs it on fast-simplification's output with a few
+patches left at full resolution, where it has little to do.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ _MIN_NORMAL_COSINE = 0.2
 # the whole set would be spread thin over flat areas and curved ones alike.
 _PASS_SHARE = 0.5
 _MAX_PASSES = 400
+# Cost bands of the independent-set priority, and rounds of picking per pass.
+_BANDS = 8
+_ROUNDS = 6
 
 
 @dataclass
@@ -49,15 +59,23 @@ class CollapseResult:
 
 
 def safe_collapse(
-    vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray], target_faces: int
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colors: Optional[np.ndarray],
+    target_faces: int,
+    weights: Optional[np.ndarray] = None,
 ) -> CollapseResult:
-    """Collapse edges of a manifold mesh until ``target_faces`` or no safe collapse is left."""
+    """Collapse edges of a manifold mesh until ``target_faces`` or no safe collapse is left.
+
+    Colours of merged vertices are averaged, each vertex counting ``weights`` (how
+    many original vertices it already stands for; 1 each by default).
+    """
     n = len(vertices)
     positions = np.array(vertices, dtype=np.float64)
     faces = np.array(faces, dtype=np.int64)
     quadrics = _vertex_quadrics(positions, faces)
-    color_sum = None if colors is None else np.array(colors, dtype=np.float64)
-    weight = np.ones(n)
+    weight = np.ones(n) if weights is None else np.array(weights, dtype=np.float64)
+    color_sum = None if colors is None else np.array(colors, dtype=np.float64) * weight[:, None]
     frozen = np.zeros(0, dtype=np.int64)  # edges (a * n + b) whose collapse would fold faces
     prices = _Prices(n)
     reached = len(faces) <= target_faces
@@ -134,7 +152,7 @@ class _Prices:
 def _choose_collapses(points, faces, quadrics, n, frozen, needed, prices):
     """One pass: the independent, safe, cheapest collapses (a, b, new position), plus the
     keys of edges found to fold faces; None when no candidate edge is left."""
-    from scipy.sparse import coo_matrix, csr_matrix, identity
+    from scipy.sparse import coo_matrix, csr_matrix
 
     table = edge_table(faces, n)
     edges, counts = table.edges, table.counts
@@ -181,31 +199,63 @@ def _choose_collapses(points, faces, quadrics, n, frozen, needed, prices):
     order = np.argsort(cost, kind="stable")
     keep = order[: max(1, int(len(order) * _PASS_SHARE))]
     ids, a, b, place, opposite = ids[keep], a[keep], b[keep], place[keep], opposite[keep]
-    priority = np.arange(len(ids))  # already in cost order
-
-    # Closed neighbourhood of each edge: a, b and their neighbours, as a sparse row.
-    rows = np.concatenate([np.arange(len(ids))] * 2)
-    ends = coo_matrix((np.ones(2 * len(ids)), (rows, np.concatenate([a, b]))), (len(ids), n))
-    ring = csr_matrix(ends @ (adjacency + identity(n, dtype=np.int8, format="csr")))
-    ring.sort_indices()
-    owner = np.repeat(priority, np.diff(ring.indptr))
-    first = np.full(n, len(ids), dtype=np.int64)
-    first[ring.indices[::-1]] = owner[::-1]  # the cheapest edge whose ring holds each vertex
-    # An edge goes when it is the cheapest whose neighbourhood holds either of its ends:
-    # then no chosen edge has an end in another's neighbourhood, and their collapses
-    # change disjoint sets of faces and links.
-    chosen = np.flatnonzero(np.minimum(first[a], first[b]) == priority)
+    chosen = _independent(a, b, adjacency, n)
     # A vertex opposite several chosen edges loses a neighbour for each.
     opposite = opposite[chosen]
     hits = np.bincount(opposite.reshape(-1), minlength=n)
     enough = np.all(degree[opposite] - hits[opposite] >= 3, axis=1)
-    chosen = chosen[enough][:needed]
+    chosen = chosen[enough]
     a, b, place = a[chosen], b[chosen], place[chosen]
 
     folds = _folding(points, faces, a, b, place, n)
     fold_keys = a[folds] * np.int64(n) + b[folds]
-    ok = ~folds
+    ok = np.flatnonzero(~folds)[:needed]
     return a[ok], b[ok], place[ok], fold_keys
+
+
+def _independent(a, b, adjacency, n):
+    """Indices of edges (rows in cost order) no two of which have an end in the other's
+    closed neighbourhood, cheapest first: their collapses touch disjoint faces and links.
+
+    Rounds of local minima: an edge goes when it is the cheapest remaining edge whose
+    neighbourhood holds either of its ends; the neighbourhoods of the edges picked
+    then rule out every edge with an end in them, and the next round picks among the
+    rest. Priority is by cost band (``_BANDS`` bands of equal size), random within a
+    band: strict cost order makes few local minima on a smooth cost field, so most
+    passes would collapse a handful of edges.
+    """
+    from scipy.sparse import coo_matrix, csr_matrix, identity
+
+    m = len(a)
+    band = (np.arange(m) * _BANDS) // max(m, 1)
+    jitter = np.random.default_rng(m).random(m)
+    priority = np.empty(m, dtype=np.int64)
+    priority[np.lexsort((jitter, band))] = np.arange(m)
+    rows = np.concatenate([priority] * 2)
+    ends = coo_matrix((np.ones(2 * m), (rows, np.concatenate([a, b]))), (m, n))
+    ring = csr_matrix(ends @ (adjacency + identity(n, dtype=np.int8, format="csr")))
+    owner = np.repeat(np.arange(m), np.diff(ring.indptr))  # row = priority
+    members = ring.indices
+    by_priority = np.argsort(priority)
+    ea, eb = a[by_priority], b[by_priority]
+    alive = np.ones(m, dtype=bool)  # by priority
+    blocked = np.zeros(n, dtype=bool)
+    picked = []
+    for _ in range(_ROUNDS):
+        live = alive[owner]
+        first = np.full(n, m, dtype=np.int64)
+        first[members[live][::-1]] = owner[live][::-1]  # the cheapest live edge at each vertex
+        win = alive & (np.minimum(first[ea], first[eb]) == np.arange(m))
+        if not win.any():
+            break
+        picked.append(np.flatnonzero(win))
+        blocked[members[win[owner]]] = True
+        alive &= ~blocked[ea] & ~blocked[eb]
+        if not alive.any():
+            break
+    if not picked:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(by_priority[np.concatenate(picked)])  # rows are in cost order: cheapest first
 
 
 def _placement(points, quadrics, a, b):

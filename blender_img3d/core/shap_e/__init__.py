@@ -6,8 +6,10 @@
   integrator); ``core.choices.SCHEDULES`` is derived from it.
 - ``sampling``: CLIP conditioning and the guided denoiser, one batched prior
   call per evaluation, driving a registered schedule.
-- ``decoding``: latents → SDF grid (+ colours) → marching cubes → ``MeshData``,
-  with our own query of the renderer's network and kept marching cubes.
+- ``decoding``: latents → SDF grid → marching cubes → ``MeshData``, with our own
+  query of the renderer's network and kept marching cubes; colours at every
+  vertex (``decode_latents``) or later, at the vertices mesh processing keeps
+  (``decode_surfaces``, the pipeline's way).
 - ``latents``: ``.npy`` latents with a JSON sidecar, saved and loaded safely.
 
 May import: ``..errors``, ``..progress``, ``..settings``, ``..mesh.meshdata``;
@@ -37,6 +39,12 @@ reference's) moves only their batch position. The reference's channel
 scales/biases are taken as the identity: its latent bottlenecks already bound
 latents with tanh and diffusers applies none; if a future diffusion config
 carried scales, both schedules would need ``(x - b) / s`` on the output.
+
+No faster "Draft" sampler: DPM-Solver++(2M) on the same Karras sigmas was
+checked on an exact Gaussian-mixture denoiser (``benchmarks/bench_samplers.py``)
+and, at 20 prior calls or fewer, lands 5.6-14x further from a 1000-step solution
+of the same ODE than the default 64 Heun steps (127 calls); it needs 80-96
+calls to match them, so it would save little and is not offered.
 
 Precision: the reference runs under ``torch.autocast`` (fp16 matmuls over fp32
 weights). We cast the prior instead and keep x0, guidance and the Heun state in

@@ -15,7 +15,11 @@ For each latent:
    field > 0 is inside. diffusers' ``MeshDecoder`` would need lookup tables that
    only a real checkpoint fills (they are zero-initialised buffers), so it is not used.
 4. The STF colour head (``sigmoid`` of output channels 3-5, "R", "G", "B") is
-   queried at the surface vertices only.
+   queried at the surface vertices only: :func:`decode_latents` at every
+   marching-cubes vertex, or, through :func:`decode_surfaces`, later, at the
+   vertices mesh processing keeps (the pipeline's way: a decimated mesh has
+   a fraction of the vertices, and the colour pass costs as much per point as
+   the SDF's).
 
 Frame of the result: Shap-E's own, right-handed with +Z up (its pan cameras orbit
 the Z axis and look slightly down; the front view looks along +Y), the object
@@ -41,6 +45,7 @@ import logging
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
@@ -318,7 +323,108 @@ def decode_latents(
     None picks :data:`settings.QUERY_BATCH_BY_DEVICE` for the device.
     ``adaptive`` queries the SDF coarse to fine: the mesh equals the dense
     decode wherever the coarse grid sees the surface (see :func:`_sdf_grid_adaptive`).
+
+    Colours are queried at every marching-cubes vertex. A caller that thins the
+    mesh first (the pipeline) uses :func:`decode_surfaces` and colours only the
+    vertices it keeps.
     """
+    surfaces, runner = _decode_surfaces(
+        renderer, latents, grid_size, query_batch, device, progress, cancel, name, adaptive, True
+    )
+    meshes = []
+    for index, surface in enumerate(surfaces):
+        started = time.perf_counter()
+        colors = _vertex_colors(
+            surface.colors.field,
+            surface.mesh.vertices,
+            runner,
+            later_batches=len(surfaces) - index - 1,
+        )
+        mesh = surface.mesh.replaced(colors=colors)
+        mesh.metadata["timings"]["color_query_s"] = round(time.perf_counter() - started, 4)
+        meshes.append(mesh)
+    return meshes
+
+
+def decode_surfaces(
+    renderer: Any,
+    latents: LatentsLike,
+    *,
+    grid_size: int = settings.DEFAULT_GRID_SIZE,
+    query_batch: Optional[int] = settings.DEFAULT_QUERY_BATCH,
+    device: DeviceLike = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+    name: str = "img3d",
+    adaptive: bool = False,
+) -> list["Surface"]:
+    """:func:`decode_latents` without the colours: B uncoloured meshes, each with its colour head.
+
+    The colour MLP costs as much per point as the SDF's, and marching cubes
+    makes far more vertices (~100k at grid 128) than a decimated mesh keeps, so
+    colouring after mesh processing saves most of that pass. The arguments and
+    errors are :func:`decode_latents`'; progress covers the SDF pass only.
+    """
+    surfaces, _runner = _decode_surfaces(
+        renderer, latents, grid_size, query_batch, device, progress, cancel, name, adaptive, False
+    )
+    return surfaces
+
+
+@dataclass
+class Surface:
+    """One latent's surface: its mesh (no colours yet) and the colour head to colour it with."""
+
+    mesh: MeshData
+    colors: "VertexColors"
+
+
+class VertexColors:
+    """The STF colour head of one decoded latent, queryable at any points of Shap-E's frame.
+
+    Kept by :func:`decode_surfaces` so colours are computed where the final
+    mesh's vertices are (after cleanup, decimation, smoothing) rather than at
+    every marching-cubes vertex. A point gets the same colour as in
+    :func:`decode_latents` (the query does not depend on batching).
+    """
+
+    def __init__(self, field: STFField, query_batch: int) -> None:
+        self.field = field
+        self.query_batch = query_batch
+
+    def __call__(
+        self,
+        vertices: np.ndarray,
+        *,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[threading.Event] = None,
+        phase: str = Phase.DECODING,
+    ) -> np.ndarray:
+        """sRGB colours in [0, 1], float32 (N, 3), at ``vertices`` (N, 3) in Shap-E's frame.
+
+        Progress is ``(phase, k, total)`` once per query batch; ``cancel`` is
+        checked between batches.
+        """
+        runner = _QueryRunner(self.query_batch, progress, cancel, self.field.device, phase)
+        return _vertex_colors(self.field, vertices, runner, later_batches=0)
+
+
+# --- internals ----------------------------------------------------------------
+
+
+def _decode_surfaces(
+    renderer: Any,
+    latents: LatentsLike,
+    grid_size: int,
+    query_batch: Optional[int],
+    device: DeviceLike,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+    name: str,
+    adaptive: bool,
+    colors_follow: bool,
+) -> tuple[list[Surface], "_QueryRunner"]:
+    """Project, query the SDF and run marching cubes; ``colors_follow`` counts colour batches."""
     import torch
 
     settings.check_decoding(grid_size, query_batch)
@@ -331,7 +437,7 @@ def decode_latents(
         started = time.perf_counter()
         # One colour batch per mesh is the least still to come after the SDF pass.
         sdf = _sdf_grid_adaptive if adaptive else _sdf_grid
-        grids = sdf(field, grid_size, runner, later_batches=count)
+        grids = sdf(field, grid_size, runner, later_batches=count if colors_follow else 0)
         sdf_seconds = time.perf_counter() - started
 
         surfaces = []
@@ -349,43 +455,33 @@ def decode_latents(
             raise EmptySurfaceError(_empty_message(empty, count))
         del grids
 
-        meshes = []
-        for index, (vertices, faces) in enumerate(surfaces):
-            started = time.perf_counter()
-            colors = _vertex_colors(
-                field.select(index), vertices, runner, later_batches=count - index - 1
-            )
-            meshes.append(
-                MeshData(
-                    vertices=vertices,
-                    faces=faces,
-                    colors=colors,
-                    name=name if count == 1 else f"{name}_{index}",
-                    metadata={
-                        "frame": FRAME,
-                        "color_space": "sRGB",
-                        "grid_size": int(grid_size),
-                        "sdf_points": int(runner.sdf_points),
-                        "sample_index": index,
-                        "timings": {
-                            "sdf_query_s": round(sdf_seconds, 4),
-                            "marching_cubes_s": round(mc_seconds[index], 4),
-                            "color_query_s": round(time.perf_counter() - started, 4),
-                        },
-                    },
-                )
-            )
+    result = []
+    for index, (vertices, faces) in enumerate(surfaces):
+        mesh = MeshData(
+            vertices=vertices,
+            faces=faces,
+            name=name if count == 1 else f"{name}_{index}",
+            metadata={
+                "frame": FRAME,
+                "color_space": "sRGB",
+                "grid_size": int(grid_size),
+                "sdf_points": int(runner.sdf_points),
+                "sample_index": index,
+                "timings": {
+                    "sdf_query_s": round(sdf_seconds, 4),
+                    "marching_cubes_s": round(mc_seconds[index], 4),
+                },
+            },
+        )
+        result.append(Surface(mesh, VertexColors(field.select(index), runner.query_batch)))
     log.info(
-        "decoded %d mesh(es) at grid %d: %s vertices, final query batch %d",
+        "decoded %d surface(s) at grid %d: %s vertices, final query batch %d",
         count,
         grid_size,
-        [m.vertex_count for m in meshes],
+        [surface.mesh.vertex_count for surface in result],
         runner.query_batch,
     )
-    return meshes
-
-
-# --- internals ----------------------------------------------------------------
+    return result, runner
 
 
 class _QueryRunner:
@@ -401,6 +497,7 @@ class _QueryRunner:
         progress: Optional[ProgressCallback],
         cancel: Optional[threading.Event],
         device: Any,
+        phase: str = Phase.DECODING,
     ) -> None:
         if query_batch is None:
             kind = getattr(device, "type", str(device))
@@ -412,6 +509,7 @@ class _QueryRunner:
         self.progress = progress
         self.cancel = cancel
         self.device = device
+        self.phase = phase
         self.done = 0
 
     def map(
@@ -443,7 +541,7 @@ class _QueryRunner:
             start = stop
             self.done += 1
             remaining = math.ceil((count - start) / chunk)
-            report(self.progress, Phase.DECODING, self.done, self.done + remaining + later_batches)
+            report(self.progress, self.phase, self.done, self.done + remaining + later_batches)
         return results
 
     def _back_off(self, reason: str) -> None:
