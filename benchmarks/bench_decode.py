@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.reference_decode import project_into_mlp, query_fine  # noqa: E402
 from blender_img3d.core import settings  # noqa: E402
 from blender_img3d.core.shap_e import decoding as decode  # noqa: E402
 
@@ -136,25 +137,12 @@ def _time_diffusers(renderer, latents, args, device, mesh):
 
     renderer = copy.deepcopy(renderer)  # decode_to_mesh overwrites the MLP weights
     grid, batch = args.grid, args.diffusers_batch
-    vertex_count = mesh.vertex_count
     with torch.no_grad():
         _sync(device)
         started = time.perf_counter()
-        params = renderer.params_proj(latents.to(device).reshape(1, *decode.latent_shape(renderer)))
-        for name, param in renderer.mlp.state_dict().items():
-            if f"nerstf.{name}" in params:
-                param.copy_(params[f"nerstf.{name}"].squeeze(0))
+        project_into_mlp(renderer, latents, device)
         points = volume_query_points(renderer.volume, grid)[None].to(device)
-        fields = []
-        for index in range(0, points.shape[1], batch):
-            out = renderer.mlp(
-                position=points[:, index : index + batch],
-                direction=None,
-                ts=None,
-                nerf_level="fine",
-                rendering_mode="stf",
-            )
-            fields.append(out.signed_distance)
+        fields = [out.signed_distance for _, out in query_fine(renderer, points, batch)]
         field = torch.cat(fields, dim=1).float().reshape(grid, grid, grid)
         _sync(device)
         sdf_s = time.perf_counter() - started
@@ -169,14 +157,8 @@ def _time_diffusers(renderer, latents, args, device, mesh):
 
         started = time.perf_counter()
         vertices = torch.from_numpy(mesh.vertices).float()[None].to(device)
-        for index in range(0, vertex_count, batch):
-            renderer.mlp(
-                position=vertices[:, index : index + batch],
-                direction=None,
-                ts=None,
-                nerf_level="fine",
-                rendering_mode="stf",
-            )
+        for _ in query_fine(renderer, vertices, batch):
+            pass
         _sync(device)
         color_s = time.perf_counter() - started
     return {"sdf": sdf_s, "mc": mc_s, "color": color_s}
@@ -192,12 +174,7 @@ def _field_agreement(renderer, latents, args, device, grid: int = 32) -> float:
     ours = decode.sdf_grid(decode.project_latents(renderer, latents, device), grid)[0]
     reference = copy.deepcopy(renderer)
     with torch.no_grad():
-        params = reference.params_proj(
-            latents.to(device).reshape(1, *decode.latent_shape(reference))
-        )
-        for name, param in reference.mlp.state_dict().items():
-            if f"nerstf.{name}" in params:
-                param.copy_(params[f"nerstf.{name}"].squeeze(0))
+        project_into_mlp(reference, latents, device)
         points = volume_query_points(reference.volume, grid)[None].to(device)
         out = reference.mlp(
             position=points, direction=None, ts=None, nerf_level="fine", rendering_mode="stf"

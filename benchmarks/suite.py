@@ -287,40 +287,25 @@ def decode_diffusers(renderer, latents, grid, device, shape, vertex_count, batch
     from diffusers.pipelines.shap_e.renderer import volume_query_points
 
     from benchmarks import fields
-    from blender_img3d.core.shap_e import decoding
+    from benchmarks.reference_decode import project_into_mlp, query_fine
 
     renderer = copy.deepcopy(renderer)  # decode_to_mesh overwrites the MLP weights
     with torch.no_grad():
         synchronize(device)
         started = time.perf_counter()
-        params = renderer.params_proj(
-            latents.to(device).reshape(1, *decoding.latent_shape(renderer))
-        )
-        for name, param in renderer.mlp.state_dict().items():
-            if f"nerstf.{name}" in params:
-                param.copy_(params[f"nerstf.{name}"].squeeze(0))
+        project_into_mlp(renderer, latents, device)
         points = volume_query_points(renderer.volume, grid)[None].to(device)
-        chunks = []
-        for index in range(0, points.shape[1], batch):
-            part = points[:, index : index + batch]
-            renderer.mlp(
-                position=part, direction=None, ts=None, nerf_level="fine", rendering_mode="stf"
-            )
-            chunks.append(fields.analytic_sdf(part[0], shape))
+        chunks = [
+            fields.analytic_sdf(part[0], shape) for part, _ in query_fine(renderer, points, batch)
+        ]
         field = torch.cat(chunks).reshape(grid, grid, grid).to(device)
         padded = torch.full((grid + 2,) * 3, -1.0, device=device)
         padded[1:-1, 1:-1, 1:-1] = field
         volume = renderer.volume
         renderer.mesh_decoder(padded, volume.bbox_min, volume.bbox_max - volume.bbox_min)
         vertices = torch.rand(1, vertex_count, 3, device=device) * 2 - 1
-        for index in range(0, vertex_count, batch):
-            renderer.mlp(
-                position=vertices[:, index : index + batch],
-                direction=None,
-                ts=None,
-                nerf_level="fine",
-                rendering_mode="stf",
-            )
+        for _ in query_fine(renderer, vertices, batch):
+            pass
         synchronize(device)
     return time.perf_counter() - started
 
