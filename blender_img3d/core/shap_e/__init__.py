@@ -11,6 +11,9 @@
   vertex (``decode_latents``) or later, at the vertices mesh processing keeps
   (``decode_surfaces``, the pipeline's way).
 - ``latents``: ``.npy`` latents with a JSON sidecar, saved and loaded safely.
+- ``warmup``: import the engine in a background thread before the first
+  Generate (Blender's panel starts it when first drawn): a cold start is mostly
+  imports.
 
 May import: ``..errors``, ``..progress``, ``..settings``, ``..mesh.meshdata``;
 torch/diffusers/transformers only inside functions (``schedules`` is read by

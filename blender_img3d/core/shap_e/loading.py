@@ -8,7 +8,9 @@ dtype) until :func:`release` drops them, because loading the 300M-parameter
 prior takes far longer than one sampling step.
 
 torch, diffusers, transformers and huggingface_hub are imported inside the
-functions that need them: importing this module stays cheap.
+functions that need them: importing this module stays cheap. Importing the
+classes a model is built from (:func:`model_classes`) is most of a cold start;
+``warmup`` does it ahead of time, in a background thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 from ..errors import ConfigError, DeviceError, Img3DError, ModelLoadError, ModelNotFoundError
@@ -497,6 +500,37 @@ def _download_bar_class(
 # --- loading ------------------------------------------------------------------
 
 
+def model_classes() -> SimpleNamespace:
+    """torch and the classes every component is loaded with, imported here and only here.
+
+    Only the model classes: diffusers' pipeline modules are never imported, and
+    ``ShapERenderer`` comes from its own module. These imports are most of a cold
+    start (about 9 s on a 2-core machine, before any weight is read), so the
+    loader and the background warm-up (``warmup``) share this one list: what the
+    warm-up imported is exactly what the first load needs.
+    """
+    import torch
+    from diffusers import HeunDiscreteScheduler, PriorTransformer
+    from diffusers.pipelines.shap_e.renderer import ShapERenderer
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        CLIPVisionModel,
+    )
+
+    return SimpleNamespace(
+        torch=torch,
+        PriorTransformer=PriorTransformer,
+        HeunDiscreteScheduler=HeunDiscreteScheduler,
+        ShapERenderer=ShapERenderer,
+        CLIPImageProcessor=CLIPImageProcessor,
+        CLIPTextModelWithProjection=CLIPTextModelWithProjection,
+        CLIPTokenizer=CLIPTokenizer,
+        CLIPVisionModel=CLIPVisionModel,
+    )
+
+
 def _load_components(
     folder: Path,
     *,
@@ -508,9 +542,8 @@ def _load_components(
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
 ) -> ShapEModels:
-    import torch
-    from diffusers import HeunDiscreteScheduler, PriorTransformer
-    from diffusers.pipelines.shap_e import ShapERenderer
+    classes = model_classes()
+    torch = classes.torch
 
     names = ("prior", *_CONDITIONING[mode], "scheduler", "shap_e_renderer")
     loaded: dict[str, Any] = {}
@@ -520,13 +553,13 @@ def _load_components(
         sub = folder / name
         try:
             if name == "prior":
-                loaded[name] = _diffusers_model(PriorTransformer, sub, dtype)
+                loaded[name] = _diffusers_model(classes.PriorTransformer, sub, dtype)
             elif name == "shap_e_renderer":
-                loaded[name] = _diffusers_model(ShapERenderer, sub, torch.float32)
+                loaded[name] = _diffusers_model(classes.ShapERenderer, sub, torch.float32)
             elif name == "scheduler":
-                loaded[name] = HeunDiscreteScheduler.from_pretrained(str(sub))
+                loaded[name] = classes.HeunDiscreteScheduler.from_pretrained(str(sub))
             else:
-                loaded[name] = _transformers_component(name, sub, dtype)
+                loaded[name] = _transformers_component(classes, name, sub, dtype)
         except Img3DError:
             raise
         except Exception as error:  # noqa: BLE001 - any library failure is a damaged folder
@@ -634,19 +667,14 @@ def _diffusers_model(cls: Any, folder: Path, dtype: Any) -> Any:
     return model
 
 
-def _transformers_component(name: str, folder: Path, dtype: Any) -> Any:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-        CLIPVisionModel,
-    )
-
+def _transformers_component(classes: SimpleNamespace, name: str, folder: Path, dtype: Any) -> Any:
     if name == "image_processor":
-        return CLIPImageProcessor.from_pretrained(str(folder))
+        return classes.CLIPImageProcessor.from_pretrained(str(folder))
     if name == "tokenizer":
-        return CLIPTokenizer.from_pretrained(str(folder))
-    cls = CLIPVisionModel if name == "image_encoder" else CLIPTextModelWithProjection
+        return classes.CLIPTokenizer.from_pretrained(str(folder))
+    cls = (
+        classes.CLIPVisionModel if name == "image_encoder" else classes.CLIPTextModelWithProjection
+    )
     has_safetensors = any(folder.glob("*.safetensors"))
     # transformers, too, only unpickles with weights_only=True.
     model, info = cls.from_pretrained(
