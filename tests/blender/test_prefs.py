@@ -22,6 +22,8 @@ def prefs(installed_extension):
             "image_model",
             "text_model",
             "show_system",
+            "preload_engine",
+            "backend",
         )
     }
     online = bpy.context.preferences.system.use_online_access
@@ -196,3 +198,50 @@ def test_local_model_folders_are_not_downloaded(downloads_on, tmp_path):
     downloads_on.image_model = str(tmp_path)
     downloads_on.text_model = str(tmp_path)
     assert bpy.ops.img3d.download_models() == {"CANCELLED"}  # "nothing to download"
+
+
+def test_the_panel_preloads_the_engine_once_without_blocking_the_draw(
+    prefs, installed_extension, monkeypatch
+):
+    """First draw of the tab starts the background import; not when off, remote or missing."""
+    import threading
+    from types import SimpleNamespace
+
+    from tests.blender.ui_layout import RecordingLayout
+
+    warmup = sys.modules[f"{installed_extension}.core.shap_e.warmup"]
+    panel_module = sys.modules[f"{installed_extension}.blender.ui.panel"]
+    release = threading.Event()
+    imports = []
+
+    def slow_import() -> None:
+        imports.append(threading.current_thread().name)
+        assert release.wait(30)
+
+    def draw_main_panel() -> None:
+        view = SimpleNamespace(layout=RecordingLayout())
+        panel_module.IMG3D_PT_main.draw(view, bpy.context)
+
+    for preload, backend, missing in (
+        (False, "LOCAL", []),
+        (True, "REMOTE", []),
+        (True, "LOCAL", ["torch"]),
+    ):
+        job = warmup.ImportWarmup(slow_import)
+        monkeypatch.setattr(warmup, "_PROCESS_WARMUP", job)
+        monkeypatch.setattr(panel_module, "missing_modules", lambda missing=missing: missing)
+        prefs.preload_engine, prefs.backend = preload, backend
+        draw_main_panel()
+        assert job.state == warmup.IDLE, (preload, backend, missing)
+
+    job = warmup.ImportWarmup(slow_import)
+    monkeypatch.setattr(warmup, "_PROCESS_WARMUP", job)
+    monkeypatch.setattr(panel_module, "missing_modules", lambda: [])
+    prefs.preload_engine, prefs.backend = True, "LOCAL"
+    draw_main_panel()
+    assert job.state == warmup.RUNNING  # the draw came back while the import still runs
+    draw_main_panel()
+    draw_main_panel()
+    release.set()
+    assert job.wait(30) is True
+    assert (job.state, imports) == (warmup.DONE, ["img3d-warm-imports"])

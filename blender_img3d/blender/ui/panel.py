@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ...core.shap_e.warmup import warm_in_background
 from ...core.system.deps import missing_modules
 from ...core.version import __version__
 from ..prefs import ADDON_PACKAGE, get_preferences
@@ -51,6 +52,8 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
         else:
             prefs = get_preferences()
             missing = [] if prefs.remote else missing_modules()
+            if prefs.preload_engine and not prefs.remote and not missing:
+                warm_in_background()  # once per session; later redraws return at once
             row = layout.row()
             row.scale_y = 1.4
             if prefs.remote:
