@@ -541,9 +541,29 @@ def _finish(
     report(progress, Phase.PROCESSING, len(surfaces), len(surfaces))
     result.timings.update(_decode_timings([surface.mesh for surface in surfaces]))
 
+    _export_and_report(result, paths, request, progress, cancel, timer)
+
+
+def _export_and_report(
+    result: Result,
+    paths: list[list[Path]],
+    request: defaults.Request,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[threading.Event],
+    timer: _Timer,
+) -> None:
+    """Write the outputs, then the report: it and every variant's record hold the export's time.
+
+    The variants' records (their custom properties in Blender) were made before
+    anything was written, so the export's seconds are added to them here.
+    """
     with timer("export"):
         _write_outputs(result, paths, request, progress, cancel, timer)
     result.timings.update(timer.timings)
+    for metrics in result.metrics:
+        metrics.setdefault("timings", {})["export"] = timer.timings["export"]
+    if request.report_path is not None:
+        write_report(result, request.report_path)
 
 
 def _decode_timings(raw_meshes: Any) -> dict[str, float]:
@@ -566,7 +586,7 @@ def _write_outputs(
     request: defaults.Request,
     progress: Optional[ProgressCallback],
     cancel: Optional[threading.Event],
-    timer: Optional[_Timer] = None,
+    timer: _Timer,
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
@@ -576,7 +596,7 @@ def _write_outputs(
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
                 check_exportable(mesh, path, units=request.units)
-        textures = _bake_textures(result, paths, request, cancel, timer or _Timer())
+        textures = _bake_textures(result, paths, request, cancel, timer)
         done = 0
         for mesh, variant_paths, texture in zip(result.meshes, paths, textures):
             for path in variant_paths:
@@ -595,8 +615,6 @@ def _write_outputs(
         report(progress, Phase.EXPORTING, total, total)
     # A cancel that came during the last export still wins: the staged files are dropped.
     raise_if_cancelled(cancel)
-    if request.report_path is not None:
-        write_report(result, request.report_path)
 
 
 def _bake_textures(
@@ -622,7 +640,6 @@ def _bake_textures(
             textures.append(
                 bake_vertex_colors(mesh, size=request.export.texture_size) if wanted else None
             )
-    result.timings["bake"] = timer.timings["bake"]  # in the report, written before the rest
     return textures
 
 
@@ -752,7 +769,5 @@ def _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis) -> Res
         settings={"converted_from": str(in_path)},
         notes=notes,
     )
-    with timer("export"):
-        _write_outputs(result, plan.meshes, request, progress, cancel, timer)
-    result.timings.update(timer.timings)
+    _export_and_report(result, plan.meshes, request, progress, cancel, timer)
     return result

@@ -167,6 +167,30 @@ def test_timings_split_the_phases_and_count_prior_calls(surface_image_model_dir,
     assert result.report_dict()["timings"]["prior_calls"] == 5
 
 
+def test_the_written_report_holds_every_phase_including_the_export(
+    surface_image_model_dir, example_image, tmp_path
+):
+    """--report is written after the meshes, so its seconds per phase include writing them."""
+    import dataclasses
+    import json
+
+    request = dataclasses.replace(
+        image_request(surface_image_model_dir, example_image, steps=3),
+        outputs=[tmp_path / "stool.glb", tmp_path / "stool.step"],
+        report_path=tmp_path / "report.json",
+    )
+    result = pipeline.run(request)
+    written = json.loads((tmp_path / "report.json").read_text())
+    phases = {"preprocess", "load_model", "condition", "sample", "prior_calls", "decode", "export"}
+    assert phases <= set(written["timings"])
+    assert written["timings"]["prior_calls"] == 5
+    assert written["timings"]["export"] > 0
+    # Each variant's record (the object's custom properties in Blender) has them too.
+    [variant] = written["variants"]
+    assert phases <= set(variant["metrics"]["timings"])
+    assert result.metrics[0]["timings"]["export"] == written["timings"]["export"]
+
+
 def test_with_processing_off_the_colours_are_the_decoders_at_every_vertex(
     surface_image_model_dir, example_image
 ):
