@@ -36,8 +36,10 @@ timeout 120 python3 -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tee "$out/
 
 # Speed, ours vs diffusers in the same run: fast mode (fp16 cast) and faithful mode
 # (fp32 weights under autocast), 64 steps, decode 64/128/192, end to end, cold start.
+# (The memory case, host RSS of a CLI run with the model written to disk, is left to the CPU
+# runs: VRAM peaks come with every row here.)
 timeout 240 python3 -m benchmarks --device cuda --dtype float16 --steps 64 --repeats 3 \
-    --out "$out/float16" 2>&1 | tail -20 | tee "$out/bench_float16.txt"
+    --cases prior sample decode process e2e cold --out "$out/float16" 2>&1 | tail -20 | tee "$out/bench_float16.txt"
 timeout 120 python3 -m benchmarks --device cuda --dtype autocast --steps 64 --repeats 3 \
     --cases prior sample --out "$out/autocast" 2>&1 | tail -12 | tee "$out/bench_autocast.txt"
 echo "wall $(( $(date +%s) - started )) s" | tee -a "$out/gpu.txt"
