@@ -53,9 +53,11 @@ from blender_img3d.core.system.requirements import (  # noqa: E402  (the one sha
     BUNDLED_WHEELS,
     DEBIAN_DEV_PACKAGES,
     DEV_REQUIREMENTS,
+    LIBRARY_PINS,
     NPM_REQUIREMENTS,
     NUMPY_REQUIREMENT,
     RUNTIME_REQUIREMENTS,
+    TORCH_DEPENDENCIES,
 )
 from blender_img3d.core.system.vendor import (  # noqa: E402  (shared with the Blender mode)
     InstallError,
@@ -75,6 +77,12 @@ def dev_requirements() -> list[str]:
     return [*RUNTIME_REQUIREMENTS, NUMPY_REQUIREMENT, *DEV_REQUIREMENTS]
 
 
+def dev_constraints() -> list[str]:
+    """What Blender's install pins (torch's dependencies, the libraries' closure): the dev
+    venv holds the same versions, so the tests run on what artists get."""
+    return [*TORCH_DEPENDENCIES, *LIBRARY_PINS["cp%d%d" % DEV_PYTHON]]
+
+
 def venv_python(venv: Path = VENV_DIR) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -82,6 +90,11 @@ def venv_python(venv: Path = VENV_DIR) -> Path:
 def install_fingerprint(requirements: list[str], npm: tuple[str, ...]) -> str:
     payload = json.dumps({"pip": requirements, "npm": list(npm), "python": DEV_PYTHON})
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def dev_fingerprint() -> str:
+    """The fingerprint of the dev venv that this tree asks for."""
+    return install_fingerprint([*dev_requirements(), *dev_constraints()], NPM_REQUIREMENTS)
 
 
 def stamp_matches(fingerprint: str) -> bool:
@@ -149,7 +162,8 @@ def dev_install(force: bool = False) -> None:
     check_dev_python()
     install_debian_tools()
     requirements = dev_requirements()
-    fingerprint = install_fingerprint(requirements, NPM_REQUIREMENTS)
+    constraints = dev_constraints()
+    fingerprint = dev_fingerprint()
     if not force and venv_python().exists() and stamp_matches(fingerprint):
         log(f"{VENV_DIR} is up to date (use --force to reinstall)")
         return
@@ -158,7 +172,12 @@ def dev_install(force: bool = False) -> None:
     python = str(venv_python())
     run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--upgrade", "pip"])
     log(f"installing {len(requirements)} pinned packages")
-    run([python, "-m", "pip", "install", "--disable-pip-version-check", *requirements])
+    constraints_file = VENV_DIR / ".img3d-constraints.txt"
+    constraints_file.write_text("\n".join(constraints) + "\n")
+    run([
+        python, "-m", "pip", "install", "--disable-pip-version-check",
+        "--constraint", str(constraints_file), *requirements,
+    ])  # fmt: skip
     install_npm_tools()
     STAMP_FILE.write_text(json.dumps({"fingerprint": fingerprint, "requirements": requirements}))
     log("done: use .venv/bin/python")

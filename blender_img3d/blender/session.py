@@ -109,9 +109,11 @@ class GenerateSession(tasks.Task):
     def on_result(self, context: bpy.types.Context, result: Any) -> str:
         import json
 
+        # Everything that can fail without bpy comes before the import: a failed
+        # Generate must not leave a half-annotated object in the scene.
+        records = [self.rerun_record(files) for files in self.files]
         self.objects = import_result(context, result, self.files, self.options)
-        for obj, files in zip(self.objects, self.files):
-            record = self.rerun_record(files)
+        for obj, record in zip(self.objects, records):
             if record is not None:
                 obj["img3d_request"] = json.dumps(record, default=str)
         if getattr(result, "model_input", None) is not None:

@@ -273,6 +273,12 @@ class Task:
             except Img3DError as exc:
                 self._fail(context, str(exc))
                 return
+            except ImportError as exc:
+                # A package outside what this Blender is guaranteed to have: one line that
+                # says which and how to get it, never a traceback on the artist's console.
+                log.debug("%s: import failed while using the result", self.kind, exc_info=True)
+                self._fail(context, _missing_package_text(exc))
+                return
             self._end(context, FINISHED, self.summary)
         elif message.kind == "cancelled":
             self._end(context, CANCELLED, self.cancelled_text)
@@ -298,6 +304,18 @@ class Task:
         if _RUNNING.get(self.kind) is self:
             del _RUNNING[self.kind]
         self.on_end(context)
+
+
+def _missing_package_text(error: ImportError) -> str:
+    """One line for a result step that needed a package this Blender doesn't have."""
+    from ..core.system.requirements import RUNTIME_MODULES
+
+    module = (error.name or "").partition(".")[0] or "a package"
+    package = RUNTIME_MODULES.get(module, module)
+    return (
+        f"This step needs the Python package {package}, which this Blender doesn't have: "
+        "Preferences > Add-ons > Img3D > Install Dependencies."
+    )
 
 
 def run_to_end(operator: bpy.types.Operator, context: bpy.types.Context, task: Task) -> set[str]:

@@ -10,6 +10,7 @@ existing mesh file; all three share the tail.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -138,9 +139,13 @@ def source_label(request: defaults.Request) -> str:
     if request.prompt is not None:
         words = " ".join(request.prompt.split())
         return words[:48] or "prompt"
-    from .images import source_name
-
-    return source_name(request.image)
+    # A path's stem, computed here: naming a result must never import the image
+    # stack (Pillow), which a Blender running the remote backend doesn't have.
+    if isinstance(request.image, (str, os.PathLike)):
+        stem = Path(request.image).stem.strip()
+        if stem:
+            return stem
+    return "image"
 
 
 def run(

@@ -19,7 +19,6 @@ from blender_img3d.core.images import (
     load_image,
     prepare_image,
     save_model_input,
-    source_name,
 )
 from blender_img3d.core.settings import ImageSettings
 from tests.fixtures import image_corpus as corpus
@@ -49,14 +48,6 @@ def test_path_bytes_and_pil_sources_give_the_same_pixels(tmp_path):
     for image in (from_path, from_str, from_bytes, from_pil):
         assert image.mode == "RGB"
         assert np.array_equal(np.asarray(image), np.asarray(picture))
-
-
-def test_source_name_is_the_file_stem_for_paths_and_image_otherwise(tmp_path):
-    assert source_name(tmp_path / "red chair.photo.jpg") == "red chair.photo"
-    assert source_name("shoe.png") == "shoe"
-    assert source_name(b"\x89PNG") == "image"
-    assert source_name(np.zeros((2, 2, 4), np.float32)) == "image"
-    assert source_name(Image.new("RGB", (2, 2))) == "image"
 
 
 def test_an_unknown_source_type_is_refused_with_the_accepted_kinds():

@@ -248,3 +248,25 @@ def torch_cat(tensors):
     import torch
 
     return torch.cat(tensors)
+
+
+def test_source_label_names_a_picture_by_its_stem_without_importing_the_image_stack():
+    """The remote backend in a Blender without Pillow names its objects with this."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from blender_img3d.core.pipeline import source_label\n"
+        "from blender_img3d.core.settings import Request\n"
+        "print(source_label(Request(image=Path('/x/red chair.photo.jpg'))))\n"
+        "print(source_label(Request(image='shoe.png')))\n"
+        "print(source_label(Request(image=b'PNG')))\n"
+        "print(source_label(Request(image=Path('/x/stool.png'), name='mine')))\n"
+        "print(sorted(m for m in ('PIL', 'torch', 'scipy', 'skimage') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["red chair.photo", "shoe", "image", "mine", "[]"]

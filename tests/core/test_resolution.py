@@ -23,39 +23,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from blender_img3d.core.system.requirements import (
-    BLENDER_NUMPY,
-    LIBRARY_PINS,
+    FROM_THE_TORCH_INDEX,
     PLATFORM_TAGS,
     SUPPORTED_PYTHONS,
-    TORCH_DEPENDENCIES,
-    TORCH_REQUIREMENT,
 )
+from tests.fixtures.platforms import environment, pinned_set
 
 PYPI = "https://pypi.org/simple"
-# What torch's own pip run brings from the PyTorch index for GPU builds (NVIDIA's
-# libraries, triton): resolved there by pip, so not pinned here.
-FROM_THE_TORCH_INDEX = ("nvidia-", "cuda-", "triton")
-
-MARKER_ENVIRONMENTS = {
-    "windows-x64": {
-        "sys_platform": "win32",
-        "platform_system": "Windows",
-        "os_name": "nt",
-        "platform_machine": "AMD64",
-    },
-    "macos-arm64": {
-        "sys_platform": "darwin",
-        "platform_system": "Darwin",
-        "os_name": "posix",
-        "platform_machine": "arm64",
-    },
-    "linux-x64": {
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "os_name": "posix",
-        "platform_machine": "x86_64",
-    },
-}
 
 
 def pypi_reachable() -> bool:
@@ -74,30 +48,6 @@ pytestmark = [
         "(CI has it); run again online",
     ),
 ]
-
-
-def environment(platform: str, python: tuple[int, int]) -> dict[str, str]:
-    version = f"{python[0]}.{python[1]}"
-    return {
-        **MARKER_ENVIRONMENTS[platform],
-        "python_version": version,
-        "python_full_version": f"{version}.0",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "platform_release": "",
-        "platform_version": "",
-        "extra": "",
-    }
-
-
-def pinned_set(abi: str, env: dict[str, str]) -> list[str]:
-    wanted = [TORCH_REQUIREMENT, *TORCH_DEPENDENCIES, *LIBRARY_PINS[abi], BLENDER_NUMPY[abi]]
-    kept = []
-    for text in wanted:
-        requirement = Requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate(env):
-            kept.append(f"{requirement.name}{requirement.specifier}")
-    return kept
 
 
 def dry_run(requirements: list[str], python, platform: str, tmp_path) -> dict:

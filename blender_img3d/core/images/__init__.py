@@ -9,7 +9,6 @@ modules; this package re-exports the public API:
 - :func:`prepare_image`: any source → :class:`PreparedImage` (the model's input
   on white plus a JSON-serialisable :class:`ImageReport` of what was done).
 - :func:`save_model_input`: write the exact model input as a PNG, atomically.
-- :func:`source_name`: a name for objects made from a source.
 
 Only numpy and Pillow are imported at module level (scipy is imported where
 the background is analysed), so importing this package is cheap.
@@ -17,7 +16,7 @@ the background is analysed), so importing this package is cheap.
 
 from __future__ import annotations
 
-from .loading import load_image, source_name
+from .loading import load_image
 from .preparation import (
     DEFAULT_MODEL_INPUT_SIZE,
     ImageReport,
@@ -33,5 +32,4 @@ __all__ = [
     "load_image",
     "prepare_image",
     "save_model_input",
-    "source_name",
 ]

@@ -19,15 +19,6 @@ from .limits import check_file_bytes
 _SOURCE_KINDS = "a file path, encoded image bytes, a PIL image or a numpy pixel array"
 
 
-def source_name(source: Any) -> str:
-    """A name for objects made from ``source``: the file stem for paths, else ``"image"``."""
-    if isinstance(source, (str, os.PathLike)):
-        stem = Path(source).stem.strip()
-        if stem:
-            return stem
-    return "image"
-
-
 def load_image(
     source: Any,
     settings: Optional[ImageSettings] = None,

@@ -21,7 +21,46 @@ from __future__ import annotations
 # Supported Pythons, as the CPython ABI tags of their wheels, with the Blender
 # releases that ship them.
 SUPPORTED_PYTHONS: dict[tuple[int, int], str] = {(3, 11): "cp311", (3, 13): "cp313"}
-BLENDER_RELEASES: dict[str, str] = {"cp311": "4.2 LTS to 5.0", "cp313": "5.1 and 5.2"}
+
+# Every Blender line released, as the newest ``bpy`` wheel of that line on PyPI and its
+# CPython ABI: the real-environment matrix (``pytest -m blender_matrix``) runs the
+# add-on in each, and a network test fails when PyPI has a line this table lacks.
+BLENDER_LINES: dict[str, tuple[str, str]] = {
+    "4.2": ("4.2.23", "cp311"),
+    "4.5": ("4.5.15", "cp311"),
+    "5.0": ("5.0.1", "cp311"),
+    "5.1": ("5.1.2", "cp313"),
+    "5.2": ("5.2.4", "cp313"),
+    "5.3": ("5.3.0", "cp313"),
+}
+# Long-term-support lines (Blender's release notes); the README's table names them.
+BLENDER_LTS_LINES: tuple[str, ...] = ("4.2", "4.5", "5.2")
+# What a bare Blender's Python holds (the bpy wheel's own dependencies, what Blender
+# bundles): the only packages the add-on may import without its installs.
+BLENDER_BUNDLED: tuple[str, ...] = (
+    "numpy",
+    "requests",
+    "certifi",
+    "urllib3",
+    "idna",
+    "charset-normalizer",
+    "cython",
+    "zstandard",
+)
+
+
+def _releases(abi: str) -> str:
+    lines = [
+        f"{line} LTS" if line in BLENDER_LTS_LINES else line
+        for line, (_, tag) in BLENDER_LINES.items()
+        if tag == abi
+    ]
+    newest = abi == max(SUPPORTED_PYTHONS.values())
+    return f"{lines[0]} and later" if newest else f"{lines[0]} to {lines[-1]}"
+
+
+# The Blender releases that ship each supported Python, for messages.
+BLENDER_RELEASES: dict[str, str] = {abi: _releases(abi) for abi in SUPPORTED_PYTHONS.values()}
 
 # Supported platforms: Blender's manifest name -> the pip platform tags whose
 # wheels run there (most specific first). torch 2.13 has no Intel-Mac wheels and
@@ -68,24 +107,14 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
 )
 
-# The complete closure of RUNTIME_REQUIREMENTS without torch, its dependencies
-# and numpy: installed with --no-deps, so every distribution is listed, with
-# PEP 508 markers where a platform needs more. Made from the dev venv's
-# resolution and checked per platform by tests/core/test_resolution.py.
-_LIBRARIES: tuple[str, ...] = (
-    "diffusers==0.42.1",
-    "transformers==5.24.0",
-    "safetensors==0.8.0",
-    "huggingface-hub==2.4.0",
+# What RUNTIME_REQUIREMENTS need in turn, torch's run and numpy aside. Blender's
+# install runs pip with --no-deps (so no resolver can pull a second torch or numpy),
+# hence every distribution is listed, with PEP 508 markers where a platform needs
+# more. Made from the dev venv's resolution; tests/core/test_dependency_closure.py
+# checks the closure offline per platform and test_resolution.py against PyPI.
+_TRANSITIVE: tuple[str, ...] = (
     "hf-xet==1.8.0",
     "tokenizers==0.23.3",
-    "trimesh==5.2.0",
-    "scikit-image==0.26.0",
-    "scipy==1.17.1",
-    "fast-simplification==0.2.0",
-    "manifold3d==3.5.4",
-    "pillow==13.0.0",
-    "ezdxf==1.4.5",
     "fonttools==4.68.0",
     "pyparsing==3.3.3",
     "imageio==2.38.2",
@@ -123,9 +152,20 @@ _LIBRARIES: tuple[str, ...] = (
     "typing-inspection==0.4.5",
 )
 
+# What Blender installs besides torch: derived, never kept by hand, so a runtime
+# requirement can't be missing from the folder Generate, Bake & co. import from.
+_LIBRARIES: tuple[str, ...] = (
+    *(requirement for requirement in RUNTIME_REQUIREMENTS if requirement != TORCH_REQUIREMENT),
+    *_TRANSITIVE,
+)
+
 # Per ABI: the libraries (same versions for both today; a line differs here
 # when a release lacks wheels for one Python).
 LIBRARY_PINS: dict[str, tuple[str, ...]] = {"cp311": _LIBRARIES, "cp313": _LIBRARIES}
+
+# What torch's own pip run brings from the PyTorch index for GPU builds (NVIDIA's
+# libraries, triton): resolved there by pip against the build, so not pinned here.
+FROM_THE_TORCH_INDEX: tuple[str, ...] = ("nvidia-", "cuda-", "triton")
 
 # Blender's own numpy per ABI, for resolving the pinned sets (an install pins
 # numpy to the version the running Blender imports, read at install time).
