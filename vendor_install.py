@@ -9,7 +9,7 @@ creates or updates ``.venv/`` with pinned runtime, Blender (bpy) and test
 packages, plus the Khronos glTF validator (npm) under ``.venv/npm``. A second
 run with nothing changed only checks a stamp and returns in well under a second.
 
-Blender 4.2 to 5.2 (the extension installed and enabled; Blender's own Python runs this)::
+Blender 4.2 and later (the extension installed and enabled; Blender's own Python runs this)::
 
     blender -b --online-mode --python vendor_install.py -- [--build auto|cpu|cuda|rocm|mps]
         [--torch-index-url URL] [--wheelhouse DIR] [--vendor-root DIR]

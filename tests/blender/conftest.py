@@ -42,6 +42,8 @@ def installed_extension(extension_zip) -> str:
         filepath=str(extension_zip), repo="user_default", enable_on_install=True
     )
     assert result == {"FINISHED"}
+    # FINISHED is returned even when Blender refused the package (a version range, say).
+    assert EXTENSION_MODULE in bpy.context.preferences.addons, "Blender refused the extension"
     return EXTENSION_MODULE
 
 

@@ -153,6 +153,25 @@ def test_errors_from_the_pipeline_show_in_the_panel_state(installed_extension):
     )
 
 
+def test_a_result_step_missing_a_package_fails_in_one_line_and_leaves_no_object(
+    installed_extension, monkeypatch
+):
+    """Blender without Pillow once crashed after the import, leaving a stray object."""
+    sessions = extension(installed_extension, "blender.session")
+
+    def needs_pillow(self, files):
+        raise ModuleNotFoundError("No module named 'PIL'", name="PIL")
+
+    monkeypatch.setattr(sessions.GenerateSession, "rerun_record", needs_pillow)
+    before = set(bpy.data.objects.keys())
+    session = start_session(installed_extension, fake_pipeline(installed_extension, steps=2))
+    assert session.run_to_end(bpy.context, timeout=10) == sessions.FAILED
+    error = bpy.context.window_manager.img3d_tasks.generate.last_error
+    assert error.startswith("This step needs the Python package Pillow") and "\n" not in error
+    assert "Install Dependencies" in error
+    assert set(bpy.data.objects.keys()) == before and session.objects == []
+
+
 def test_draining_a_tick_stays_within_budget(installed_extension):
     sessions = extension(installed_extension, "blender.session")
     session = start_session(

@@ -101,12 +101,34 @@ class IMG3D_OT_generate(tasks.ModalTask, bpy.types.Operator):
         return self.start_modal(context, session)
 
 
+def _missing_for_preview() -> list[str]:
+    from ...core.system.deps import missing_modules
+    from ...core.system.requirements import PREVIEW_MODULES
+
+    return missing_modules(PREVIEW_MODULES)
+
+
+def _needs_install_text(missing: list[str]) -> str:
+    return (
+        f"Preview Input needs {', '.join(missing)}, which this Blender doesn't have: "
+        "Preferences > Add-ons > Img3D > Install Dependencies"
+    )
+
+
 class IMG3D_OT_preview_input(bpy.types.Operator):
     """Prepare the picture exactly as Generate will (cut-out, framing) and show it, in a second"""
 
     bl_idname = "img3d.preview_input"
     bl_label = "Preview Input"
     bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        missing = _missing_for_preview()
+        if missing:
+            cls.poll_message_set(_needs_install_text(missing))
+            return False
+        return True
 
     def execute(self, context):
         from ..requests import describe_preparation, prepare_input
