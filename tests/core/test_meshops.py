@@ -232,6 +232,29 @@ def test_decimation_hits_the_target_and_keeps_a_closed_mesh_closed():
     assert np.all(reduced.colors >= lo - 1e-6) and np.all(reduced.colors <= hi + 1e-6)
 
 
+def test_a_staged_decimation_that_cannot_collapse_ends_instead_of_recursing(monkeypatch):
+    """Seen in Blender 5.1: a mesh no safe collapse could reduce recursed ~1,000 deep."""
+    import blender_img3d.core.mesh.decimate as decimation
+    from blender_img3d.core.mesh.safe_collapse import CollapseResult
+
+    sphere = meshes.icosphere(3)  # 1 280 faces, staged below 80
+    torn = sphere.replaced(sphere.vertices, sphere.faces[::2])  # fast pass breaks topology
+
+    def fast(vertices, faces, **kwargs):
+        return torn.vertices, torn.faces, np.zeros((0, 2), np.int64)
+
+    def stuck(vertices, faces, colors, target, weights=None):
+        return CollapseResult(vertices, faces, colors, reached_target=False)
+
+    import fast_simplification
+
+    monkeypatch.setattr(fast_simplification, "simplify", fast)
+    monkeypatch.setattr(decimation, "_fast_around_damage", lambda *args: None)
+    monkeypatch.setattr(decimation, "safe_collapse", stuck)
+    out, note = decimation.decimate_with_note.unchecked(sphere, 40)
+    assert out.face_count == sphere.face_count and note
+
+
 def sphere_with_thin_handle(grid: int = 40, tube: float = 0.03) -> MeshData:
     """Marching cubes of a ball with a torus handle about one grid cell thick."""
     from blender_img3d.core.shap_e.decoding import marching_cubes_mesh

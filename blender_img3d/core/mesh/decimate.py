@@ -146,12 +146,15 @@ def decimate_with_note(
         halfway, _ = decimate_with_note.unchecked(
             mesh, int(round(np.sqrt(before * target_faces))), aggressiveness=aggressiveness
         )
-        out, _ = decimate_with_note.unchecked(
-            halfway, int(target_faces), aggressiveness=aggressiveness
-        )
-        if out.colors is not None and color_transfer == "nearest":
-            out = out.replaced(colors=_colors_from_nearest(mesh, out.vertices))
-        return out, _decimation_note(before, out.face_count, int(target_faces), wanted)
+        # Only a stage that removed faces may stage again; one that could not (no safe
+        # collapse left) would recurse on the same mesh forever: finish below instead.
+        if halfway.face_count < before:
+            out, _ = decimate_with_note.unchecked(
+                halfway, int(target_faces), aggressiveness=aggressiveness
+            )
+            if out.colors is not None and color_transfer == "nearest":
+                out = out.replaced(colors=_colors_from_nearest(mesh, out.vertices))
+            return out, _decimation_note(before, out.face_count, int(target_faces), wanted)
 
     start = _fast_around_damage(
         mesh, int(target_faces), aggressiveness, (points, collapses), wanted, input_table
