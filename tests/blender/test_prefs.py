@@ -103,23 +103,13 @@ def test_system_check_lists_versions_models_disk_and_online_without_a_gpu(
     assert "dependency folder" in entries
 
 
-class _PreferencesView:
-    """The preferences with a recording layout in place of Blender's (read-only) one."""
-
-    def __init__(self, prefs, layout) -> None:
-        self._prefs, self.layout = prefs, layout
-
-    def __getattr__(self, name):
-        return getattr(self._prefs, name)
-
-
 def test_preferences_page_draws_every_section_and_button(prefs, installed_extension):
-    from tests.blender.ui_layout import RecordingLayout
+    from tests.blender.ui_layout import PreferencesView, RecordingLayout
 
     bpy.ops.img3d.system_check()
     prefs.show_system = True
     layout = RecordingLayout()
-    type(prefs).draw(_PreferencesView(prefs, layout), bpy.context)
+    type(prefs).draw(PreferencesView(prefs, layout), bpy.context)
     operators = set(layout.texts("operator"))
     assert {
         "img3d.download_models",
@@ -135,13 +125,13 @@ def test_preferences_page_draws_every_section_and_button(prefs, installed_extens
 
 
 def test_a_running_install_shows_a_progress_bar_with_cancel(prefs, installed_extension):
-    from tests.blender.ui_layout import RecordingLayout
+    from tests.blender.ui_layout import PreferencesView, RecordingLayout
 
     status = bpy.context.window_manager.img3d_tasks.install
     status.running, status.progress, status.message = True, 0.4, "Collecting torch"
     try:
         layout = RecordingLayout()
-        type(prefs).draw(_PreferencesView(prefs, layout), bpy.context)
+        type(prefs).draw(PreferencesView(prefs, layout), bpy.context)
     finally:
         status.running, status.message = False, ""
     assert "Collecting torch" in layout.texts("progress")

@@ -60,3 +60,13 @@ class RecordingLayout:
 
     def texts(self, kind: str) -> list[str]:
         return [text for record_kind, text in self.records if record_kind == kind]
+
+
+class PreferencesView:
+    """The add-on's preferences with a recording layout in place of Blender's read-only one."""
+
+    def __init__(self, prefs, layout) -> None:
+        self._prefs, self.layout = prefs, layout
+
+    def __getattr__(self, name):
+        return getattr(self._prefs, name)

@@ -203,6 +203,31 @@ def remote_mesh_tools():
     return ok and not detail["heavy_loaded"], detail
 
 
+@case("draw_panels")
+def draw_panels():
+    """Every panel and the preferences draw with nothing installed, importing nothing heavy."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ui_layout", CONFIG["ui_layout"])
+    ui_layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ui_layout)
+    drawn = []
+    for module in ("blender.ui.panel", "blender.ui.tools_panel"):
+        for name, panel in vars(addon_module(module)).items():
+            if not name.startswith("IMG3D_PT") or (
+                hasattr(panel, "poll") and not panel.poll(bpy.context)
+            ):
+                continue
+            layout = ui_layout.RecordingLayout()
+            panel.draw(type("View", (), {"layout": layout})(), bpy.context)
+            drawn.append(name)
+    layout = ui_layout.RecordingLayout()
+    type(prefs).draw(ui_layout.PreferencesView(prefs, layout), bpy.context)
+    drawn.append("preferences")
+    loaded = heavy_loaded()
+    return "IMG3D_PT_main" in drawn and not loaded, {"drawn": drawn, "heavy_loaded": loaded}
+
+
 @case("preview_needs_install")
 def preview_needs_install():
     """Preview Input needs Pillow: greyed out with one line saying so, never a traceback."""

@@ -46,6 +46,7 @@ REMOTE_CASES = (
     "remote_variations",
     "remote_exports",
     "remote_mesh_tools",
+    "draw_panels",
     "preview_needs_install",
 )
 LOCAL_CASES = (
@@ -117,6 +118,7 @@ def test_the_artists_loop_in_a_bare_blender(
         "line": line,
         "zip": str(matrix_zip),
         "image": str(REPO_ROOT / "examples" / "stool.png"),
+        "ui_layout": str(REPO_ROOT / "tests" / "blender" / "ui_layout.py"),
         "models": {"image": str(surface_image_model_dir), "text": str(surface_text_model_dir)},
         "server": {"url": matrix_server.url, "token": TOKEN},
         "wheelhouse": str(house),
