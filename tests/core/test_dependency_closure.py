@@ -17,13 +17,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from blender_img3d.core.system.requirements import (
-    FROM_THE_TORCH_INDEX,
     PLATFORM_TAGS,
     RUNTIME_MODULES,
     RUNTIME_REQUIREMENTS,
     SUPPORTED_PYTHONS,
 )
-from tests.fixtures.platforms import environment, pinned_set
+from tests.fixtures.platforms import environment, pinned_set, unmet
 
 TARGETS = [(python, platform) for python in SUPPORTED_PYTHONS for platform in PLATFORM_TAGS]
 IDS = [f"py{python[0]}{python[1]}-{platform}" for python, platform in TARGETS]
@@ -66,16 +65,7 @@ def test_what_blender_installs_is_closed_under_its_dependencies(python, platform
             f"the dev venv has {name} {distribution.version}, the pinned set {version}: "
             "run 'python3 vendor_install.py --dev'"
         )
-        for text in distribution.requires or []:
-            requirement = Requirement(text)
-            if requirement.marker is not None and not requirement.marker.evaluate(env):
-                continue
-            needed = canonicalize_name(requirement.name)
-            if needed.startswith(FROM_THE_TORCH_INDEX):
-                continue
-            got = installed.get(needed)
-            if got is None or not requirement.specifier.contains(got, prereleases=True):
-                missing.append(f"{name} needs {text} (pinned: {got})")
+        missing += unmet(name, distribution.requires or [], env, installed)
     assert not missing, "\n".join(missing)
 
 

@@ -18,16 +18,14 @@ import sys
 import urllib.request
 
 import pytest
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from blender_img3d.core.system.requirements import (
-    FROM_THE_TORCH_INDEX,
     PLATFORM_TAGS,
     SUPPORTED_PYTHONS,
 )
-from tests.fixtures.platforms import environment, pinned_set
+from tests.fixtures.platforms import environment, pinned_set, unmet
 
 PYPI = "https://pypi.org/simple"
 
@@ -89,14 +87,6 @@ def test_the_pinned_set_resolves_with_wheels_and_a_closed_dependency_set(
     assert all(name.endswith(".whl") for name in wheels)
     missing = []
     for item in report["install"]:
-        for text in item["metadata"].get("requires_dist") or []:
-            requirement = Requirement(text)
-            if requirement.marker is not None and not Marker(str(requirement.marker)).evaluate(env):
-                continue
-            name = canonicalize_name(requirement.name)
-            if name.startswith(FROM_THE_TORCH_INDEX):
-                continue
-            version = installed.get(name)
-            if version is None or not requirement.specifier.contains(version, prereleases=True):
-                missing.append(f"{item['metadata']['name']} needs {text} (pinned: {version})")
+        requires = item["metadata"].get("requires_dist") or []
+        missing += unmet(item["metadata"]["name"], requires, env, installed)
     assert not missing, "\n".join(missing)
