@@ -31,11 +31,10 @@ def operators(installed_extension):
 
 
 def draw(prefs):
-    from tests.blender.test_prefs import _PreferencesView
-    from tests.blender.ui_layout import RecordingLayout
+    from tests.blender.ui_layout import PreferencesView, RecordingLayout
 
     layout = RecordingLayout()
-    type(prefs).draw(_PreferencesView(prefs, layout), bpy.context)
+    type(prefs).draw(PreferencesView(prefs, layout), bpy.context)
     return layout
 
 
