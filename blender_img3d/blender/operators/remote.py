@@ -9,6 +9,11 @@ from ...core.errors import Img3DError
 
 def describe_health(url: str, health: dict) -> str:
     """One line: where, which version, on what, how busy, whether a token is needed."""
+    if "workers" not in health:  # a server with tokens tells strangers only "ok" and its version
+        return (
+            f"{url}: blender_img3d {health.get('version', '?')} answers, but needs a token: "
+            "set it in the add-on preferences"
+        )
     devices = ", ".join(worker.get("device", "?") for worker in health.get("workers", [])) or "?"
     loaded = [m for m in health.get("models", []) if m.get("loaded")]
     modes = "/".join(sorted({m.get("mode", "?") for m in loaded})) or "no models loaded"
