@@ -166,7 +166,7 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
             **store.health(),
         }
 
-    @app.get(protocol.OPENAPI_PATH, dependencies=[Depends(authenticated)])
+    @app.get(protocol.OPENAPI_PATH, dependencies=[Depends(authenticated)], include_in_schema=False)
     async def openapi() -> dict[str, Any]:
         return app.openapi()
 
@@ -179,9 +179,11 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
             prompt, image_path, settings = await read_job_body(
                 request, record.folder, config.max_upload_bytes
             )
+            image = None
             if image_path is not None:  # the header only: a size over the cap is never decoded
-                check_image_header(image_path, config.max_upload_bytes)
-            image = None if image_path is None else image_source(image_path)
+                check_image_header(image_path)
+                async with decodes:
+                    image = await asyncio.to_thread(image_source, image_path)
             job_request, options = protocol.request_from_settings(
                 settings, prompt=prompt, image=image
             )

@@ -360,7 +360,7 @@ def _check_text(text: str, what: str, where: str) -> None:
         ) from None
 
 
-def check_image_header(path: Path, max_bytes: int) -> None:
+def check_image_header(path: Path) -> None:
     """Refuse an upload whose header declares more pixels than the server takes, undecoded.
 
     A ``.npy`` header's shape and dtype must describe at most ``MAX_PIXELS``
