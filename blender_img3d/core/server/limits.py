@@ -24,6 +24,7 @@ Headers are also capped at ``MAX_HEADER_BYTES`` (h11's incomplete-event limit).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any, Optional
 
 from .config import KEEP_ALIVE_SECONDS, ServerConfig
@@ -74,14 +75,17 @@ def guarded_protocol(config: ServerConfig, max_connections: int) -> type:
 
     header_timeout = config.header_timeout_seconds
     body_idle = config.body_idle_seconds
+    # Connections waiting for a request, oldest first: shedding at the cap is O(1), so a
+    # flood of new connections can't make each accept scan thousands of others.
+    waiting: OrderedDict[Any, None] = OrderedDict()
 
     class GuardedH11Protocol(H11Protocol):
         """One connection; see the module docstring for the three rules it adds."""
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             self._deadline: Optional[Any] = None
-            self._opened = self.loop.time()
             super().connection_made(transport)
+            waiting[self] = None
             if len(self.connections) > max_connections:
                 self._make_room()
             if not self.transport.is_closing():
@@ -89,6 +93,7 @@ def guarded_protocol(config: ServerConfig, max_connections: int) -> type:
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
             self._disarm()
+            waiting.pop(self, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -96,14 +101,19 @@ def guarded_protocol(config: ServerConfig, max_connections: int) -> type:
             if self.transport.is_closing():
                 self._disarm()
             elif self.conn.their_state is h11.SEND_BODY:
+                waiting.pop(self, None)
                 self._arm(body_idle)  # an idle limit: each chunk earns more time
             elif self.conn.their_state is not h11.IDLE:
+                waiting.pop(self, None)
                 self._disarm()  # the whole request is in; the app's time is its own
             # IDLE: the header deadline keeps running from the connection's start
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
+                if self.waiting_for_request():
+                    waiting[self] = None
+                    waiting.move_to_end(self)  # idle from now: the newest waiting one
                 self._arm(header_timeout)  # the next request's headers get the same deadline
 
         # --- the rules -------------------------------------------------------------
@@ -116,20 +126,22 @@ def guarded_protocol(config: ServerConfig, max_connections: int) -> type:
             )
 
         def _make_room(self) -> None:
-            waiting = [
-                other
-                for other in self.connections
-                if other is not self
-                and isinstance(other, GuardedH11Protocol)
-                and not other.transport.is_closing()
-                and other.waiting_for_request()
-            ]
-            victim = min(waiting, key=lambda other: other._opened) if waiting else self
-            victim._drop("the server is at its connection limit")
+            """Close the connection that has waited longest for a request (else this one)."""
+            while waiting:
+                oldest = next(iter(waiting))
+                if oldest is self:  # the newest is the oldest: nothing else is waiting
+                    break
+                if oldest.transport.is_closing() or not oldest.waiting_for_request():
+                    waiting.pop(oldest)  # stale: it has moved on
+                    continue
+                oldest._drop("the server is at its connection limit")
+                return
+            self._drop("the server is at its connection limit and every connection is busy")
 
         def _drop(self, why: str) -> None:
             log.debug("closing a connection from %s: %s", self.client, why)
             self._disarm()
+            waiting.pop(self, None)
             self.connections.discard(self)  # counted out now, not when the loop gets to it
             self.transport.abort()
 
