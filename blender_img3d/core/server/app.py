@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger(__name__ + ".access")
 
 KEEPALIVE_SECONDS = 10.0
-MAX_CONCURRENT_DECODES = 2  # full image decodes at once: the upload checks' memory bound
+# Full image decodes at once in the upload checks; each worker decodes its own job's image too,
+# so the server's peak is this many decodes plus one per GPU.
+MAX_CONCURRENT_DECODES = 1
 SERVER_EXTRA_HINT = (
     "The server needs FastAPI and uvicorn: pip install 'blender_img3d[server]' "
     "(or python vendor_install.py --dev)."
