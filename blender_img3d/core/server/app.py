@@ -148,7 +148,11 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, error: Exception):
         log.exception("Unexpected error in a request")
-        body = {"error": f"Unexpected server error: {error!r}", "type": "ServerError"}
+        body = {  # the details (which may name server paths) stay in the server's log
+            "error": f"Unexpected server error ({type(error).__name__}): the server's log has "
+            "the details; please report it.",
+            "type": "ServerError",
+        }
         return JSONResponse(body, status_code=500)
 
     @app.get(protocol.HEALTH_PATH)

@@ -401,7 +401,7 @@ class JobStore:
         record.ended = time.time()
         record.eta = None
         if error is not None:
-            record.error = str(error)
+            record.error = without_paths(str(error), record.folder)  # a writer's error names files
             record.error_type = type(error).__name__ if isinstance(error, Img3DError) else None
         self._publish(record)
         # An ended job is kept for a while: only its final state, not its history, its

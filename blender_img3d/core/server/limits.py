@@ -19,6 +19,9 @@ loop and health stops answering). Three measures close that:
   connection that has a request in progress is never shed.
 
 Headers are also capped at ``MAX_HEADER_BYTES`` (h11's incomplete-event limit).
+The subclass uses uvicorn's ``H11Protocol`` attributes (``conn``, ``cycle``,
+``flow``, ``connections``), which is why uvicorn is pinned (core/system/requirements.py);
+``tests/reliability/test_server_hardening.py`` fails if an upgrade changes them.
 """
 
 from __future__ import annotations
