@@ -72,6 +72,14 @@ def add_serve_parser(
         help="seconds a client has to send a request's headers "
         f"(default {server_config.DEFAULT_HEADER_TIMEOUT_SECONDS:g})",
     )
+    net.add_argument(
+        "--body-timeout",
+        type=float,
+        default=server_config.DEFAULT_BODY_IDLE_SECONDS,
+        metavar="S",
+        help="seconds a request body may stop arriving before the connection is closed "
+        f"(default {server_config.DEFAULT_BODY_IDLE_SECONDS:g})",
+    )
     jobs = serve.add_argument_group("jobs")
     jobs.add_argument(
         "--max-queue",
@@ -151,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> server_config.ServerConfig:
         tokens=tokens,
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
+        body_idle_seconds=args.body_timeout,
         max_queue=args.max_queue,
         max_upload_bytes=max_upload_bytes,
         keep_results_seconds=args.keep_results * 60,

@@ -45,7 +45,7 @@ def as_(token: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def studio(surface_text_model_dir, tmp_path_factory):
-    """Two clients (tokens file), a queue of 1, a 3 s header deadline, 32 connections at most."""
+    """Two clients, a queue of 1, 3 s for headers, 2 s of body silence, 32 connections at most."""
     root = tmp_path_factory.mktemp("studio")
     tokens = root / "tokens.txt"
     tokens.write_text(f"# name token\nanna {ANNA}\n\nben {BEN}\n")
@@ -59,6 +59,7 @@ def studio(surface_text_model_dir, tmp_path_factory):
             "--text-model", str(surface_text_model_dir), "--model", str(root / "no-model"),
             "--device", "cpu", "--tokens-file", str(tokens), "--jobs-dir", str(jobs),
             "--max-queue", "1", "--header-timeout", "3", "--max-connections", "32",
+            "--body-timeout", "2",
         ],
         root / "serve.log",
     )  # fmt: skip
@@ -168,6 +169,20 @@ def test_1_half_sent_headers_are_dropped_at_the_header_deadline(studio):
     finally:
         sock.close()
     assert requests.get(f"{studio.url}/v1/health", timeout=10).status_code == 200
+
+
+def test_1_a_body_that_stops_arriving_is_dropped_and_its_job_folder_removed(studio):
+    before = {p.name for p in studio.jobs_dir.iterdir()}
+    host, port = studio.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ANNA.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\""
+        )  # fmt: skip
+        assert closed_by_server(sock, 15)  # the 2 s body deadline, not our 15 s
+    time.sleep(0.5)
+    assert {p.name for p in studio.jobs_dir.iterdir()} == before
+    assert "Traceback" not in studio.log()
 
 
 def test_1_at_the_connection_cap_the_oldest_idle_connection_makes_room(studio):

@@ -101,6 +101,7 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 
     authenticator = Authenticator(config.clients)
     authenticated = auth_dependency(authenticator)
@@ -144,6 +145,13 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
         where = ".".join(str(part) for part in first.get("loc", ()))
         body = {"error": f"{where}: {first.get('msg', 'invalid')}", "type": "ConfigError"}
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _error: ClientDisconnect):
+        # The client left (or was dropped for a stalled body) mid-request: no traceback in the
+        # log, and nobody reads this answer.
+        body = {"error": "The connection closed before the request ended.", "type": "ServerError"}
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, error: Exception):

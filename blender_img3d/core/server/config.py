@@ -90,7 +90,7 @@ class ServerConfig:
             raise OptionError("--max-upload-mb must allow at least 1 KB.")
         check_finite("--keep-results", self.keep_results_seconds / 60, "minutes")
         check_finite("--header-timeout", self.header_timeout_seconds, "seconds")
-        check_finite("body idle timeout", self.body_idle_seconds, "seconds")
+        check_finite("--body-timeout", self.body_idle_seconds, "seconds")
         if self.max_connections is not None and self.max_connections < 16:
             raise OptionError(f"--max-connections must be 16 or more, got {self.max_connections}.")
         if self.token and self.tokens:
