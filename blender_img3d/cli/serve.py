@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.server import config as server_config
+from ..core.server import limits
+
+EXIT_USAGE = 2  # main's code for bad arguments: a value serve can't run with is one too
 
 
 def add_serve_parser(
@@ -45,8 +48,38 @@ def add_serve_parser(
         metavar="F",
         help="file holding the bearer token clients must send (required beyond loopback)",
     )
+    net.add_argument(
+        "--tokens-file",
+        type=Path,
+        metavar="F",
+        help="one 'name token' line per client instead of one shared token: "
+        "each client sees only its own jobs",
+    )
     net.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate (uvicorn's)")
     net.add_argument("--tls-key", type=Path, metavar="PEM", help="TLS private key (uvicorn's)")
+    net.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help=f"open connections at most (default {limits.DEFAULT_MAX_CONNECTIONS}, always below "
+        "the open-file limit); at the limit the oldest idle one is closed",
+    )
+    net.add_argument(
+        "--header-timeout",
+        type=float,
+        default=server_config.DEFAULT_HEADER_TIMEOUT_SECONDS,
+        metavar="S",
+        help="seconds a client has to send a request's headers "
+        f"(default {server_config.DEFAULT_HEADER_TIMEOUT_SECONDS:g})",
+    )
+    net.add_argument(
+        "--body-timeout",
+        type=float,
+        default=server_config.DEFAULT_BODY_IDLE_SECONDS,
+        metavar="S",
+        help="seconds a request body may stop arriving before the connection is closed "
+        f"(default {server_config.DEFAULT_BODY_IDLE_SECONDS:g})",
+    )
     jobs = serve.add_argument_group("jobs")
     jobs.add_argument(
         "--max-queue",
@@ -113,13 +146,22 @@ def remote_backend(args: argparse.Namespace):
 
 
 def config_from_args(args: argparse.Namespace) -> server_config.ServerConfig:
+    if args.token_file and args.tokens_file:
+        raise server_config.OptionError("Give --token-file or --tokens-file, not both.")
+    max_upload_bytes = server_config.upload_bytes(args.max_upload_mb)
+    server_config.check_finite("--keep-results", args.keep_results, "minutes")
     token = server_config.read_token_file(args.token_file) if args.token_file else None
+    tokens = server_config.read_tokens_file(args.tokens_file) if args.tokens_file else None
     return server_config.ServerConfig(
         host=args.host,
         port=args.port,
         token=token,
+        tokens=tokens,
+        max_connections=args.max_connections,
+        header_timeout_seconds=args.header_timeout,
+        body_idle_seconds=args.body_timeout,
         max_queue=args.max_queue,
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_upload_bytes=max_upload_bytes,
         keep_results_seconds=args.keep_results * 60,
         jobs_dir=args.jobs_dir,
         image_model=args.model,
@@ -136,14 +178,25 @@ def config_from_args(args: argparse.Namespace) -> server_config.ServerConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C."""
+    import sys
+
     from ..core.server.app import serve
 
-    config = config_from_args(args)
-    config.validate()
+    try:  # every option and the TLS files are checked before "Loading" and "Ready"
+        config = config_from_args(args)
+        config.validate()
+    except server_config.OptionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.quiet:
         logging.getLogger("blender_img3d").setLevel(logging.INFO)
     print(f"Loading the models on {config.device}...", flush=True)
-    auth = "token required" if config.token else "no token: this machine only"
+    clients = len(config.clients)
+    auth = (
+        ("token required" if clients == 1 else f"tokens of {clients} clients required")
+        if clients
+        else "no token: this machine only"
+    )
 
     def announce(url: str) -> None:
         print(f"Ready: serving on {url}/v1 ({auth}). Ctrl+C stops.", flush=True)

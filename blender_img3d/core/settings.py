@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from . import choices, exporters
 from .errors import ConfigError, ExportError
 from .exporters.dxf import DEFAULT_ENTITY, ENTITY_KINDS
-from .exporters.units import DEFAULT_UNIT
+from .exporters.units import DEFAULT_UNIT, length_unit
 from .serialize import EqualByDict
 
 # --- models -----------------------------------------------------------------
@@ -243,6 +243,10 @@ class Request(EqualByDict):
                     f"Can't write {out}: use one of {exporters.suffix_list()}."
                 ) from None
         check_bake(self.export, [exporters.format_for_path(out) for out in self.outputs])
+        try:  # checked here, not first at export time after a whole generation
+            length_unit(self.units)
+        except ExportError as error:
+            raise ConfigError(f"units: {error}") from None
 
     # --- plain data ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

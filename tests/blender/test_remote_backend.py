@@ -120,7 +120,9 @@ def kill_when_running(server: ServerProcess, stop: threading.Event) -> None:
     """Kill the server as soon as it is running a job (the child's long one)."""
     while not stop.is_set():
         try:
-            health = requests.get(f"{server.url}/v1/health", timeout=5).json()
+            health = requests.get(
+                f"{server.url}/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+            ).json()
         except requests.RequestException:
             return
         if health["running"]:

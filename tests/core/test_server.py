@@ -286,12 +286,14 @@ def test_remote_backend_cancel_reaches_the_server(server):
     request = Request(prompt="a bridge", generation=GenerationSettings(steps=1000, grid_size=16))
     with pytest.raises(CancelledError):
         remote(server).submit(request, progress=progress, cancel=cancel)
-    assert requests.get(f"{server.url}/v1/health", timeout=10).json()["running"] in (0, 1)
-    health = requests.get(f"{server.url}/v1/health", timeout=10).json()
+    assert requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10).json()[
+        "running"
+    ] in (0, 1)
+    health = requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10).json()
     deadline = time.monotonic() + 30
     while health["running"] and time.monotonic() < deadline:
         time.sleep(0.05)
-        health = requests.get(f"{server.url}/v1/health", timeout=10).json()
+        health = requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10).json()
     assert health["running"] == 0 and health["queue"] == 0
 
 
@@ -321,7 +323,7 @@ def test_missing_or_wrong_token_is_401_and_does_no_work(server, jobs_dir, header
         assert response.headers["www-authenticate"] == "Bearer"
         assert "token" in response.json()["error"]
     assert job_folders(jobs_dir) == before
-    health = requests.get(f"{server.url}/v1/health", timeout=10)
+    health = requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10)
     assert health.status_code == 200 and health.json()["auth"] is True
     assert health.json()["queue"] == 0
     log = server.log()
@@ -394,7 +396,7 @@ def test_bad_input_is_a_4xx_with_the_message_and_nothing_is_queued(
     assert "\n" not in response.json()["error"]
     assert str(jobs_dir) not in response.json()["error"]  # no server path in a message
     assert job_folders(jobs_dir) == before
-    assert requests.get(f"{server.url}/v1/health", timeout=10).json()["queue"] == 0
+    assert requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10).json()["queue"] == 0
 
 
 def test_json_jobs_and_unknown_jobs_get_clear_errors(server):

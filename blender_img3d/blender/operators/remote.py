@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import bpy
 
-from ...core.errors import Img3DError
+from ...core.errors import Img3DError, ServerError
 
 
 def describe_health(url: str, health: dict) -> str:
     """One line: where, which version, on what, how busy, whether a token is needed."""
+    if "workers" not in health:  # a server with tokens tells strangers only "ok" and its version
+        return (
+            f"{url}: blender_img3d {health.get('version', '?')} answers, but needs a token: "
+            "set it in the add-on preferences"
+        )
     devices = ", ".join(worker.get("device", "?") for worker in health.get("workers", [])) or "?"
     loaded = [m for m in health.get("models", []) if m.get("loaded")]
     modes = "/".join(sorted({m.get("mode", "?") for m in loaded})) or "no models loaded"
@@ -39,6 +44,11 @@ class IMG3D_OT_test_connection(bpy.types.Operator):
         try:
             backend = get_preferences().remote_backend()
             health = backend.health()
+            if "workers" not in health:  # what a server with tokens tells a caller without one
+                raise ServerError(
+                    f"{backend.url} answers (blender_img3d {health.get('version', '?')}) but "
+                    "needs a token: enter it in the add-on preferences."
+                )
             if health.get("auth"):
                 check_token(backend)
         except Img3DError as error:
@@ -52,7 +62,7 @@ class IMG3D_OT_test_connection(bpy.types.Operator):
 
 
 def check_token(backend) -> None:
-    """Health needs no token, so ask a job route: 404 for a made-up job means it was accepted."""
+    """Ask a job route too (servers before per-client tokens answered health to any token)."""
     try:
         backend.client.status("0" * 32)
     except Img3DError as error:

@@ -8,8 +8,14 @@ run would have made:
   ``/v1`` routes, the flat settings a job takes (the ``Request`` field names,
   checked by ``Request.from_dict`` / ``Request.validate``), the settings the
   server owns, the result archive's layout and the JSON error body.
-- ``config``: the server's settings, the token file, and the bind rule
-  (loopback by default; any other address only with a token).
+- ``config``: the server's settings, the token files, the bind rule
+  (loopback by default; any other address only with a token) and the checks
+  of ``serve``'s options and TLS files before it says Ready.
+- ``auth``: bearer tokens → client names (constant-time), the FastAPI
+  dependency every non-public route declares.
+- ``limits``: the connection cap, header/body deadlines and descriptor limit
+  that keep a stranger's half-sent requests from starving the server.
+- ``logsafety``: escaped control characters and rate-limited repeats in the log.
 - ``uploads``: reading a request body as it streams in, with the size limit
   enforced on the way and the upload written only inside its job folder.
 - ``jobstore``: job records, the bounded queue, one worker per GPU running

@@ -2,7 +2,8 @@
 
 Routes (``/v1``; every error is JSON ``{"error": <one line>, "type": <error class>}``):
 
-- ``GET  /v1/health``               version, devices, loaded models, queue (no token needed)
+- ``GET  /v1/health``               "ok" and the version to anyone; with the token also
+                                    devices, loaded models and the queue
 - ``POST /v1/jobs``                 multipart ``image`` + ``settings``, or JSON ``prompt`` +
                                     ``settings`` → 202 ``{"id", "position", "state"}``
 - ``GET  /v1/jobs/{id}``            state, phase, step, total, eta, position, error
@@ -10,15 +11,18 @@ Routes (``/v1``; every error is JSON ``{"error": <one line>, "type": <error clas
 - ``DELETE /v1/jobs/{id}``          cancel (a running job stops at its next sampling step)
 - ``GET  /v1/jobs/{id}/result``     the result archive (zip, see ``protocol``)
 
-With a token configured, every route but health needs ``Authorization: Bearer <token>``,
-compared in constant time before any of the body is read. Each request is logged
-(client, method, path, status, time), never its headers.
+- ``GET  /v1/openapi.json``         the API's schema (token needed, like the job routes)
+
+With tokens configured (``auth``), every route but health needs ``Authorization:
+Bearer <token>``, checked before any of the body is read; a job belongs to the
+client whose token made it, and is 404 to every other client. Each request is
+logged (client, method, path with control characters escaped, status, time),
+never its headers. Connections are bounded by ``limits``, the log by ``logsafety``.
 """
 
 # No "from __future__ import annotations": FastAPI reads the route functions' annotations
 # (Request) at definition time, inside create_app where they are imported.
 import asyncio
-import hmac
 import json
 import logging
 import socket
@@ -28,12 +32,15 @@ from typing import Any, Callable, Optional
 from ..errors import ConfigError, DependencyError, ImageInputError, Img3DError
 from ..version import __version__
 from . import protocol
+from .auth import Authenticator, AuthError, Client, auth_dependency
 from .config import ServerConfig
 from .jobstore import JobRecord, JobStore, QueueFullError, ResultNotReadyError
+from .logsafety import escape_controls, install_log_guard
 from .uploads import (
     BadRequestError,
     UnsupportedMediaError,
     UploadTooLargeError,
+    check_image_header,
     image_source,
     read_job_body,
 )
@@ -42,14 +49,13 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger(__name__ + ".access")
 
 KEEPALIVE_SECONDS = 10.0
+# Full image decodes at once in the upload checks; each worker decodes its own job's image too,
+# so the server's peak is this many decodes plus one per GPU.
+MAX_CONCURRENT_DECODES = 1
 SERVER_EXTRA_HINT = (
     "The server needs FastAPI and uvicorn: pip install 'blender_img3d[server]' "
     "(or python vendor_install.py --dev)."
 )
-
-
-class AuthError(Img3DError):
-    """No or wrong bearer token (HTTP 401)."""
 
 
 class JobNotFoundError(Img3DError):
@@ -95,24 +101,15 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 
-    token = config.token.encode("ascii") if config.token else None
+    authenticator = Authenticator(config.clients)
+    authenticated = auth_dependency(authenticator)
+    decodes = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
 
-    def check_token(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("utf-8", "replace"), token
-        ):
-            raise AuthError(
-                "Missing or wrong token: send 'Authorization: Bearer <token>' with the token "
-                "from the server's --token-file."
-            )
-
-    def job_or_404(job_id: str) -> JobRecord:
+    def job_or_404(job_id: str, client: Client) -> JobRecord:
         record = store.get(job_id)
-        if record is None:
+        if record is None or record.owner != client.name:  # another client's job isn't there
             raise JobNotFoundError(
                 f"No job {job_id!r} on this server: it never existed, or its result was "
                 f"deleted after {config.keep_results_seconds / 60:g} minutes."
@@ -124,7 +121,7 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
         version=__version__,
         docs_url=None,
         redoc_url=None,
-        openapi_url=f"{protocol.API_PREFIX}/openapi.json",
+        openapi_url=None,  # served below, behind the token
     )
 
     @app.exception_handler(Img3DError)
@@ -149,40 +146,65 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
         body = {"error": f"{where}: {first.get('msg', 'invalid')}", "type": "ConfigError"}
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _error: ClientDisconnect):
+        # The client left (or was dropped for a stalled body) mid-request: no traceback in the
+        # log, and nobody reads this answer.
+        body = {"error": "The connection closed before the request ended.", "type": "ServerError"}
+        return JSONResponse(body, status_code=400)
+
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, error: Exception):
         log.exception("Unexpected error in a request")
-        body = {"error": f"Unexpected server error: {error!r}", "type": "ServerError"}
+        body = {  # the details (which may name server paths) stay in the server's log
+            "error": f"Unexpected server error ({type(error).__name__}): the server's log has "
+            "the details; please report it.",
+            "type": "ServerError",
+        }
         return JSONResponse(body, status_code=500)
 
     @app.get(protocol.HEALTH_PATH)
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        given = request.headers.get("authorization")
+        if authenticator.required and given is None:
+            return {"status": "ok", "version": __version__}  # nothing more for strangers
+        authenticator.require(given)  # a wrong token is a 401, so Test Connection can say so
         return {
+            "status": "ok",
             "version": __version__,
             "api": protocol.API_PREFIX.strip("/"),
             "device": config.device,
-            "auth": token is not None,
+            "auth": authenticator.required,
             "max_upload_bytes": config.max_upload_bytes,
             "keep_results_seconds": config.keep_results_seconds,
             **store.health(),
         }
 
-    jobs = APIRouter(prefix=protocol.JOBS_PATH, dependencies=[Depends(check_token)])
+    @app.get(protocol.OPENAPI_PATH, dependencies=[Depends(authenticated)], include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    jobs = APIRouter(prefix=protocol.JOBS_PATH)
 
     @jobs.post("", status_code=202)
-    async def submit(request: Request) -> dict[str, Any]:
-        record = store.new_job()
+    async def submit(request: Request, client: Client = Depends(authenticated)) -> dict[str, Any]:
+        record = store.new_job(client.name)  # holds a queue place: a full queue is 429 here
         try:
             prompt, image_path, settings = await read_job_body(
                 request, record.folder, config.max_upload_bytes
             )
-            image = None if image_path is None else image_source(image_path)
+            image = None
+            if image_path is not None:  # the header only: a size over the cap is never decoded
+                check_image_header(image_path)
+                async with decodes:
+                    image = await asyncio.to_thread(image_source, image_path)
             job_request, options = protocol.request_from_settings(
                 settings, prompt=prompt, image=image
             )
             store.prepare(record, job_request, options)
             if image is not None:
-                await asyncio.to_thread(_check_image, job_request)
+                async with decodes:
+                    await asyncio.to_thread(_check_image, job_request)
             position = store.enqueue(record)
         except BaseException:
             store.discard(record)
@@ -190,24 +212,24 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
         return {"id": record.id, "state": protocol.QUEUED, "position": position}
 
     @jobs.get("/{job_id}")
-    async def status(job_id: str) -> dict[str, Any]:
-        return store.status(job_or_404(job_id))
+    async def status(job_id: str, client: Client = Depends(authenticated)) -> dict[str, Any]:
+        return store.status(job_or_404(job_id, client))
 
     @jobs.delete("/{job_id}", status_code=202)
-    async def cancel(job_id: str) -> dict[str, Any]:
-        record = job_or_404(job_id)
+    async def cancel(job_id: str, client: Client = Depends(authenticated)) -> dict[str, Any]:
+        record = job_or_404(job_id, client)
         store.cancel(record)
         return store.status(record)
 
     @jobs.get("/{job_id}/result")
-    async def result(job_id: str):
-        record = job_or_404(job_id)
+    async def result(job_id: str, client: Client = Depends(authenticated)):
+        record = job_or_404(job_id, client)
         archive = store.result_archive(record)
         return FileResponse(archive, media_type="application/zip", filename=f"{record.id}.zip")
 
     @jobs.get("/{job_id}/events")
-    async def events(job_id: str, request: Request):
-        record = job_or_404(job_id)
+    async def events(job_id: str, request: Request, client: Client = Depends(authenticated)):
+        record = job_or_404(job_id, client)
         seq = _resume_from(request.headers.get("last-event-id"))
         return StreamingResponse(
             _event_stream(store, record, request, seq),
@@ -285,7 +307,8 @@ class _AccessLog:
                 '%s "%s %s" %s %.0f ms',
                 client[0],
                 scope.get("method", "-"),
-                scope.get("path", "-"),  # the query string is left out, headers never logged
+                # the query string is left out, headers never logged; %0A stays \\n
+                escape_controls(scope.get("path", "-")),
                 status["code"] or "-",
                 (time.perf_counter() - started) * 1000,
             )
@@ -300,7 +323,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(1024)
     except OSError as error:
         raise ConfigError(f"Can't listen on {host}:{port}: {error.strerror or error}.") from None
     sock.set_inheritable(True)
@@ -323,6 +346,9 @@ def serve(
     require_server_packages()
     import uvicorn
 
+    from .limits import uvicorn_options
+
+    install_log_guard()
     sock = bind_socket(config.host, config.port)
     store = store or JobStore(config)
     try:
@@ -338,6 +364,7 @@ def serve(
                 ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                 ssl_keyfile=str(config.tls_key) if config.tls_key else None,
                 timeout_graceful_shutdown=5,
+                **uvicorn_options(config),
             )
         )
         if announce is not None:

@@ -10,6 +10,18 @@ pipeline's files and finally one result archive. A finished, failed or
 cancelled job is kept for ``keep_results_seconds`` and then deleted, record
 and folder, by a sweeper thread.
 
+Client artwork is treated as private: job folders are 0700 and archives
+0600; an upload is deleted the moment its job ends, in any state; at
+shutdown every job folder goes (records live in memory, so a later run could
+never serve them), and at start-up the folders a killed run left behind are
+swept. One server per jobs folder, held by a lock file, so a sweep never
+touches a live server's jobs. The result's ``report.json`` names files, not
+the server's paths.
+
+Admission: :meth:`JobStore.new_job` takes a place in the queue before the
+body is even read (HTTP 429 when there is none), so uploads never pile up
+behind a full queue; the place is returned if the job is discarded.
+
 Progress reaches HTTP listeners as status snapshots appended to the record;
 the server-sent-event route registers a wake-up callback and is woken from the
 worker thread (``loop.call_soon_threadsafe``), so no thread blocks on a socket.
@@ -20,6 +32,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -39,6 +53,7 @@ from .config import ServerConfig
 
 log = logging.getLogger(__name__)
 
+LOCK_NAME = ".img3d-server.lock"
 MAX_EVENTS_PER_JOB = 4096  # older progress snapshots are dropped; listeners get the newest
 
 
@@ -56,6 +71,7 @@ class JobRecord:
 
     id: str
     folder: Path
+    owner: str = ""  # the client (auth) whose token made the job; "" without tokens
     request: Optional[Request] = None
     options: dict[str, Any] = field(default_factory=dict)
     state: str = protocol.QUEUED
@@ -74,6 +90,7 @@ class JobRecord:
     first_event: int = 0  # sequence number of events[0]
     listeners: set[Callable[[], None]] = field(default_factory=set)
     clock: ProgressClock = field(default_factory=ProgressClock)
+    reserved: bool = False  # holds a queue place taken by new_job, not yet queued
 
     @property
     def final(self) -> bool:
@@ -125,7 +142,9 @@ class JobStore:
         self._wake = threading.Condition(self._lock)
         self._queue: deque[JobRecord] = deque()
         self._records: dict[str, JobRecord] = {}
+        self._reserved = 0  # queue places held by uploads still arriving
         self._stopping = False
+        self._lock_file: Optional[Any] = None
         self._owns_jobs_dir = config.jobs_dir is None
         self.jobs_dir = Path(config.jobs_dir) if config.jobs_dir else None
         self.workers: list[Worker] = []
@@ -134,9 +153,13 @@ class JobStore:
     # --- life cycle --------------------------------------------------------------
     def start(self) -> "JobStore":
         if self.jobs_dir is None:
-            self.jobs_dir = Path(tempfile.mkdtemp(prefix="img3d-jobs-"))
+            self.jobs_dir = Path(tempfile.mkdtemp(prefix="img3d-jobs-"))  # 0700
         else:
-            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+            self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_file = lock_jobs_dir(self.jobs_dir)
+        swept = remove_job_folders(self.jobs_dir)
+        if swept:
+            log.info("removed %d job folder(s) a previous run left in %s", swept, self.jobs_dir)
         devices = self._devices or worker_devices(self.config.device)
         for index, device in enumerate(devices):
             worker = Worker(device)
@@ -167,6 +190,13 @@ class JobStore:
             self._sweeper.join(timeout)
         if self._owns_jobs_dir and self.jobs_dir is not None:
             shutil.rmtree(self.jobs_dir, ignore_errors=True)
+        elif self.jobs_dir is not None:
+            remove_job_folders(self.jobs_dir)  # no later run could serve them
+        with self._lock:
+            self._records.clear()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Block until every worker has finished warming up (tests, ``serve`` start-up)."""
@@ -178,16 +208,30 @@ class JobStore:
         return True
 
     # --- routes' side --------------------------------------------------------------
-    def new_job(self) -> JobRecord:
-        """A record with its folder, not yet queued (the upload streams into the folder)."""
+    def new_job(self, owner: str = "") -> JobRecord:
+        """A record with its folder and a place in the queue; QueueFullError when none is left.
+
+        The upload streams into the folder afterwards; ``enqueue`` or ``discard``
+        gives the place back.
+        """
         assert self.jobs_dir is not None, "start() the store first"
+        with self._lock:
+            self._check_room(len(self._queue) + self._reserved)
+            self._reserved += 1
         job_id = secrets.token_hex(16)
         folder = self.jobs_dir / job_id
-        folder.mkdir()
-        return JobRecord(id=job_id, folder=folder)
+        try:
+            folder.mkdir(mode=0o700)
+        except BaseException:
+            with self._lock:
+                self._reserved -= 1
+            raise
+        return JobRecord(id=job_id, folder=folder, owner=owner, reserved=True)
 
     def discard(self, record: JobRecord) -> None:
         """Forget a record that was never queued (bad input, full queue)."""
+        with self._lock:
+            self._release(record)
         shutil.rmtree(record.folder, ignore_errors=True)
 
     def prepare(self, record: JobRecord, request: Request, options: dict[str, Any]) -> None:
@@ -230,13 +274,8 @@ class JobStore:
     def enqueue(self, record: JobRecord) -> int:
         """Queue a prepared record; its position (0: next). Raises QueueFullError."""
         with self._lock:
-            if self._stopping:
-                raise QueueFullError("The server is shutting down: try again later.")
-            if len(self._queue) >= self.config.max_queue:
-                raise QueueFullError(
-                    f"The server's queue is full ({self.config.max_queue} jobs waiting): "
-                    "try again in a minute."
-                )
+            self._release(record)
+            self._check_room(len(self._queue))
             self._queue.append(record)
             self._records[record.id] = record
             position = len(self._queue) - 1
@@ -308,6 +347,20 @@ class JobStore:
             }
 
     # --- bookkeeping (callers hold the lock) ----------------------------------------
+    def _check_room(self, taken: int) -> None:
+        if self._stopping:
+            raise QueueFullError("The server is shutting down: try again later.")
+        if taken >= self.config.max_queue:
+            raise QueueFullError(
+                f"The server's queue is full ({self.config.max_queue} jobs waiting): "
+                "try again in a minute."
+            )
+
+    def _release(self, record: JobRecord) -> None:
+        if record.reserved:
+            record.reserved = False
+            self._reserved -= 1
+
     def _snapshot(self, record: JobRecord) -> dict[str, Any]:
         position = None
         if record.state == protocol.QUEUED and record in self._queue:
@@ -348,7 +401,7 @@ class JobStore:
         record.ended = time.time()
         record.eta = None
         if error is not None:
-            record.error = str(error)
+            record.error = without_paths(str(error), record.folder)  # a writer's error names files
             record.error_type = type(error).__name__ if isinstance(error, Img3DError) else None
         self._publish(record)
         # An ended job is kept for a while: only its final state, not its history, its
@@ -356,6 +409,7 @@ class JobStore:
         record.first_event += len(record.events) - 1
         del record.events[:-1]
         record.request = None
+        shutil.rmtree(record.folder / "input", ignore_errors=True)  # the client's artwork
 
     # --- workers -------------------------------------------------------------------
     def _backend(self):
@@ -527,6 +581,9 @@ def write_archive(record: JobRecord, result: Any) -> Path:
         },
     )
     target = record.folder / "result.zip"
+    report = Path(request.report_path) if request.report_path is not None else None
+    if report is not None and report.is_file():
+        report.write_text(json.dumps(without_paths(json.loads(report.read_text()), record.folder)))
     with atomic_write(target, "wb") as stream:
         with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             zf.writestr(protocol.ARCHIVE_DOCUMENT, json.dumps(document))
@@ -541,4 +598,45 @@ def write_archive(record: JobRecord, result: Any) -> Path:
             ):
                 if path is not None and Path(path).is_file():
                     zf.write(path, name)
+    os.chmod(target, 0o600)  # the folder is 0700 already; the file is private on its own too
     return target
+
+
+def without_paths(value: Any, folder: Path) -> Any:
+    """``value`` (JSON) with every path inside ``folder`` cut to its file name."""
+    pattern = re.compile(re.escape(str(folder)) + r"[^\s\"']*")
+    if isinstance(value, str):
+        return pattern.sub(lambda match: Path(match.group()).name, value)
+    if isinstance(value, list):
+        return [without_paths(item, folder) for item in value]
+    if isinstance(value, dict):
+        return {key: without_paths(item, folder) for key, item in value.items()}
+    return value
+
+
+def remove_job_folders(jobs_dir: Path) -> int:
+    """Delete the job folders (32 hex digits, nothing else) in ``jobs_dir``; how many."""
+    count = 0
+    for entry in jobs_dir.iterdir():
+        if protocol.JOB_ID_PATTERN.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            count += 1
+    return count
+
+
+def lock_jobs_dir(jobs_dir: Path) -> Optional[Any]:
+    """An open lock file that keeps a second server out of ``jobs_dir``; None where unsupported."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one server per folder is the user's to keep
+        return None
+    handle = open(jobs_dir / LOCK_NAME, "a")  # noqa: SIM115 - closed in JobStore.stop
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"Another server is using the jobs folder {jobs_dir}: give each server its own "
+            "--jobs-dir."
+        ) from None
+    return handle

@@ -38,6 +38,7 @@ from ..settings import GenerationSettings, ImageSettings, MeshSettings, Request
 API_PREFIX = "/v1"
 HEALTH_PATH = f"{API_PREFIX}/health"
 JOBS_PATH = f"{API_PREFIX}/jobs"
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = (
     "queued",

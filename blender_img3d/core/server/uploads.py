@@ -9,21 +9,33 @@ client's file name is reduced to a plain base name (no folders, no ``..``,
 no control or path characters, no device names) and used only as the name
 of that file inside the job's own folder, so the job's report and objects are
 labelled as a local run of the same file would be.
+
+Parsing is strict, and every failure is a 4xx that names the field: a
+multipart body must end with its closing boundary (a body cut inside
+``settings`` is a 400, never a job with default settings); JSON may nest at
+most ``MAX_JSON_DEPTH`` deep, hold no lone UTF-16 surrogate and no integer
+beyond 64 bits; an uploaded image's declared size (a raster header, a
+``.npy`` header's shape) is checked before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any, AsyncIterator, Optional
 
 from ..errors import ConfigError, ImageInputError, Img3DError
+from ..settings import MAX_PIXELS
 from . import protocol
 from .config import MAX_JSON_BYTES, MAX_SETTINGS_BYTES
 
 MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the image and settings
 DRAIN_FACTOR = 2  # read (and drop) up to this many times the limit so the client sees the 413
 NPY_MAGIC = b"\x93NUMPY"
+MAX_JSON_DEPTH = 16  # settings nest two deep; anything deeper is not a job
+MAX_JSON_INT = 2**63  # seeds and counts fit in 64 bits
+MAX_NPY_HEADER = 64 * 1024
 
 
 class BadRequestError(Img3DError):
@@ -45,7 +57,16 @@ def too_large_message(limit: int) -> str:
     )
 
 
-async def limited_chunks(request: Any, limit: int) -> AsyncIterator[bytes]:
+def json_too_large_message(limit: int = MAX_JSON_BYTES) -> str:
+    return (
+        f"The JSON body is larger than {limit // 1024} KB, the most a prompt job takes (a "
+        "prompt and its settings): shorten the prompt. --max-upload-mb is for images only."
+    )
+
+
+async def limited_chunks(
+    request: Any, limit: int, message: Optional[str] = None
+) -> AsyncIterator[bytes]:
     """The body's chunks; :class:`UploadTooLargeError` once more than ``limit`` bytes came.
 
     A body declared (Content-Length) or found too large is still read and
@@ -60,7 +81,7 @@ async def limited_chunks(request: Any, limit: int) -> AsyncIterator[bytes]:
         except ValueError:
             raise BadRequestError("The Content-Length header is not a number.") from None
         if declared_size > limit * DRAIN_FACTOR:
-            raise UploadTooLargeError(too_large_message(limit))
+            raise UploadTooLargeError(message or too_large_message(limit))
     received = 0
     over = False
     async for chunk in request.stream():
@@ -73,7 +94,7 @@ async def limited_chunks(request: Any, limit: int) -> AsyncIterator[bytes]:
         if chunk:
             yield chunk
     if over:
-        raise UploadTooLargeError(too_large_message(limit))
+        raise UploadTooLargeError(message or too_large_message(limit))
 
 
 class _MultipartJob:
@@ -92,6 +113,7 @@ class _MultipartJob:
         self._buffer = bytearray()
         self._image_bytes = 0
         self.error: Optional[Img3DError] = None
+        self.complete = False  # the closing boundary was read
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -102,7 +124,19 @@ class _MultipartJob:
             "on_header_value": self.on_header_value,
             "on_header_end": self.on_header_end,
             "on_headers_finished": self.on_headers_finished,
+            "on_end": self.on_end,
         }
+
+    def on_end(self) -> None:
+        self.complete = True
+
+    def unfinished(self) -> Optional[str]:
+        """Why the body is incomplete (the part it ends in), or None when it is whole."""
+        if self._part is not None:
+            return f"The multipart body ends inside the '{self._part}' field: send it whole."
+        if not self.complete:
+            return "The multipart body has no closing boundary: send it whole."
+        return None
 
     def on_part_begin(self) -> None:
         self._headers, self._part, self._buffer = {}, None, bytearray()
@@ -131,7 +165,8 @@ class _MultipartJob:
             if path.resolve().parent != self.input_dir.resolve():  # belt and braces
                 path = self.input_dir / "image"
             self.image_path = path
-            self._file = open(path, "xb")  # noqa: SIM115 - closed in on_part_end / close()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            self._file = os.fdopen(os.open(path, flags, 0o600), "wb")
         elif name == protocol.SETTINGS_FIELD:
             if self.settings_text is not None:
                 raise BadRequestError("Send one 'settings' field per job.")
@@ -188,7 +223,8 @@ async def read_job_body(
             raise ConfigError("Give either an image or a prompt, not both.")
         return None, image_path, settings
     if kind == "application/json":
-        body = b"".join([chunk async for chunk in limited_chunks(request, MAX_JSON_BYTES)])
+        chunks = limited_chunks(request, MAX_JSON_BYTES, json_too_large_message())
+        body = b"".join([chunk async for chunk in chunks])
         data = _parse_json(body, "The request body")
         if not isinstance(data, dict):
             raise BadRequestError(
@@ -228,6 +264,8 @@ async def _read_multipart(request: Any, folder: Path, limit: int) -> tuple[Optio
                 error = _feed(parser, chunk)
         if error is None:
             error = _feed(parser, None)
+        if error is None and collector.unfinished():
+            error = BadRequestError(collector.unfinished())
     finally:
         collector.close()
     if error is not None:
@@ -278,7 +316,99 @@ def _feed(parser: Any, chunk: Optional[bytes]) -> Optional[Img3DError]:
 
 
 def _parse_json(data: bytes, what: str) -> Any:
+    """Parsed JSON that the rest of the server can trust (see the module docstring)."""
     try:
-        return json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"), parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadRequestError(f"{what} is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise BadRequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels.") from None
+    except ValueError as error:  # _bounded_int's refusal
+        raise BadRequestError(f"{what}: {error}") from None
+    _check_json(value, what, "", 0)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_JSON_INT:
+        raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} is too large.")
+    return int(text)
+
+
+def _check_json(value: Any, what: str, where: str, depth: int) -> None:
+    """Depth and text checks on parsed JSON; the error names the field (``where``)."""
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels at {where!r}.")
+    if isinstance(value, str):
+        _check_text(value, what, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, what, where or "the top level")
+            _check_json(item, what, f"{where}.{key}" if where else key, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, what, f"{where}[{index}]", depth + 1)
+
+
+def _check_text(text: str, what: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError(
+            f"{what}: {where!r} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is "
+            "not text: send valid Unicode."
+        ) from None
+
+
+def check_image_header(path: Path) -> None:
+    """Refuse an upload whose header declares more pixels than the server takes, undecoded.
+
+    A ``.npy`` header's shape and dtype must describe at most ``MAX_PIXELS``
+    pixels of up to 4 channels and no more bytes than the file holds; a raster
+    image's declared width × height is checked the same way (Pillow reads only
+    the header here). Anything the header can't tell is left to the core's
+    full checks, which run after this with a bounded number of decodes at once.
+    """
+    from ..images.limits import check_pixel_count
+
+    with open(path, "rb") as stream:
+        if stream.read(len(NPY_MAGIC)) == NPY_MAGIC:
+            stream.seek(0)
+            _check_npy_header(stream, os.fstat(stream.fileno()).st_size)
+            return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - not an image Pillow knows: the core's checks name it
+        return
+    check_pixel_count(width, height, MAX_PIXELS)
+
+
+def _check_npy_header(stream: IO[bytes], size: int) -> None:
+    import numpy as np
+    from numpy.lib import format as npy
+
+    where = f"The '{protocol.IMAGE_FIELD}' field (a .npy pixel array)"
+    try:
+        version = npy.read_magic(stream)
+        reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _fortran, dtype = reader(stream, max_header_size=MAX_NPY_HEADER)
+    except (ValueError, OSError, SyntaxError, TypeError) as error:
+        raise ImageInputError(f"{where} has an unreadable header: {error}.") from None
+    if dtype.kind not in "uif" or dtype.hasobject or not 1 <= len(shape) <= 3:
+        raise ImageInputError(
+            f"{where} must hold numbers of 1 to 3 dimensions, got {dtype} with shape {shape}."
+        )
+    pixels = int(np.prod(shape[:2], dtype=object)) if len(shape) >= 2 else int(shape[0])
+    channels = int(shape[2]) if len(shape) == 3 else 1
+    if pixels > MAX_PIXELS or channels > 4:
+        raise ImageInputError(
+            f"{where} declares shape {shape}: at most {MAX_PIXELS:,} pixels of 1 to 4 "
+            "channels are taken; downscale it first."
+        )
+    if pixels * channels * dtype.itemsize > size:
+        raise ImageInputError(
+            f"{where} declares shape {shape} but holds only {size:,} bytes: it is truncated."
+        )
