@@ -56,6 +56,7 @@ class ServerConfig:
     tls_cert: Optional[Path] = None
     tls_key: Optional[Path] = None
     sweep_interval_seconds: float = 30.0
+    viewer_script: Optional[Path] = None  # None: where vendor_install.py --dev puts it (web.py)
 
     def validate(self) -> None:
         """Refuse impossible numbers and an exposed bind without a token, before any work."""
