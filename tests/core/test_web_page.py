@@ -594,3 +594,27 @@ def test_chromium_is_on_the_set_up_list():
     assert any(r.startswith("playwright==") for r in requirements.DEV_REQUIREMENTS)
     npm = {r.rpartition("@")[0] for r in requirements.NPM_REQUIREMENTS}
     assert {"axe-core", "@google/model-viewer"} <= npm
+
+
+def test_loopback_without_a_token_needs_no_token_prompt(browser, surface_text_model_dir, tmp_path):
+    process = ServerProcess(
+        [*("--model", str(surface_text_model_dir), "--text-model", str(surface_text_model_dir))]
+        + ["--device", "cpu"],
+        tmp_path / "serve.log",
+    )
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(process.url + "/")
+        page.wait_for_selector("#job-form:not([hidden])")
+        assert page.locator("#token-form").is_hidden()
+        assert page.locator("#change-token").is_hidden()
+        page.check("input[name=source][value=prompt]")
+        page.fill("#prompt", "a vase")
+        fill_settings(page, FAST)
+        page.click("#submit")
+        page.wait_for_selector("li.job[data-ready=true]", timeout=120_000)
+        assert page.evaluate("() => sessionStorage.length") == 0
+    finally:
+        context.close()
+        process.stop()
