@@ -105,8 +105,8 @@ def job_folders(jobs_dir: Path) -> set[str]:
     return {path.name for path in jobs_dir.iterdir()}
 
 
-def finished_job(server, prompt: str = "a cube") -> str:
-    settings = {"steps": 2, "grid_size": 16, "target_faces": 0, "outputs": ["cube.glb"]}
+def finished_job(server, prompt: str = "a cube", output: str = "cube.glb") -> str:
+    settings = {"steps": 2, "grid_size": 16, "target_faces": 0, "outputs": [output]}
     response = requests.post(
         f"{server.url}/v1/jobs",
         json={"prompt": prompt, "settings": settings},
@@ -240,6 +240,18 @@ def test_one_result_file_equals_its_member_of_the_zip(server):
         assert "COLOR_0" in gltf["meshes"][0]["primitives"][0]["attributes"]
     response = requests.get(f"{base}/files/result.json", headers=auth(), timeout=10)
     assert response.json()["files"] == document["files"]
+
+
+def test_a_file_name_in_any_script_downloads_with_its_name(server):
+    job_id = finished_job(server, output="stühl (1).glb")
+    base = f"{server.url}/v1/jobs/{job_id}"
+    archive = zipfile.ZipFile(io.BytesIO(requests.get(f"{base}/result", headers=auth()).content))
+    [entry] = json.loads(archive.read("result.json"))["files"]
+    assert entry["name"] == "files/0/stühl (1).glb"
+    response = requests.get(f"{base}/files/{entry['name']}", headers=auth(), timeout=10)
+    assert response.content == archive.read(entry["name"])
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.endswith("filename*=UTF-8''st%C3%BChl%20%281%29.glb"), disposition
 
 
 @pytest.mark.parametrize(
@@ -482,7 +494,7 @@ def test_queue_position_live_progress_and_cancel_mid_run(page, server):
     page.click("#submit")
     long_job = page.locator(f"li.job[data-job='{card(page).get_attribute('data-job')}']")
     page.wait_for_function(
-        "() => /step ([3-9]|\\d\\d+) of 1000, about \\d+ s left/"
+        "() => /step ([3-9]|\\d\\d+) of 1000, about \\d+ (s|min) left/"
         ".test(document.querySelector('.job .status')?.textContent || '')"
     )
     # A second job waits behind the first, and says so.

@@ -88,8 +88,9 @@ FILE_HEADERS: dict[str, str] = {
 }
 
 # An archive member name: up to three plain segments of the characters protocol.safe_filename
-# keeps (no "..", no leading dot, no backslash); only ever compared with the archive's names.
-_SEGMENT = r"[A-Za-z0-9_()-][A-Za-z0-9._() -]{0,119}"
+# keeps (letters and digits of any script, "._- ()"; no "..", no leading dot, no backslash);
+# only ever compared with the archive's own names.
+_SEGMENT = r"[\w()-][\w.() -]{0,119}"
 MEMBER_NAME = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT}){{0,2}}$")
 MEDIA_TYPES: dict[str, str] = {
     ".glb": "model/gltf-binary",
@@ -224,6 +225,14 @@ def open_member(archive: Path, name: str, job_id: str) -> tuple[zipfile.ZipFile,
         ) from None
 
 
+def attachment(name: str) -> str:
+    """A Content-Disposition for ``name``: ASCII fallback plus the UTF-8 name (RFC 6266)."""
+    from urllib.parse import quote
+
+    fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def member_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
     """The member's bytes in chunks; closes the archive at the end or on disconnect."""
     try:
@@ -285,7 +294,7 @@ def web_routes(
         headers = {
             **FILE_HEADERS,
             "Content-Length": str(info.file_size),
-            "Content-Disposition": f'attachment; filename="{base}"',
+            "Content-Disposition": attachment(base),
         }
         media = MEDIA_TYPES.get(Path(base).suffix.lower(), "application/octet-stream")
         return StreamingResponse(member_chunks(zf, info), media_type=media, headers=headers)

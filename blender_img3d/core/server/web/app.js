@@ -389,6 +389,11 @@ async function cancelJob(job) {
   }
 }
 
+function duration(seconds) {
+  const whole = Math.ceil(seconds);
+  return whole < 120 ? `${whole} s` : `${Math.round(whole / 60)} min`;
+}
+
 function describe(snapshot) {
   switch (snapshot.state) {
     case "queued":
@@ -396,7 +401,7 @@ function describe(snapshot) {
     case "running": {
       const phase = snapshot.phase ? snapshot.phase[0].toUpperCase() + snapshot.phase.slice(1) : "Starting";
       const step = snapshot.total ? `: step ${snapshot.step} of ${snapshot.total}` : "";
-      const eta = snapshot.eta !== null && snapshot.eta !== undefined ? `, about ${Math.ceil(snapshot.eta)} s left` : "";
+      const eta = typeof snapshot.eta === "number" ? `, about ${duration(snapshot.eta)} left` : "";
       return `Running. ${phase}${step}${eta}`;
     }
     case "finished":
