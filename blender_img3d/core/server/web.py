@@ -31,6 +31,7 @@ May import: the rest of ``core``; FastAPI only inside :func:`web_routes`.
 
 # No "from __future__ import annotations": FastAPI reads the route functions' annotations.
 import asyncio
+import logging
 import re
 import sys
 import zipfile
@@ -39,9 +40,12 @@ from typing import Any, Callable, Iterator, Optional
 
 from .. import settings as defaults
 from ..exporters import FORMATS
+from ..system.requirements import MODEL_VIEWER_REQUIREMENT
 from . import protocol
 from .config import ServerConfig
 from .jobstore import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 STATIC_PREFIX = "/static"
@@ -108,6 +112,14 @@ CHUNK_BYTES = 256 * 1024
 def default_viewer_script() -> Path:
     """Where ``vendor_install.py --dev`` puts model-viewer for this Python: ``<venv>/npm/...``."""
     return Path(sys.prefix) / "npm" / VIEWER_IN_NPM
+
+
+def viewer_advice() -> str:
+    """How to give the page its 3D preview, for the log and the missing file's 404."""
+    return (
+        f"run python3 vendor_install.py --dev, or npm install --prefix {Path(sys.prefix) / 'npm'} "
+        f"{MODEL_VIEWER_REQUIREMENT}, or start serve with --viewer-script FILE"
+    )
 
 
 def viewer_script(config: ServerConfig) -> Optional[Path]:
@@ -256,6 +268,8 @@ def web_routes(
 
     router = APIRouter()
     guarded = [Depends(check_token)]
+    if viewer_script(config) is None:
+        log.warning("The page will show no 3D previews (downloads work): %s.", viewer_advice())
 
     @router.get("/", include_in_schema=False)
     async def page():
@@ -274,9 +288,7 @@ def web_routes(
         path = viewer_script(config)
         if path is None:
             raise HTTPException(
-                404,
-                "model-viewer is not installed on this server: run python3 vendor_install.py "
-                "--dev, or start serve with --viewer-script FILE.",
+                404, f"model-viewer is not installed on this server: {viewer_advice()}."
             )
         return FileResponse(path, media_type=PAGE_FILES["app.js"], headers=PAGE_HEADERS)
 
