@@ -554,6 +554,22 @@ def test_a_bad_file_and_a_bad_value_each_show_one_line(page, server, jobs_dir, t
     assert "not a recognised image" in message, message  # the core's ImageInputError
     assert "\n" not in message
 
+    # Larger than the server's upload limit: refused before a byte is sent.
+    page.evaluate(
+        """(size) => {
+            const data = new DataTransfer();
+            data.items.add(new File([new Uint8Array(size)], 'huge.png', {type: 'image/png'}));
+            document.getElementById('drop-zone').dispatchEvent(
+                new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: data}));
+        }""",
+        defaults.MAX_FILE_BYTES + 1,
+    )
+    page.click("#submit")
+    limit = f"{defaults.MAX_FILE_BYTES / 2**20:.1f} MB"
+    assert wait_message(page) == f"huge.png is larger than this server's limit of {limit}: " + (
+        "pick a smaller picture."
+    )
+
     page.set_input_files("#image", str(REPO_ROOT / "examples" / "stool.png"))
     page.fill("#set-target_faces", str(defaults.MAX_TARGET_FACES + 1))
     clear_message(page)

@@ -284,6 +284,11 @@ async function submit(event) {
       showMessage("Choose a picture first (or switch the source to Prompt).");
       return;
     }
+    if (pickedFile.size > schema.max_upload_bytes) {
+      const limit = (schema.max_upload_bytes / 2 ** 20).toFixed(1);
+      showMessage(`${pickedFile.name} is larger than this server's limit of ${limit} MB: pick a smaller picture.`);
+      return;
+    }
     label = pickedFile.name;
     const stem = pickedFile.name.replace(/\.[^.]*$/, "") || "image";
     const body = new FormData();
