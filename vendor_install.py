@@ -131,7 +131,7 @@ def install_npm_tools() -> None:
 
 
 def install_debian_tools() -> None:
-    """Third-party readers the tests call (assimp), from Debian, when apt-get is there."""
+    """Third-party tools the tests call (assimp, chromium), from Debian, when apt-get is there."""
     missing = [pkg for pkg, tool in DEBIAN_DEV_PACKAGES.items() if shutil.which(tool) is None]
     if not missing:
         return
@@ -141,6 +141,7 @@ def install_debian_tools() -> None:
         return
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     try:
+        run([*sudo, apt, "update", "-q"])  # a clean container has no package lists yet
         run([*sudo, apt, "install", "-y", "-q", *missing])
     except InstallError as error:
         log(f"could not install {', '.join(missing)} ({error}); tests needing them will skip")

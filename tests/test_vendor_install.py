@@ -90,3 +90,15 @@ def test_blender_mode_options_choose_the_torch_build_and_the_action(tmp_path):
         vendor_install.parse_blender_args(["--build", "vulkan"])
     with pytest.raises(SystemExit):
         vendor_install.parse_blender_args(["--uninstall", "--repair"])
+
+
+def test_missing_debian_tools_are_installed_after_an_apt_update(monkeypatch):
+    """A clean container has no package lists: 'apt-get install chromium' alone would fail."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(vendor_install.shutil, "which", lambda name: f"/usr/bin/{name}"
+                        if name in ("apt-get", "assimp") else None)  # fmt: skip
+    monkeypatch.setattr(vendor_install.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(vendor_install, "run", commands.append)
+    vendor_install.install_debian_tools()
+    assert [command[1:2] for command in commands] == [["update"], ["install"]]
+    assert commands[1][-1] == "chromium" and "assimp-utils" not in commands[1]

@@ -28,24 +28,8 @@ log = logging.getLogger(__name__)
 PRESET_SUBDIR = "img3d/generate"
 OPERATOR_PRESET_SUBDIR = "operator/img3d.generate"
 
-# The settings a preset holds: sampling and decoding, not the input or the seed.
-PRESET_SETTINGS = ("steps", "grid_size", "target_faces", "smooth_iterations")
-
-PRESETS: dict[str, dict[str, int]] = {
-    "Draft": {"steps": 16, "grid_size": 64, "target_faces": 5_000, "smooth_iterations": 0},
-    "Standard": {
-        "steps": defaults.DEFAULT_STEPS,
-        "grid_size": defaults.DEFAULT_GRID_SIZE,
-        "target_faces": defaults.DEFAULT_TARGET_FACES,
-        "smooth_iterations": defaults.DEFAULT_SMOOTH_ITERATIONS,
-    },
-    "Final": {
-        "steps": defaults.DEFAULT_STEPS,
-        "grid_size": 256,
-        "target_faces": 0,
-        "smooth_iterations": defaults.DEFAULT_SMOOTH_ITERATIONS,
-    },
-}
+PRESET_SETTINGS = defaults.PRESET_SETTINGS  # the core's one list of presets
+PRESETS: dict[str, dict[str, int]] = defaults.GENERATION_PRESETS
 
 
 def preset_text(owner: str, values: dict[str, int]) -> str:

@@ -110,6 +110,13 @@ def add_serve_parser(
         help="folder for uploads and results (default: a temporary one, removed at exit)",
     )
     jobs.add_argument("--quiet", action="store_true", help="don't log each request")
+    serve.add_argument_group("browser page").add_argument(
+        "--viewer-script",
+        type=Path,
+        metavar="FILE",
+        help="model-viewer.min.js for the page's 3D preview (default: the one "
+        "vendor_install.py --dev installs under .venv/npm)",
+    )
     add_model_options(serve)
     serve.add_argument_group("prompt jobs").add_argument(
         "--text-model",
@@ -173,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> server_config.ServerConfig:
         dtype=args.dtype,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        viewer_script=args.viewer_script,
     )
 
 
@@ -200,6 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def announce(url: str) -> None:
         print(f"Ready: serving on {url}/v1 ({auth}). Ctrl+C stops.", flush=True)
+        print(f"The page: open {url}/ in a browser.", flush=True)
 
     serve(config, announce=announce)
     return 0

@@ -87,6 +87,28 @@ DEFAULT_TEXTURE_SIZE = 1024
 MIN_TEXTURE_SIZE = 64
 MAX_TEXTURE_SIZE = 8192
 
+# --- presets ----------------------------------------------------------------
+# Draft, Standard and Final: the sampling and decoding settings a preset sets (not the input
+# or the seed). Standard is the reference defaults. Blender writes them as preset files
+# (blender/presets.py); the server's page offers them (core/server/web.py).
+PRESET_SETTINGS = ("steps", "grid_size", "target_faces", "smooth_iterations")
+GENERATION_PRESETS: dict[str, dict[str, int]] = {
+    "Draft": {"steps": 16, "grid_size": 64, "target_faces": 5_000, "smooth_iterations": 0},
+    "Standard": {
+        "steps": DEFAULT_STEPS,
+        "grid_size": DEFAULT_GRID_SIZE,
+        "target_faces": DEFAULT_TARGET_FACES,
+        "smooth_iterations": DEFAULT_SMOOTH_ITERATIONS,
+    },
+    "Final": {
+        "steps": DEFAULT_STEPS,
+        "grid_size": 256,
+        "target_faces": 0,
+        "smooth_iterations": DEFAULT_SMOOTH_ITERATIONS,
+    },
+}
+DEFAULT_PRESET = "Standard"
+
 ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or numpy pixels
 
 

@@ -22,6 +22,8 @@ run would have made:
   ``core.backend.get_backend("local")`` with the model warm, cancellation,
   server-sent-event fan-out and the deletion of old results.
 - ``app``: the FastAPI application and ``serve()`` (uvicorn, optional TLS).
+- ``web``: the browser page at ``/`` (its files in ``web/``), the settings
+  schema it reads and the route for one result file.
 - ``client``: ``ServerClient`` (HTTP through ``requests``) and
   :class:`~.client.RemoteBackend`, registered in ``core.backend`` as ``"remote"``.
 

@@ -10,6 +10,8 @@ Routes (``/v1``; every error is JSON ``{"error": <one line>, "type": <error clas
 - ``GET  /v1/jobs/{id}/events``     the same as server-sent events, until the job ends
 - ``DELETE /v1/jobs/{id}``          cancel (a running job stops at its next sampling step)
 - ``GET  /v1/jobs/{id}/result``     the result archive (zip, see ``protocol``)
+- ``GET  /`` and ``/static/...``     the browser page, ``/v1/settings-schema`` and
+                                    ``/v1/jobs/{id}/files/{name}`` (see ``web``)
 
 - ``GET  /v1/openapi.json``         the API's schema (token needed, like the job routes)
 
@@ -44,6 +46,7 @@ from .uploads import (
     image_source,
     read_job_body,
 )
+from .web import web_routes
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(__name__ + ".access")
@@ -238,6 +241,7 @@ def create_app(config: ServerConfig, store: JobStore) -> Any:
         )
 
     app.include_router(jobs)
+    app.include_router(web_routes(config, store, authenticated, job_or_404))
     return _AccessLog(app)
 
 

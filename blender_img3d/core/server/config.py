@@ -79,6 +79,7 @@ class ServerConfig:
     max_connections: Optional[int] = None  # None: from the descriptor limit (see limits)
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
     body_idle_seconds: float = DEFAULT_BODY_IDLE_SECONDS
+    viewer_script: Optional[Path] = None  # None: where vendor_install.py --dev puts it (web.py)
 
     def validate(self) -> None:
         """Refuse impossible numbers, bad TLS files and an exposed bind without a token."""

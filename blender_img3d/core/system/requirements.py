@@ -208,15 +208,23 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
     "mutmut==3.8.1",
+    "playwright==1.65.2",  # drives Debian's chromium in the page's tests (no browser download)
     *SERVER_REQUIREMENTS,
 )
 
 # Debian packages for tests (package -> the command it provides): assimp reads DXF files
-# the way most non-Autodesk programs do.
-DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp"}
+# the way most non-Autodesk programs do; chromium is the browser the page's tests drive.
+DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp", "chromium": "chromium"}
 
-# npm packages for tests (the Khronos glTF validator).
-NPM_REQUIREMENTS: tuple[str, ...] = ("gltf-validator@2.0.0-dev.3.10",)
+# npm packages, installed under .venv/npm: the Khronos glTF validator and axe-core for the
+# tests, and the server page's 3D preview (<model-viewer>, Apache-2.0; its one-file build
+# bundles three.js and is served by ``serve`` from there, see core/server/web.py).
+MODEL_VIEWER_REQUIREMENT = "@google/model-viewer@4.4.0"
+NPM_REQUIREMENTS: tuple[str, ...] = (
+    "gltf-validator@2.0.0-dev.3.10",
+    "axe-core@4.14.1",
+    MODEL_VIEWER_REQUIREMENT,
+)
 
 # Import name -> distribution name, for the runtime packages we check for.
 RUNTIME_MODULES: dict[str, str] = {
