@@ -603,7 +603,7 @@ def test_a_wrong_token_says_not_authorised_and_queues_nothing(page, server, jobs
     assert wait_message(page).startswith("Not authorised")
     assert page.locator("li.job").count() == 0
     assert job_folders(jobs_dir) == before
-    assert requests.get(f"{server.url}/v1/health", timeout=10).json()["queue"] == 0
+    assert requests.get(f"{server.url}/v1/health", headers=auth(), timeout=10).json()["queue"] == 0
 
 
 def test_without_the_viewer_script_the_page_says_why_and_still_downloads(page, server):
