@@ -464,6 +464,7 @@ def test_8_another_clients_job_is_404_and_cannot_be_cancelled(studio):
             ("GET", ""),
             ("GET", "/events"),
             ("GET", "/result"),
+            ("GET", "/files/result.json"),  # the browser page's one-file route
             ("DELETE", ""),
         ):
             response = requests.request(
