@@ -23,12 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ExportError
-from ..mesh.topology import edge_table, enclosing_pieces, is_closed, signed_volumes, vertex_labels
+from ..mesh.topology import (
+    WELD_RELATIVE_TOLERANCE,
+    edge_table,
+    enclosing_pieces,
+    is_closed,
+    mesh_parts,
+    signed_volumes,
+)
 
 log = logging.getLogger(__name__)
 
-# Welding and cap tolerance as a fraction of the bounding-box diagonal.
-RELATIVE_TOLERANCE = 1e-6
+# Welding and cap tolerance as a fraction of the bounding-box diagonal: the distance at
+# which the metrics and the summary call two vertices one (one topology truth).
+RELATIVE_TOLERANCE = WELD_RELATIVE_TOLERANCE
 # When welding at the full tolerance would open a closed mesh, these fractions of it
 # are tried in turn (the last one is still 100 times the precision the file carries).
 _TOLERANCE_SCALES = (1.0, 0.1, 0.01)
@@ -42,9 +50,12 @@ class BrepMesh:
     ``edges`` (E, 2) holds each undirected edge once as (low, high) vertex index;
     ``face_edges`` (F, 3) the edge under each face corner k (from corner k to k+1),
     and ``face_edge_forward`` whether the face runs along it low → high.
-    ``face_component`` labels each face with its connected component.
-    ``void_of`` gives, per component, the component whose void it is, or -1 for a
-    solid's outer shell (and for every shell of an open mesh). A void's faces are
+    ``face_component`` labels each face with its part (a shell: see
+    :class:`..mesh.topology.Parts`), and each part has its own vertices, so parts
+    touching along an edge or at a vertex share no topology. ``shell_closed`` says
+    per part whether it is closed (a solid) or open (a surface); ``closed`` is True
+    when all are. ``void_of`` gives, per part, the closed part whose void it is,
+    or -1 (a solid's outer shell, or an open shell). A void's faces are
     stored reversed, wound outwards from the void as ISO 10303-42 wants of the
     closed shell that an ORIENTED_CLOSED_SHELL(.F.) turns into the void.
     """
@@ -59,6 +70,7 @@ class BrepMesh:
     closed: bool
     tolerance: float
     void_of: np.ndarray
+    shell_closed: np.ndarray
 
 
 def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
@@ -89,18 +101,23 @@ def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
         )
     points, faces = _drop_unused(points, faces)
 
+    # Shells as a CAD kernel sees them, decided on the welded surface (one answer for
+    # the summary, the report and this file); each gets its own vertices.
+    parts = mesh_parts(faces, len(points))
+    face_component, count, shell_closed = parts.label, parts.count, parts.closed
+    keys = face_component[:, None] * np.int64(len(points)) + parts.faces
+    unique, inverse = np.unique(keys, return_inverse=True)
+    points, faces = points[unique % len(points)], inverse.reshape(-1, 3)
     table = edge_table(faces, len(points))
-    count, component_of_vertex = vertex_labels(faces, len(points))
-    face_component = component_of_vertex[faces[:, 0]]
-    closed = is_closed(faces, len(points), table)
     void_of = np.full(count, -1, dtype=np.int64)
-    if closed and count > 1:
-        void_of, reversed_faces = _voids(points, faces, face_component, count)
+    if shell_closed.any():
+        void_of, reversed_faces = _voids(points, faces, face_component, count, shell_closed)
         if reversed_faces.any():
             faces = faces.copy()
             faces[reversed_faces] = faces[reversed_faces][:, ::-1]
             # The same undirected edges, so they keep their numbers.
             table = edge_table(faces, len(points))
+    closed = bool(shell_closed.all())
     return BrepMesh(
         points=points,
         faces=faces,
@@ -112,11 +129,18 @@ def brep_mesh(points: np.ndarray, faces: np.ndarray, decimals: int) -> BrepMesh:
         closed=closed,
         tolerance=tolerance,
         void_of=void_of,
+        shell_closed=shell_closed,
     )
 
 
-def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, count: int):
-    """Which closed component is a void of which solid, and which faces to reverse.
+def _voids(
+    points: np.ndarray,
+    faces: np.ndarray,
+    face_component: np.ndarray,
+    count: int,
+    shell_closed: np.ndarray,
+):
+    """Which closed part is a void of which solid, and which faces to reverse.
 
     Components wound inwards (negative volume) are voids; each goes to the smallest
     outward one that encloses it (bounding box first, then a ray test of one face
@@ -125,11 +149,11 @@ def _voids(points: np.ndarray, faces: np.ndarray, face_component: np.ndarray, co
     """
     volume = np.bincount(face_component, weights=signed_volumes(points, faces), minlength=count)
     void_of = np.full(count, -1, dtype=np.int64)
-    inward = np.flatnonzero(volume < 0)
+    inward = np.flatnonzero((volume < 0) & shell_closed)
     if len(inward) == 0:
         return void_of, np.zeros(len(faces), dtype=bool)
     # Smallest solid first: a void belongs to the innermost solid around it.
-    solids = sorted(np.flatnonzero(volume > 0).tolist(), key=lambda c: volume[c])
+    solids = sorted(np.flatnonzero((volume > 0) & shell_closed).tolist(), key=lambda c: volume[c])
     candidates = np.zeros(count, dtype=bool)
     candidates[inward] = True
     owner = enclosing_pieces(

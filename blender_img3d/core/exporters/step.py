@@ -249,19 +249,19 @@ class _DataWriter:
                 for i, loops in enumerate(faces.face_loops)
             )
 
-        kind = "CLOSED_SHELL" if topo.closed else "OPEN_SHELL"
+        kinds = np.where(topo.shell_closed, "CLOSED_SHELL", "OPEN_SHELL").tolist()
         order = np.argsort(faces.component, kind="stable")
         splits = np.cumsum(np.bincount(faces.component, minlength=topo.component_count))
         groups = np.split(order + face, splits[:-1])
         yield "".join(
-            f"#{shell + i}={kind}('',({_refs(group)}));\n" for i, group in enumerate(groups)
+            f"#{shell + i}={kinds[i]}('',({_refs(group)}));\n" for i, group in enumerate(groups)
         )
         yield self._product(product, shell, topo.component_count)
 
     def _solids(self, shell: int) -> tuple[str, str]:
         """One solid per outer shell, with its voids; the entities and their references."""
         void_of = self.topo.void_of
-        outer = np.flatnonzero(void_of < 0)
+        outer = np.flatnonzero((void_of < 0) & self.topo.shell_closed)
         voids = np.flatnonzero(void_of >= 0)
         solid = self.reserve(len(outer))
         oriented = self.reserve(len(voids))
@@ -289,15 +289,30 @@ class _DataWriter:
         """
         n = first
         name = self.name
-        shell_refs = range(shell, shell + shells)
-        if self.topo.closed:
+        closed = self.topo.shell_closed
+        open_refs = _refs(np.flatnonzero(~closed) + shell)
+        if closed.all():
             items, item_refs = self._solids(shell)
             representation = "ADVANCED_BREP_SHAPE_REPRESENTATION"
-        else:
+        elif not closed.any():
             solid = self.reserve(1)
-            items = f"#{solid}=SHELL_BASED_SURFACE_MODEL({name},({_refs(shell_refs)}));\n"
+            items = f"#{solid}=SHELL_BASED_SURFACE_MODEL({name},({open_refs}));\n"
             representation = "MANIFOLD_SURFACE_SHAPE_REPRESENTATION"
             item_refs = f"#{solid}"
+        else:
+            # Closed parts are solids, open ones surfaces: two representations of the
+            # product, the surfaces' related to the solids' (as CAD systems write a
+            # part with both), since neither kind may hold the other's items.
+            items, item_refs = self._solids(shell)
+            representation = "ADVANCED_BREP_SHAPE_REPRESENTATION"
+            model = self.reserve(3)
+            surfaces, related = model + 1, model + 2
+            items += (
+                f"#{model}=SHELL_BASED_SURFACE_MODEL({name},({open_refs}));\n"
+                f"#{surfaces}=MANIFOLD_SURFACE_SHAPE_REPRESENTATION({name},"
+                f"(#{n + 11},#{model}),#{n + 15});\n"
+                f"#{related}=SHAPE_REPRESENTATION_RELATIONSHIP('','',#{n + 10},#{surfaces});\n"
+            )
         unit = self.unit
         if unit.step_conversion_mm:
             length_unit_text = (
