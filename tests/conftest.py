@@ -37,6 +37,7 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     lts_asked = "lts" in (config.getoption("-m") or "")
+    corpus_asked = "corpus" in (config.getoption("-m") or "")
     for item in items:
         if "tests/blender/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.blender)
@@ -45,6 +46,10 @@ def pytest_collection_modifyitems(config, items):
                 pytest.mark.skip(
                     reason="opt-in: 'pytest -m lts' runs Blender 4.2/4.5 (downloads ~0.7 GB once)"
                 )
+            )
+        if "corpus" in item.keywords and not corpus_asked:
+            item.add_marker(
+                pytest.mark.skip(reason="opt-in: 'pytest -m corpus' runs every third-party mesh")
             )
 
 

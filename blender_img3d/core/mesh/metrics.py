@@ -158,3 +158,14 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
         has_colors=mesh.colors is not None,
         timings={str(k): float(v) for k, v in (timings or {}).items()},
     )
+
+
+def closedness_label(metrics: Mapping[str, Any]) -> str:
+    """What the summary says of a metrics record: ``"watertight"``, ``"open"`` or, for a
+    file of several bodies, ``"3 closed parts, 1 open"`` (the STEP file's solids and shells)."""
+    parts = int(metrics.get("parts") or 0)
+    closed = int(metrics.get("closed_parts") or 0)
+    if parts > 1 and 0 < closed < parts:
+        return f"{closed} closed parts, {parts - closed} open"
+    label = "watertight" if metrics.get("watertight") else "open"
+    return f"{label}, {parts} parts" if parts > 1 else label

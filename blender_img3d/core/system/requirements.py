@@ -171,9 +171,13 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     *SERVER_REQUIREMENTS,
 )
 
-# Debian packages for tests (package -> the command it provides): assimp reads DXF files
-# the way most non-Autodesk programs do.
-DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp"}
+# Debian packages for tests (package -> the command it provides, or an absolute path it
+# installs): assimp reads DXF files the way most non-Autodesk programs do; its test
+# models are the corpus of real third-party meshes (tests/fixtures/mesh_corpus.py).
+DEBIAN_DEV_PACKAGES: dict[str, str] = {
+    "assimp-utils": "assimp",
+    "assimp-testmodels": "/usr/share/assimp/models/STL/Spider_binary.stl",
+}
 
 # npm packages for tests (the Khronos glTF validator).
 NPM_REQUIREMENTS: tuple[str, ...] = ("gltf-validator@2.0.0-dev.3.10",)
