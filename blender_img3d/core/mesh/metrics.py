@@ -166,6 +166,6 @@ def closedness_label(metrics: Mapping[str, Any]) -> str:
     parts = int(metrics.get("parts") or 0)
     closed = int(metrics.get("closed_parts") or 0)
     if parts > 1 and 0 < closed < parts:
-        return f"{closed} closed parts, {parts - closed} open"
+        return f"{closed} closed part{'' if closed == 1 else 's'}, {parts - closed} open"
     label = "watertight" if metrics.get("watertight") else "open"
     return f"{label}, {parts} parts" if parts > 1 else label

@@ -425,7 +425,8 @@ class Parts:
         if self.count == 1 or self.open_count == 0 or self.closed_count == 0:
             label = "closed" if self.watertight else "open"
             return label if self.count == 1 else f"{self.count} {label} parts"
-        return f"{self.closed_count} closed parts, {self.open_count} open"
+        plural = "" if self.closed_count == 1 else "s"
+        return f"{self.closed_count} closed part{plural}, {self.open_count} open"
 
 
 def mesh_parts(faces: np.ndarray, n_vertices: int) -> Parts:
