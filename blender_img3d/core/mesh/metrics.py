@@ -32,7 +32,6 @@ import numpy as np
 from .meshdata import MeshData
 from .topology import (
     check_mesh,
-    edge_table,
     face_areas,
     mesh_parts,
     non_manifold_vertex_mask,
@@ -97,7 +96,7 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
     points, stored = welded_faces(vertices, faces)
     parts = mesh_parts(stored, len(points))
     welded = parts.faces
-    table = edge_table(welded, len(points))
+    table = parts.table
     components, _ = vertex_labels(welded, len(points)) if len(welded) else (0, None)
 
     boundary = int(table.boundary.sum())
@@ -106,14 +105,7 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
     watertight = parts.watertight
 
     # Consistent winding, as stored: every two-face edge is walked once each way.
-    stored = edge_table(stored, len(points))
-    two_face = stored.counts == 2
-    forward_uses = np.bincount(
-        stored.face_edges.reshape(-1),
-        weights=stored.forward.reshape(-1),
-        minlength=len(stored.edges),
-    )
-    winding_consistent = bool(np.all(forward_uses[two_face] == 1))
+    winding_consistent = not parts.rewound
 
     lo, hi = vertices[used].min(axis=0), vertices[used].max(axis=0)
     diagonal = float(np.linalg.norm(hi - lo))

@@ -403,6 +403,10 @@ class Parts:
     faces: np.ndarray
     label: np.ndarray
     closed: np.ndarray
+    # The edge table of ``faces``, and whether any face had to be turned to get there
+    # (False: the winding was consistent as given).
+    table: "EdgeTable | None" = None
+    rewound: bool = False
 
     @property
     def count(self) -> int:
@@ -436,11 +440,18 @@ def mesh_parts(faces: np.ndarray, n_vertices: int) -> Parts:
 
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
-        return Parts(faces, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
-    faces = consistent_winding(faces, n_vertices)
+        return Parts(
+            faces, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), edge_table(faces, 0)
+        )
     table = edge_table(faces, n_vertices)
     face_a, face_b, use_a, use_b = _two_face_links(table)
     forward = table.forward.reshape(-1)
+    rewound = bool(np.any(forward[use_a] == forward[use_b]))
+    if rewound:  # some faces are wound against their neighbours
+        faces = consistent_winding(faces, n_vertices)
+        table = edge_table(faces, n_vertices)
+        face_a, face_b, use_a, use_b = _two_face_links(table)
+        forward = table.forward.reshape(-1)
     opposite = forward[use_a] != forward[use_b]
     n_faces = len(faces)
     graph = coo_matrix(
@@ -448,15 +459,22 @@ def mesh_parts(faces: np.ndarray, n_vertices: int) -> Parts:
         (n_faces, n_faces),
     )
     count, label = connected_components(graph, directed=False)
-    # Per (edge, part): how many of the part's faces walk the edge, and how many forward.
-    use_part = np.repeat(label, 3)
-    keys = table.face_edges.reshape(-1) * np.int64(count) + use_part
-    unique, inverse, uses = np.unique(keys, return_inverse=True, return_counts=True)
-    forward_uses = np.bincount(inverse.reshape(-1), weights=forward, minlength=len(unique))
-    bad = (uses != 2) | (forward_uses != 1)
+    # Uses of linked edges close their part there; any other use must pair up inside its
+    # part: walked twice, once each way (two bodies sharing an edge, each closed).
+    linked = np.zeros(3 * n_faces, dtype=bool)
+    linked[use_a[opposite]] = True
+    linked[use_b[opposite]] = True
+    loose = np.flatnonzero(~linked)
     closed = np.ones(count, dtype=bool)
-    closed[unique[bad] % count] = False
-    return Parts(faces, label.astype(np.int64), closed)
+    if len(loose):
+        keys = table.face_edges.reshape(-1)[loose] * np.int64(count) + label[loose // 3]
+        unique, inverse, uses = np.unique(keys, return_inverse=True, return_counts=True)
+        forward_uses = np.bincount(
+            inverse.reshape(-1), weights=forward[loose], minlength=len(unique)
+        )
+        bad = (uses != 2) | (forward_uses != 1)
+        closed[unique[bad] % count] = False
+    return Parts(faces, label.astype(np.int64), closed, table, rewound)
 
 
 def welded_faces(
