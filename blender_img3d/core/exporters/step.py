@@ -6,11 +6,15 @@ EDGE_CURVE on a LINE shared by its two faces (each face runs along it through an
 ORIENTED_EDGE with the matching sense), and every flat area an ADVANCED_FACE on a
 PLANE bounded by its edge loops: coplanar triangles are merged into one face with
 its real boundary, holes included (:func:`.brep_mesh.planar_faces`), so a cube
-has 6 faces and a curved surface keeps one face per facet. A closed mesh becomes
-a CLOSED_SHELL inside a MANIFOLD_SOLID_BREP per connected component (an
-ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS for a solid with
-closed cavities inside (see :mod:`.brep_mesh`), an open one an OPEN_SHELL inside
-a SHELL_BASED_SURFACE_MODEL (a MANIFOLD_SURFACE_SHAPE_REPRESENTATION).
+has 6 faces and a curved surface keeps one face per facet; a merged face is kept
+only where it is provably valid (:func:`.brep_mesh.planar_faces`). Each part of
+the welded mesh (:class:`..mesh.topology.Parts`, the same answer the summary and
+the report give) is written on its own: a closed one as a CLOSED_SHELL inside a
+MANIFOLD_SOLID_BREP (an ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS
+for a solid with closed cavities inside (see :mod:`.brep_mesh`), an open one as
+an OPEN_SHELL inside a SHELL_BASED_SURFACE_MODEL (a
+MANIFOLD_SURFACE_SHAPE_REPRESENTATION, related to the solids' representation
+when the file has both).
 
 Entities of one kind get consecutive ids, so each block is written by one
 vectorised pass of ``%``-formatting instead of per-entity Python objects;
