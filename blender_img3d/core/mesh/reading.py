@@ -96,7 +96,8 @@ def read_mesh_file(path: Union[str, os.PathLike], *, up_axis: Optional[str] = No
         # them first, and again with them (for a texture) only when it has no colours.
         loaded = trimesh.load(str(source), process=False, skip_materials=suffix == ".obj")
         found = _triangle_meshes(loaded, trimesh)
-        if suffix == ".obj" and found and all(part.colors is None for part, _ in found):
+        uncoloured = found and all(part.colors is None for part, _ in found)
+        if suffix == ".obj" and uncoloured and b"mtllib" in source.read_bytes():
             with_materials = _triangle_meshes(trimesh.load(str(source), process=False), trimesh)
             if sum(p.face_count for p, _ in with_materials) == sum(p.face_count for p, _ in found):
                 found = with_materials
