@@ -23,7 +23,7 @@ import numpy as np
 from ..colorspace import linear_to_srgb
 from ..errors import DependencyError, MeshInputError
 from .bake import BakedTexture
-from .meshdata import MeshData, join_meshes
+from .meshdata import MISSING_COLOR, MeshData, join_meshes
 from .placement import checked_up_axis, y_up_to_z_up
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,15 @@ def read_mesh_file(path: Union[str, os.PathLike], *, up_axis: Optional[str] = No
         # them first, and again with them (for a texture) only when it has no colours.
         loaded = trimesh.load(str(source), process=False, skip_materials=suffix == ".obj")
         found = _triangle_meshes(loaded, trimesh)
-        uncoloured = found and all(part.colors is None for part, _ in found)
+        uncoloured = found and all(item[0].colors is None for item in found)
         if suffix == ".obj" and uncoloured and b"mtllib" in source.read_bytes():
-            with_materials = _triangle_meshes(trimesh.load(str(source), process=False), trimesh)
-            if sum(p.face_count for p, _ in with_materials) == sum(p.face_count for p, _ in found):
+            with_materials = _triangle_meshes(
+                trimesh.load(
+                    str(source), process=False, resolver=_lenient_resolver(trimesh, source)
+                ),
+                trimesh,
+            )
+            if sum(i[0].face_count for i in with_materials) == sum(i[0].face_count for i in found):
                 found = with_materials
     except Exception as error:  # trimesh raises anything from ValueError to KeyError
         raise MeshInputError(
@@ -109,15 +114,17 @@ def read_mesh_file(path: Union[str, os.PathLike], *, up_axis: Optional[str] = No
 
     if not found:
         raise MeshInputError(f"{source} contains no triangles; nothing to export.")
-    parts = [part for part, _ in found]
+    parts = [item[0] for item in found]
+    materials = [item[2] for item in found]
     if gltf:
         for part in parts:
             if part.colors is not None:
                 part.colors = linear_to_srgb(part.colors).astype(np.float32)
-    looks = [look for _, look in found]
+    looks = [item[1] for item in found]
     for part, look in zip(parts, looks):
         if part.colors is None and look is not None:
             part.colors = look.sample(look.uvs)[:, :3].astype(np.float32)
+    _material_colors(parts, materials)
     joined = join_meshes(parts)
     vertices = y_up_to_z_up(joined.vertices) if axis == "Y" else joined.vertices
     name, metadata = _gltf_identity(source) if gltf else (None, {})
@@ -125,6 +132,36 @@ def read_mesh_file(path: Union[str, os.PathLike], *, up_axis: Optional[str] = No
     mesh = MeshData(vertices, joined.faces, joined.colors, name=name, metadata=metadata)
     texture, notes = _one_texture(mesh, looks)
     return ReadMesh(mesh, texture, notes)
+
+
+def _material_colors(parts: list[MeshData], materials: list) -> None:
+    """Parts without colours or texture take their material's base colour (an OBJ's ``Kd``,
+    a glTF's ``baseColorFactor``), when some material says more than a default (white,
+    as glTF's default and our own writers' materials are, or trimesh's grey)."""
+    plain = (1.0, MISSING_COLOR)
+    if all(m is None or any(np.allclose(m, v, atol=0.01) for v in plain) for m in materials):
+        return
+    for part, rgb in zip(parts, materials):
+        if part.colors is None and rgb is not None:
+            part.colors = np.tile(np.asarray(rgb, dtype=np.float32), (part.vertex_count, 1))
+
+
+def _lenient_resolver(trimesh, source: Path):
+    """trimesh's file resolver for an OBJ's folder that also finds ``.\\Tex.JPG`` (Windows
+    separators, other letter case), as files made on Windows name their images."""
+
+    class Lenient(trimesh.resolvers.FilePathResolver):
+        def get(self, name: str):
+            try:
+                return super().get(name)
+            except Exception:
+                wanted = name.replace("\\", "/").split("/")[-1].lower()
+                for path in source.parent.iterdir():
+                    if path.name.lower() == wanted and path.is_file():
+                        return path.read_bytes()
+                raise
+
+    return Lenient(str(source.parent))
 
 
 def _one_texture(mesh: MeshData, looks: list) -> tuple[Optional[BakedTexture], list[str]]:
@@ -144,8 +181,9 @@ def _one_texture(mesh: MeshData, looks: list) -> tuple[Optional[BakedTexture], l
     ]
 
 
-def _triangle_meshes(loaded, trimesh) -> list[tuple[MeshData, Optional[BakedTexture]]]:
-    """Each triangle mesh in the file, scene transforms applied, with its texture if any.
+def _triangle_meshes(loaded, trimesh) -> list[tuple]:
+    """Each triangle mesh in the file, scene transforms applied: ``(part, texture or None,
+    material base colour or None)``.
 
     The scene graph is walked here rather than through ``Scene.dump()``, which
     drops the float colours kept in ``visual.vertex_attributes``.
@@ -168,8 +206,25 @@ def _triangle_meshes(loaded, trimesh) -> list[tuple[MeshData, Optional[BakedText
             if np.linalg.det(np.asarray(transform)[:3, :3]) < 0:
                 faces = faces[:, ::-1]  # a mirroring node turns the winding inside out
         part = MeshData(vertices, faces, _vertex_colors(mesh))
-        parts.append((part, _base_color_texture(mesh, part)))
+        parts.append((part, _base_color_texture(mesh, part), _material_rgb(mesh)))
     return parts
+
+
+def _material_rgb(mesh) -> Optional[np.ndarray]:
+    """The material's base colour as sRGB floats (glTF's factor is linear), or None."""
+    material = getattr(mesh.visual, "material", None)
+    if material is None:
+        return None
+    factor = getattr(material, "baseColorFactor", None)
+    if factor is not None:
+        rgb = np.asarray(factor, dtype=np.float64)[:3]
+        rgb = rgb / 255.0 if rgb.max() > 1.0 else rgb
+        return linear_to_srgb(rgb).astype(np.float32)
+    diffuse = getattr(material, "diffuse", None)
+    if diffuse is None:
+        return None
+    rgb = np.asarray(diffuse, dtype=np.float64)[:3]
+    return (rgb / 255.0 if rgb.max() > 1.0 else rgb).astype(np.float32)
 
 
 def _base_color_texture(mesh, part: MeshData) -> Optional[BakedTexture]:
