@@ -113,3 +113,22 @@ def test_formats_that_cannot_keep_the_looks_say_so_in_one_line(tmp_path, capsys,
     notes = [line for line in out.splitlines() if line.startswith("note: ")]
     assert "note: DXF carries no texture: its colours were written as face colours" in notes
     assert "note: STEP carries no colour: the texture was dropped" in notes
+
+
+def test_material_colours_become_vertex_colours_when_a_file_has_no_other():
+    mesh = read_mesh(mesh_corpus.require("OBJ/box_mat_with_spaces.obj"))  # Kd 0.2 0.2 0.2
+    np.testing.assert_allclose(mesh.colors, 0.2, atol=1e-6)
+    white = read_mesh(mesh_corpus.require("OBJ/cube_usemtl.obj"))  # Kd 1 1 1: no colour
+    assert white.colors is None
+    engine = read_mesh(mesh_corpus.require("glTF2/2CylinderEngine-glTF-Binary/2CylinderEngine.glb"))
+    assert engine.colors is not None and len(np.unique(np.round(engine.colors, 3), axis=0)) > 3
+
+
+def test_several_textures_named_the_windows_way_are_found_and_sampled_with_a_note():
+    read = read_mesh_file(mesh_corpus.require("OBJ/spider.obj"))  # map_Kd .\SpiderTex.jpg
+    assert read.texture is None and read.mesh.colors is not None
+    assert len(np.unique(np.round(read.mesh.colors, 2), axis=0)) > 50  # sampled, not flat
+    assert read.notes == [
+        "the file's textures (4 images) can't be one GLB/OBJ texture: "
+        "their colours were sampled into vertex colours"
+    ]
