@@ -131,8 +131,13 @@ def install_npm_tools() -> None:
 
 
 def install_debian_tools() -> None:
-    """Third-party tools the tests call (assimp, chromium), from Debian, when apt-get is there."""
-    missing = [pkg for pkg, tool in DEBIAN_DEV_PACKAGES.items() if shutil.which(tool) is None]
+    """Third-party tools the tests call (assimp and its test models, chromium), from Debian,
+    when apt-get is there."""
+    missing = [
+        pkg
+        for pkg, tool in DEBIAN_DEV_PACKAGES.items()
+        if not (os.path.isfile(tool) if os.path.isabs(tool) else shutil.which(tool))
+    ]
     if not missing:
         return
     apt = shutil.which("apt-get")

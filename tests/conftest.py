@@ -37,6 +37,7 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     matrix_asked = "blender_matrix" in (config.getoption("-m") or "")
+    corpus_asked = "corpus" in (config.getoption("-m") or "")
     for item in items:
         if "tests/blender/" in item.nodeid.replace(os.sep, "/"):
             item.add_marker(pytest.mark.blender)
@@ -46,6 +47,10 @@ def pytest_collection_modifyitems(config, items):
                     reason="opt-in: 'pytest -m blender_matrix' runs every Blender line in a bare "
                     "venv (~6 GB cached outside the clone; .ci/run runs it)"
                 )
+            )
+        if "corpus" in item.keywords and not corpus_asked:
+            item.add_marker(
+                pytest.mark.skip(reason="opt-in: 'pytest -m corpus' runs every third-party mesh")
             )
 
 

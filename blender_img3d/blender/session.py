@@ -246,7 +246,9 @@ def summarise(result: Any, seconds: float) -> str:
     if not result.meshes:
         return "Nothing generated"
     metrics = result.metrics[0]
-    closed = "watertight" if metrics.get("watertight") else "open"
+    from ..core.mesh.metrics import closedness_label
+
+    closed = closedness_label(metrics)
     manifold = "manifold" if metrics.get("edge_manifold") else "non-manifold"
     count = f"{len(result.meshes)} variants, " if len(result.meshes) > 1 else ""
     return (

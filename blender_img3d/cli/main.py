@@ -291,7 +291,9 @@ def _print_result(result, args: argparse.Namespace) -> None:
     if getattr(args, "latents_out", None) is not None:
         print(f"wrote {args.latents_out}")
     for mesh, metrics in zip(result.meshes, result.metrics):
-        flags = "watertight" if metrics.get("watertight") else "open"
+        from ..core.mesh.metrics import closedness_label
+
+        flags = closedness_label(metrics)
         counts = f"{metrics.get('faces')} faces, {metrics.get('vertices')} vertices"
         print(f"{mesh.name}: {counts}, {flags}")
     for note in result.notes:

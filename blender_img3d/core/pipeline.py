@@ -50,6 +50,10 @@ class Result(EqualByDict):
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    # Per variant, the base-colour texture its source file carried (a converted file's;
+    # None: none), which GLB/OBJ outputs keep. Not part of ``to_dict``: the written
+    # files hold it.
+    textures: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data; meshes, latents and the model input as arrays."""
@@ -595,7 +599,7 @@ def _write_outputs(
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
-        from .exporters import carries_texture, check_exportable, export_mesh
+        from .exporters import appearance_note, carries_texture, check_exportable, export_mesh
 
         # Every mesh against every format first: no file is written for a set that can't be.
         for mesh, variant_paths in zip(result.meshes, paths):
@@ -617,6 +621,10 @@ def _write_outputs(
                 )
                 result.outputs.append(Path(written))
                 done += 1
+                note = appearance_note(path, mesh.colors is not None, texture is not None)
+                if note and note not in result.notes:
+                    log.info("%s", note)
+                    result.notes.append(note)
         report(progress, Phase.EXPORTING, total, total)
     # A cancel that came during the last export still wins: the staged files are dropped.
     raise_if_cancelled(cancel)
@@ -633,18 +641,22 @@ def _bake_textures(
     before any file is written, so a mesh without colours fails the run cleanly."""
     from .exporters import carries_texture
 
+    carried = list(result.textures) or [None] * len(result.meshes)
     if not request.export.bake_texture:
-        return [None] * len(result.meshes)
-    from .mesh.bake import bake_vertex_colors
+        return carried
+    from .mesh.bake import bake_texture, bake_vertex_colors
 
     textures: list[Any] = []
+    size = request.export.texture_size
     with timer("bake"):
-        for mesh, variant_paths in zip(result.meshes, paths):
+        for mesh, variant_paths, source in zip(result.meshes, paths, carried):
             raise_if_cancelled(cancel)
-            wanted = any(carries_texture(path) for path in variant_paths)
-            textures.append(
-                bake_vertex_colors(mesh, size=request.export.texture_size) if wanted else None
-            )
+            if not any(carries_texture(path) for path in variant_paths):
+                textures.append(None)
+            elif source is not None:  # a file's own texture: sampled at its UVs
+                textures.append(bake_texture(source, size=size))
+            else:
+                textures.append(bake_vertex_colors(mesh, size=size))
     return textures
 
 
@@ -751,28 +763,35 @@ def convert_mesh_file(
 
 def _convert_mesh_file(in_path, plan, request, progress, cancel, up_axis) -> Result:
     from .mesh.metrics import compute_metrics
-    from .mesh.reading import read_mesh
+    from .mesh.reading import read_mesh_file
     from .mesh.validate import check_mesh
 
     timer = _Timer()
     with timer("read"):
-        mesh = read_mesh(in_path, up_axis=up_axis)
+        read = read_mesh_file(in_path, up_axis=up_axis)
+    mesh, texture, notes = read.mesh, read.texture, list(read.notes)
     check_mesh(mesh, "convert")
     if request.name:
         mesh.name = request.name
-    notes: list[str] = []
     timings: dict[str, float] = {}
     if request.mesh.enabled:
         from .mesh.process import process_mesh
 
         processed = process_mesh(mesh, request.mesh, cancel=cancel, from_shap_e=False)
-        mesh, timings, notes = processed.mesh, dict(processed.timings), list(processed.notes)
+        mesh, timings = processed.mesh, dict(processed.timings)
+        notes += processed.notes
         check_mesh(mesh, "keep", " after processing")
+        if texture is not None:  # processing moves and merges vertices: UVs no longer fit
+            texture = None
+            notes.append("processing keeps colours, not the texture: it was sampled per vertex")
+    elif texture is not None:
+        texture.mesh = mesh  # the same rows, with the name and metadata the run gave it
     result = Result(
         meshes=[mesh],
         metrics=[compute_metrics(mesh, timings=timings).to_dict()],
         settings={"converted_from": str(in_path)},
         notes=notes,
+        textures=[texture],
     )
     _export_and_report(result, plan.meshes, request, progress, cancel, timer)
     return result

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blender_img3d.core.errors import ExportError
-from blender_img3d.core.exporters.brep_mesh import brep_mesh
+from blender_img3d.core.exporters.brep_mesh import brep_mesh, planar_faces
 from blender_img3d.core.exporters.step import step_string, write_step
 from blender_img3d.core.mesh.meshdata import MeshData
 from blender_img3d.core.mesh.topology import is_closed
@@ -319,3 +319,63 @@ def test_flat_face_with_a_hole_is_one_face_with_an_inner_bound(tmp_path):
     assert count(assert_valid_solid(tight, mesh), TopAbs_FACE) == 10
     with pytest.raises(ExportError, match="coplanar_tolerance must be a positive length"):
         write_step(mesh, tmp_path / "bad.step", coplanar_tolerance=-1.0)
+
+
+def flat_spiral(turns: float = 1.25, steps: int = 60) -> MeshData:
+    """A flat ribbon winding past a full turn: every triangle faces up, but in its plane the
+    ribbon lies over itself, so one merged face's boundary would cross itself."""
+    angle = np.linspace(0.0, 2 * np.pi * turns, steps)
+    radius = 1.0 + 0.05 * angle  # the second turn overlaps the first (ribbon 0.4 wide)
+    inner = np.stack([radius * np.cos(angle), radius * np.sin(angle), 0 * angle], 1)
+    outer = np.stack([(radius + 0.4) * np.cos(angle), (radius + 0.4) * np.sin(angle), 0 * angle], 1)
+    vertices = np.vstack([inner, outer])
+    i = np.arange(steps - 1)
+    faces = np.concatenate(
+        [np.stack([i, i + 1, i + steps + 1], 1), np.stack([i, i + steps + 1, i + steps], 1)]
+    )
+    return MeshData(vertices, faces, name="spiral")
+
+
+def test_a_merged_face_whose_loop_would_cross_itself_falls_back_to_triangles(tmp_path):
+    mesh = flat_spiral()
+    topo = brep_mesh(mesh.vertices * 1000, mesh.faces, 6)
+    faces = planar_faces(topo, topo.tolerance)
+    assert faces.count == mesh.face_count  # the region is not provably simple: triangles
+    _, shape = read_step(write_step(mesh, tmp_path / "spiral.step"))
+    assert BRepCheck_Analyzer(shape).IsValid()
+    # Less than a turn: the same ribbon is one face with one loop.
+    one_turn = flat_spiral(turns=0.8)
+    topo = brep_mesh(one_turn.vertices * 1000, one_turn.faces, 6)
+    assert planar_faces(topo, topo.tolerance).count == 1
+
+
+def test_closed_and_open_parts_in_one_file_are_solids_and_shells(tmp_path):
+    mesh = combine(cube(), MeshData(open_box().vertices + 3.0, open_box().faces))
+    path = write_step(mesh, tmp_path / "mixed.step")
+    text = path.read_text()
+    assert text.count("=MANIFOLD_SOLID_BREP(") == 1 and text.count("=OPEN_SHELL(") == 1
+    assert "SHAPE_REPRESENTATION_RELATIONSHIP" in text
+    _, shape = read_step(path)
+    assert BRepCheck_Analyzer(shape).IsValid()
+    assert count(shape, TopAbs_SOLID) == 1 and count(shape, TopAbs_SHELL) == 2
+    solid = TopExp_Explorer(shape, TopAbs_SOLID).Current()
+    assert occ_volume(solid) == pytest.approx(1000.0**3, rel=1e-6)
+
+
+def test_cubes_sharing_an_edge_are_two_valid_solids(tmp_path):
+    """Two bodies touching along an edge (four faces on it) are each closed on their own."""
+    second = MeshData(cube().vertices + [1.0, 1.0, 0.0], cube().faces)
+    mesh = combine(cube(), second)
+    path = write_step(mesh, tmp_path / "touching.step")
+    shape = assert_valid_solid(path, mesh, solids=2)
+    assert count(shape, TopAbs_SHELL) == 2
+
+
+def test_unwelded_triangles_with_one_flipped_are_one_closed_solid(tmp_path):
+    """STL-like storage (no shared vertex) and a triangle wound the wrong way: still a solid."""
+    mesh = cube()
+    corners = mesh.vertices[mesh.faces].reshape(-1, 3)
+    faces = np.arange(len(corners)).reshape(-1, 3)
+    faces[0] = faces[0, ::-1]
+    soup = MeshData(corners, faces)
+    assert_valid_solid(write_step(soup, tmp_path / "soup.step"), mesh)

@@ -110,3 +110,41 @@ def test_to_dict_is_json_serialisable_and_carries_timings():
 def test_invalid_meshes_raise_a_clear_error(vertices, faces, message):
     with pytest.raises(MeshProcessingError, match=message):
         compute_metrics(MeshData(vertices, faces))
+
+
+def unwelded(mesh: MeshData) -> MeshData:
+    """Every triangle with its own three corners, as STL stores a mesh."""
+    corners = mesh.vertices[mesh.faces].reshape(-1, 3)
+    return MeshData(corners, np.arange(len(corners)).reshape(-1, 3))
+
+
+def test_an_unwelded_closed_mesh_is_watertight_on_the_welded_view():
+    m = compute_metrics(unwelded(meshes.cube()))
+    assert m.vertices == 36 and m.welded_vertices == 8
+    assert m.watertight and (m.parts, m.closed_parts, m.open_parts) == (1, 1, 0)
+    assert m.volume == pytest.approx(1.0) and m.genus == 0 and m.boundary_edges == 0
+
+
+def test_a_flipped_triangle_is_not_a_hole():
+    cube = meshes.cube()
+    faces = cube.faces.copy()
+    faces[0] = faces[0, ::-1]
+    m = compute_metrics(MeshData(cube.vertices, faces))
+    assert m.watertight and not m.winding_consistent and m.parts == 1
+
+
+def test_bodies_touching_along_an_edge_are_two_closed_parts():
+    second = MeshData(meshes.cube().vertices + [1.0, 1.0, 0.0], meshes.cube().faces)
+    m = compute_metrics(meshes.combine(meshes.cube(), second))
+    assert m.non_manifold_edges == 1 and m.components == 1
+    assert m.watertight and (m.parts, m.closed_parts) == (2, 2)
+
+
+def test_a_closed_and_an_open_body_are_counted_apart():
+    open_box = meshes.open_box()
+    mixed = meshes.combine(meshes.cube(), MeshData(open_box.vertices + 3.0, open_box.faces))
+    m = compute_metrics(mixed)
+    assert not m.watertight and (m.parts, m.closed_parts, m.open_parts) == (2, 1, 1)
+    from blender_img3d.core.mesh.metrics import closedness_label
+
+    assert closedness_label(m.to_dict()) == "1 closed part, 1 open"

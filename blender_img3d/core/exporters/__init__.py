@@ -57,6 +57,9 @@ class ExportFormat:
     # it doesn't embed it (an OBJ's PNG), like ``side_files``.
     textures: bool = False
     texture_files: Union[str, Callable[[Path], list[Path]], None] = None
+    # What becomes of vertex colours in the file ("" : it keeps none), for the one-line
+    # note a run gives when a format drops what the mesh carried.
+    colors: str = "vertex colours"
 
     @property
     def suffix(self) -> str:
@@ -242,6 +245,18 @@ def carries_texture(path: Union[str, os.PathLike]) -> bool:
     return _FORMATS[format_for_path(path)].textures
 
 
+def appearance_note(path: Union[str, os.PathLike], colors: bool, texture: bool) -> Optional[str]:
+    """One line saying what the format of ``path`` can't keep of the mesh's looks, or None."""
+    fmt = _FORMATS[format_for_path(path)]
+    name = fmt.name.upper()
+    if (colors or texture) and not fmt.colors:
+        dropped = "texture was" if texture else "colours were"
+        return f"{name} carries no colour: the {dropped} dropped"
+    if texture and not fmt.textures:
+        return f"{name} carries no texture: its colours were written as {fmt.colors}"
+    return None
+
+
 register_format(
     ExportFormat(
         "glb",
@@ -272,6 +287,7 @@ register_format(
         "DXF mesh for CAD, in the chosen unit",
         ".dxf:write_dxf",
         units=True,
+        colors="face colours",
     )
 )
 register_format(
@@ -282,6 +298,7 @@ register_format(
         "STEP AP214 solid (closed meshes) or surface, for CAD",
         ".step:write_step",
         units=True,
+        colors="",
     )
 )
 

@@ -34,7 +34,7 @@ _FLOAT = 5126
 _UNSIGNED_SHORT = 5123
 _UNSIGNED_INT = 5125
 _TRIANGLES = 4
-_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP_TO_EDGE = 9729, 9987, 33071
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP_TO_EDGE, _REPEAT = 9729, 9987, 33071, 10497
 # uint16 indices may not use 65535: the validator reserves it for primitive restart.
 _MAX_UINT16_INDEX = 65534
 
@@ -136,14 +136,15 @@ def glb_bytes(
             np.asarray(texture.uvs, dtype="<f4"), _FLOAT, "VEC2", _ARRAY_BUFFER
         )
         image_view = add_view(texture.png_bytes(), None)
+        wrap = _REPEAT if getattr(texture, "repeat", False) else _CLAMP_TO_EDGE
         texture_parts = {
             "images": [{"bufferView": image_view, "mimeType": "image/png"}],
             "samplers": [
                 {
                     "magFilter": _LINEAR,
                     "minFilter": _LINEAR_MIPMAP_LINEAR,
-                    "wrapS": _CLAMP_TO_EDGE,
-                    "wrapT": _CLAMP_TO_EDGE,
+                    "wrapS": wrap,
+                    "wrapT": wrap,
                 }
             ],
             "textures": [{"sampler": 0, "source": 0}],

@@ -6,11 +6,15 @@ EDGE_CURVE on a LINE shared by its two faces (each face runs along it through an
 ORIENTED_EDGE with the matching sense), and every flat area an ADVANCED_FACE on a
 PLANE bounded by its edge loops: coplanar triangles are merged into one face with
 its real boundary, holes included (:func:`.brep_mesh.planar_faces`), so a cube
-has 6 faces and a curved surface keeps one face per facet. A closed mesh becomes
-a CLOSED_SHELL inside a MANIFOLD_SOLID_BREP per connected component (an
-ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS for a solid with
-closed cavities inside (see :mod:`.brep_mesh`), an open one an OPEN_SHELL inside
-a SHELL_BASED_SURFACE_MODEL (a MANIFOLD_SURFACE_SHAPE_REPRESENTATION).
+has 6 faces and a curved surface keeps one face per facet; a merged face is kept
+only where it is provably valid (:func:`.brep_mesh.planar_faces`). Each part of
+the welded mesh (:class:`..mesh.topology.Parts`, the same answer the summary and
+the report give) is written on its own: a closed one as a CLOSED_SHELL inside a
+MANIFOLD_SOLID_BREP (an ADVANCED_BREP_SHAPE_REPRESENTATION), or a BREP_WITH_VOIDS
+for a solid with closed cavities inside (see :mod:`.brep_mesh`), an open one as
+an OPEN_SHELL inside a SHELL_BASED_SURFACE_MODEL (a
+MANIFOLD_SURFACE_SHAPE_REPRESENTATION, related to the solids' representation
+when the file has both).
 
 Entities of one kind get consecutive ids, so each block is written by one
 vectorised pass of ``%``-formatting instead of per-entity Python objects;
@@ -249,19 +253,19 @@ class _DataWriter:
                 for i, loops in enumerate(faces.face_loops)
             )
 
-        kind = "CLOSED_SHELL" if topo.closed else "OPEN_SHELL"
+        kinds = np.where(topo.shell_closed, "CLOSED_SHELL", "OPEN_SHELL").tolist()
         order = np.argsort(faces.component, kind="stable")
         splits = np.cumsum(np.bincount(faces.component, minlength=topo.component_count))
         groups = np.split(order + face, splits[:-1])
         yield "".join(
-            f"#{shell + i}={kind}('',({_refs(group)}));\n" for i, group in enumerate(groups)
+            f"#{shell + i}={kinds[i]}('',({_refs(group)}));\n" for i, group in enumerate(groups)
         )
         yield self._product(product, shell, topo.component_count)
 
     def _solids(self, shell: int) -> tuple[str, str]:
         """One solid per outer shell, with its voids; the entities and their references."""
         void_of = self.topo.void_of
-        outer = np.flatnonzero(void_of < 0)
+        outer = np.flatnonzero((void_of < 0) & self.topo.shell_closed)
         voids = np.flatnonzero(void_of >= 0)
         solid = self.reserve(len(outer))
         oriented = self.reserve(len(voids))
@@ -289,15 +293,30 @@ class _DataWriter:
         """
         n = first
         name = self.name
-        shell_refs = range(shell, shell + shells)
-        if self.topo.closed:
+        closed = self.topo.shell_closed
+        open_refs = _refs(np.flatnonzero(~closed) + shell)
+        if closed.all():
             items, item_refs = self._solids(shell)
             representation = "ADVANCED_BREP_SHAPE_REPRESENTATION"
-        else:
+        elif not closed.any():
             solid = self.reserve(1)
-            items = f"#{solid}=SHELL_BASED_SURFACE_MODEL({name},({_refs(shell_refs)}));\n"
+            items = f"#{solid}=SHELL_BASED_SURFACE_MODEL({name},({open_refs}));\n"
             representation = "MANIFOLD_SURFACE_SHAPE_REPRESENTATION"
             item_refs = f"#{solid}"
+        else:
+            # Closed parts are solids, open ones surfaces: two representations of the
+            # product, the surfaces' related to the solids' (as CAD systems write a
+            # part with both), since neither kind may hold the other's items.
+            items, item_refs = self._solids(shell)
+            representation = "ADVANCED_BREP_SHAPE_REPRESENTATION"
+            model = self.reserve(3)
+            surfaces, related = model + 1, model + 2
+            items += (
+                f"#{model}=SHELL_BASED_SURFACE_MODEL({name},({open_refs}));\n"
+                f"#{surfaces}=MANIFOLD_SURFACE_SHAPE_REPRESENTATION({name},"
+                f"(#{n + 11},#{model}),#{n + 15});\n"
+                f"#{related}=SHAPE_REPRESENTATION_RELATIONSHIP('','',#{n + 10},#{surfaces});\n"
+            )
         unit = self.unit
         if unit.step_conversion_mm:
             length_unit_text = (

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_TEXTURE_SIZE",
     "MIN_TEXTURE_SIZE",
     "BakedTexture",
+    "bake_texture",
     "bake_vertex_colors",
 ]
 # The PNG's tEXt "Software" entry: how the output plan tells a texture we wrote from a
@@ -81,6 +82,9 @@ class BakedTexture:
     mesh: MeshData  # seam vertices split; colours kept per (split) vertex
     uvs: np.ndarray  # (N, 2) float32, glTF convention
     image: np.ndarray  # (H, W, 3) uint8, sRGB
+    # UVs outside [0, 1] repeat the image (a file's own texture, as glTF's default
+    # sampler does); a baked atlas stays inside and clamps.
+    repeat: bool = False
 
     def png_bytes(self) -> bytes:
         from PIL import Image
@@ -95,6 +99,8 @@ class BakedTexture:
     def sample(self, uvs: np.ndarray) -> np.ndarray:
         """Bilinear texture lookups at ``uvs`` as float sRGB in [0, 1] (for checks)."""
         height, width = self.image.shape[:2]
+        if self.repeat:
+            uvs = np.mod(uvs, 1.0)
         x = np.clip(uvs[:, 0] * width - 0.5, 0, width - 1)
         y = np.clip(uvs[:, 1] * height - 0.5, 0, height - 1)
         x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
@@ -131,6 +137,27 @@ def bake_vertex_colors(mesh: MeshData, size: int = DEFAULT_TEXTURE_SIZE) -> Bake
     uvs = np.ascontiguousarray(uvs, dtype=np.float32)
     colors = mesh.colors[vmapping]
     image = rasterise(uvs, faces.astype(np.int64), colors, int(size), int(size))
+    baked_mesh = MeshData(
+        mesh.vertices[vmapping], faces, colors=colors, name=mesh.name, metadata=dict(mesh.metadata)
+    )
+    return BakedTexture(baked_mesh, uvs, image)
+
+
+def bake_texture(source: BakedTexture, size: int = DEFAULT_TEXTURE_SIZE) -> BakedTexture:
+    """A fresh ``size`` × ``size`` atlas for ``source.mesh``, painted from ``source``'s own
+    texture: each texel takes the source image at the source UV interpolated there."""
+    if not MIN_TEXTURE_SIZE <= int(size) <= MAX_TEXTURE_SIZE:
+        raise MeshInputError(
+            f"The texture size must be {MIN_TEXTURE_SIZE}..{MAX_TEXTURE_SIZE} px, got {size}."
+        )
+    mesh = source.mesh
+    vmapping, faces, uvs, _extent = uv_atlas(mesh.vertices, mesh.faces, int(size))
+    uvs = np.ascontiguousarray(uvs, dtype=np.float32)
+    faces = faces.astype(np.int64)
+    lookup = rasterise_values(uvs, faces, source.uvs[vmapping].astype(np.float32), size, size)
+    image = source.sample(lookup.reshape(-1, 2)).reshape(size, size, 3)
+    image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    colors = mesh.colors[vmapping] if mesh.colors is not None else None
     baked_mesh = MeshData(
         mesh.vertices[vmapping], faces, colors=colors, name=mesh.name, metadata=dict(mesh.metadata)
     )
@@ -191,12 +218,21 @@ def _atlas_child(positions: np.ndarray, indices: np.ndarray, size: int):
 def rasterise(
     uvs: np.ndarray, faces: np.ndarray, colors: np.ndarray, width: int, height: int
 ) -> np.ndarray:
-    """Paint each triangle's barycentric colour blend into a ``height`` × ``width`` image.
+    """Paint each triangle's barycentric colour blend into a ``height`` × ``width`` image."""
+    total = rasterise_values(uvs, faces, colors, width, height)
+    return np.round(np.clip(total, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def rasterise_values(
+    uvs: np.ndarray, faces: np.ndarray, colors: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """Per texel, the barycentric blend of the per-vertex ``colors`` (any channel count),
+    as float, with the charts grown outward (see :func:`grow_charts`).
 
     Triangles are grouped by the size of their texel bounding box and each group
     is evaluated at once on a K × K grid per triangle, in chunks that bound memory.
     """
-    total = np.zeros((height, width, 3), dtype=np.float32)
+    total = np.zeros((height, width, colors.shape[1]), dtype=np.float32)
     filled = np.zeros((height, width), dtype=bool)
     points = uvs.astype(np.float64) * (width, height) - 0.5  # texel centres are integers
     corners = points[faces]  # (F, 3, 2)
@@ -245,7 +281,7 @@ def rasterise(
             filled[ys[tri, row, col], xs[tri, row, col]] = True
         grid *= 2
     grow_charts(total, filled, CHART_PADDING_TEXELS + 2)
-    return np.round(np.clip(total, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return total
 
 
 def grow_charts(image: np.ndarray, filled: np.ndarray, texels: int) -> None:

@@ -13,6 +13,7 @@ from ..settings import SPECK_AREA_FRACTION, MeshSettings
 from .meshdata import MeshData, plural
 from .topology import (
     checks_mesh,
+    consistent_winding,
     edge_table,
     enclosing_pieces,
     face_areas,
@@ -113,62 +114,12 @@ def merge_vertices(
 def make_winding_consistent(mesh: MeshData) -> MeshData:
     """Flip faces so that every two-face edge is walked once in each direction.
 
-    Orientation spreads from one face per piece over a breadth-first tree of the
-    face graph (faces linked through manifold edges); a face's flip is the parity
-    of 'same-direction' links on its path to the root, summed by pointer jumping
-    so the whole thing stays vectorised. Non-orientable pieces keep what the tree gives.
+    See :func:`.topology.consistent_winding`; non-orientable pieces keep what its tree gives.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
-
-    faces = mesh.faces
-    n_faces = len(faces)
-    table = edge_table(faces, mesh.vertex_count)
-    uses = np.argsort(table.face_edges.reshape(-1), kind="stable")
-    edge_of_use = table.face_edges.reshape(-1)[uses]
-    # The two uses of each two-face edge are adjacent after the sort.
-    two = table.counts[edge_of_use] == 2
-    first = np.flatnonzero(two[:-1] & (edge_of_use[:-1] == edge_of_use[1:]))
-    use_a, use_b = uses[first], uses[first + 1]
-    face_a, face_b = use_a // 3, use_b // 3
-    forward = table.forward.reshape(-1)
-    same_direction = forward[use_a] == forward[use_b]
-    if not same_direction.any():
+    faces = consistent_winding(mesh.faces, mesh.vertex_count)
+    if faces is mesh.faces:
         return mesh
-
-    # Link every piece to a virtual root so one breadth-first pass covers them all.
-    graph = coo_matrix(
-        (np.ones(len(face_a), dtype=np.int8), (face_a, face_b)), (n_faces, n_faces)
-    ).tocsr()
-    n_pieces, piece = connected_components(graph, directed=False)
-    seeds = np.unique(piece, return_index=True)[1]
-    root = n_faces
-    rows = np.concatenate([face_a, np.full(n_pieces, root)])
-    cols = np.concatenate([face_b, seeds])
-    tree_graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), (root + 1,) * 2)
-    _, parent = breadth_first_order(tree_graph.tocsr(), root, directed=False)
-    parent[root] = root
-
-    # Parity of each face-to-parent link (0 for links to the virtual root).
-    keys = np.minimum(face_a, face_b) * np.int64(n_faces + 1) + np.maximum(face_a, face_b)
-    order = np.argsort(keys)
-    keys, flips = keys[order], same_direction[order]
-    child = np.arange(root + 1)
-    link = np.minimum(child, parent) * np.int64(n_faces + 1) + np.maximum(child, parent)
-    at = np.clip(np.searchsorted(keys, link), 0, len(keys) - 1)
-    parity = (keys[at] == link) & flips[at] & (parent != root) & (child != root)
-
-    ancestor = parent.copy()
-    flip = parity.copy()
-    while np.any(ancestor != root):
-        flip ^= flip[ancestor] & (ancestor != root)
-        ancestor = ancestor[ancestor]
-        # A root's own "ancestor" is itself; parity of the root is False, so this is stable.
-    flip = flip[:n_faces]
-    out = faces.copy()
-    out[flip] = out[flip][:, ::-1]
-    log.debug("flipped %d of %d faces to make winding consistent", int(flip.sum()), n_faces)
-    return mesh.replaced(faces=out)
+    return mesh.replaced(faces=faces)
 
 
 def orient_outward(mesh: MeshData) -> MeshData:

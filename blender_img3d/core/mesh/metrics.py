@@ -5,12 +5,19 @@ the edge table (about 0.1 s for 200k faces). The answer is a plain dataclass who
 :meth:`MeshMetrics.to_dict` is JSON-serialisable, so the CLI's ``--report`` and
 Blender's custom properties store it as is.
 
-Definitions (shared with the processing steps through :mod:`.topology`):
+Definitions (shared with the processing steps through :mod:`.topology`). Every
+topological fact is taken on the *welded view* (:func:`.topology.welded_parts`):
+vertices closer than a millionth of the model's size are one, as the STEP writer
+welds them, without changing the mesh. So an STL (whose triangles never share a
+vertex) or a glTF split along UV seams is judged by its surface, not by its
+storage, and the summary, the report and the STEP file tell the same story:
 
-* *watertight*: every edge has exactly two faces (no boundary, no non-manifold edge);
+* *parts*: faces linked through edges that two faces walk in opposite directions;
+  each closed part is a solid in STEP, each open one a shell;
+* *watertight*: every part is closed;
 * *edge-manifold*: no edge has three or more faces;
 * *vertex-manifold*: the faces around every vertex form a single fan;
-* *components*: pieces connected through shared vertices;
+* *components*: pieces connected through shared (welded) vertices;
 * *genus* (only when watertight): total number of handles, ``components - chi / 2``;
 * *volume* (only when watertight): signed, positive for outward-facing normals.
 """
@@ -25,11 +32,12 @@ import numpy as np
 from .meshdata import MeshData
 from .topology import (
     check_mesh,
-    edge_table,
     face_areas,
+    mesh_parts,
     non_manifold_vertex_mask,
     signed_volumes,
     vertex_labels,
+    welded_faces,
 )
 
 # A face counts as degenerate when its area is below this fraction of the squared
@@ -47,6 +55,10 @@ class MeshMetrics:
     edges: int
     components: int
     watertight: bool
+    parts: int
+    closed_parts: int
+    open_parts: int
+    welded_vertices: int
     winding_consistent: bool
     edge_manifold: bool
     vertex_manifold: bool
@@ -80,21 +92,20 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
     check_mesh(mesh, "measure")
     vertices, faces = mesh.vertices, mesh.faces
     n_vertices = len(vertices)
-    table = edge_table(faces, n_vertices)
-    components, _ = vertex_labels(faces, n_vertices)
     used = np.unique(faces)
+    points, stored = welded_faces(vertices, faces)
+    parts = mesh_parts(stored, len(points))
+    welded = parts.faces
+    table = parts.table
+    components, _ = vertex_labels(welded, len(points)) if len(welded) else (0, None)
 
     boundary = int(table.boundary.sum())
     non_manifold_edges = int(table.non_manifold.sum())
-    non_manifold_vertices = int(non_manifold_vertex_mask(faces, n_vertices, table).sum())
-    watertight = boundary == 0 and non_manifold_edges == 0
+    non_manifold_vertices = int(non_manifold_vertex_mask(welded, len(points), table).sum())
+    watertight = parts.watertight
 
-    # Consistent winding: every two-face edge is walked once each way.
-    two_face = table.counts == 2
-    forward_uses = np.bincount(
-        table.face_edges.reshape(-1), weights=table.forward.reshape(-1), minlength=len(table.edges)
-    )
-    winding_consistent = bool(np.all(forward_uses[two_face] == 1))
+    # Consistent winding, as stored: every two-face edge is walked once each way.
+    winding_consistent = not parts.rewound
 
     lo, hi = vertices[used].min(axis=0), vertices[used].max(axis=0)
     diagonal = float(np.linalg.norm(hi - lo))
@@ -104,12 +115,13 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
     )
     degenerate = int((index_degenerate | (areas <= DEGENERATE_AREA_FRACTION * diagonal**2)).sum())
 
-    euler = int(len(used) - len(table.edges) + len(faces))
+    euler = int(len(np.unique(welded)) - len(table.edges) + len(welded))
     genus = None
     volume = None
-    if watertight:
+    if watertight and non_manifold_edges == 0:
         genus = int((2 * components - euler) // 2)
-        volume = float(signed_volumes(vertices, faces).sum())
+    if watertight:
+        volume = float(signed_volumes(points, welded).sum())
 
     return MeshMetrics(
         vertices=n_vertices,
@@ -118,6 +130,10 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
         edges=int(len(table.edges)),
         components=components,
         watertight=watertight,
+        parts=parts.count,
+        closed_parts=parts.closed_count,
+        open_parts=parts.open_count,
+        welded_vertices=int(len(np.unique(welded))),
         winding_consistent=winding_consistent,
         edge_manifold=non_manifold_edges == 0,
         vertex_manifold=non_manifold_vertices == 0,
@@ -134,3 +150,14 @@ def compute_metrics(mesh: MeshData, timings: Optional[Mapping[str, float]] = Non
         has_colors=mesh.colors is not None,
         timings={str(k): float(v) for k, v in (timings or {}).items()},
     )
+
+
+def closedness_label(metrics: Mapping[str, Any]) -> str:
+    """What the summary says of a metrics record: ``"watertight"``, ``"open"`` or, for a
+    file of several bodies, ``"3 closed parts, 1 open"`` (the STEP file's solids and shells)."""
+    parts = int(metrics.get("parts") or 0)
+    closed = int(metrics.get("closed_parts") or 0)
+    if parts > 1 and 0 < closed < parts:
+        return f"{closed} closed part{'' if closed == 1 else 's'}, {parts - closed} open"
+    label = "watertight" if metrics.get("watertight") else "open"
+    return f"{label}, {parts} parts" if parts > 1 else label

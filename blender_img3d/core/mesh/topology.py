@@ -287,3 +287,214 @@ def non_manifold_vertex_mask(faces: np.ndarray, n_vertices: int, table: EdgeTabl
     pairs = np.unique(node_vertex * np.int64(2 * n_edges) + groups)
     fans = np.bincount(pairs // (2 * n_edges), minlength=n_vertices)
     return fans > 1
+
+
+# What every reader of the topology calls "the same vertex": closer than this fraction of
+# the bounding-box diagonal (a micrometre on a metre-sized part). STL stores each triangle's
+# corners apart and glTF splits vertices along UV seams, so without welding every such
+# file would look open; the STEP writer welds at the same distance.
+WELD_RELATIVE_TOLERANCE = 1e-6
+_PACKED_AXIS_BITS = 21
+
+
+def weld_index(vertices: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each vertex's welded representative: ``(index, points)`` with ``points[index]`` ≈ vertices.
+
+    Vertices in one grid cell of size ``tolerance`` are one vertex; a second pass on a
+    grid shifted by half a cell catches pairs the first split across a cell boundary.
+    Cells are packed into one int64 key when they fit, so the sort is one-dimensional.
+    """
+    index = np.arange(len(vertices))
+    points = np.asarray(vertices, dtype=np.float64)
+    if len(points) == 0 or not tolerance > 0:
+        return index, points
+    for shift in (0.0, 0.5):
+        cells = np.floor(points / tolerance + shift).astype(np.int64)
+        cells -= cells.min(axis=0)
+        if int(cells.max()) < 2**_PACKED_AXIS_BITS:
+            keys = (cells[:, 0] << (2 * _PACKED_AXIS_BITS)) | (cells[:, 1] << _PACKED_AXIS_BITS)
+            keys |= cells[:, 2]
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        else:
+            _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+        if len(first) == len(points):
+            continue
+        index = inverse.reshape(-1)[index]
+        points = points[first]
+    return index, points
+
+
+def consistent_winding(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """``faces`` with some flipped so every two-face edge is walked once in each direction.
+
+    Orientation spreads from one face per piece over a breadth-first tree of the
+    face graph (faces linked through two-face edges); a face's flip is the parity
+    of 'same-direction' links on its path to the root, summed by pointer jumping
+    so the whole thing stays vectorised. Non-orientable pieces keep what the tree
+    gives. Returns ``faces`` itself when nothing needs flipping.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+    n_faces = len(faces)
+    table = edge_table(faces, n_vertices)
+    face_a, face_b, use_a, use_b = _two_face_links(table)
+    forward = table.forward.reshape(-1)
+    same_direction = forward[use_a] == forward[use_b]
+    if not same_direction.any():
+        return faces
+
+    # Link every piece to a virtual root so one breadth-first pass covers them all.
+    graph = coo_matrix(
+        (np.ones(len(face_a), dtype=np.int8), (face_a, face_b)), (n_faces, n_faces)
+    ).tocsr()
+    n_pieces, piece = connected_components(graph, directed=False)
+    seeds = np.unique(piece, return_index=True)[1]
+    root = n_faces
+    rows = np.concatenate([face_a, np.full(n_pieces, root)])
+    cols = np.concatenate([face_b, seeds])
+    tree_graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), (root + 1,) * 2)
+    _, parent = breadth_first_order(tree_graph.tocsr(), root, directed=False)
+    parent[root] = root
+
+    # Parity of each face-to-parent link (0 for links to the virtual root).
+    keys = np.minimum(face_a, face_b) * np.int64(n_faces + 1) + np.maximum(face_a, face_b)
+    order = np.argsort(keys)
+    keys, flips = keys[order], same_direction[order]
+    child = np.arange(root + 1)
+    link = np.minimum(child, parent) * np.int64(n_faces + 1) + np.maximum(child, parent)
+    at = np.clip(np.searchsorted(keys, link), 0, len(keys) - 1)
+    parity = (keys[at] == link) & flips[at] & (parent != root) & (child != root)
+
+    ancestor = parent.copy()
+    flip = parity.copy()
+    while np.any(ancestor != root):
+        flip ^= flip[ancestor] & (ancestor != root)
+        ancestor = ancestor[ancestor]
+        # A root's own "ancestor" is itself; parity of the root is False, so this is stable.
+    flip = flip[:n_faces]
+    out = faces.copy()
+    out[flip] = out[flip][:, ::-1]
+    return out
+
+
+def _two_face_links(table: EdgeTable):
+    """Faces ``a``, ``b`` across each two-face edge, and the half-edge uses (3f + side)."""
+    uses = np.argsort(table.face_edges.reshape(-1), kind="stable")
+    edge_of_use = table.face_edges.reshape(-1)[uses]
+    two = table.counts[edge_of_use] == 2
+    first = np.flatnonzero(two[:-1] & (edge_of_use[:-1] == edge_of_use[1:]))
+    use_a, use_b = uses[first], uses[first + 1]
+    return use_a // 3, use_b // 3, use_a, use_b
+
+
+@dataclass
+class Parts:
+    """The parts of a welded mesh as a CAD reader sees them: closed bodies and open shells.
+
+    ``faces`` is the welded face list with winding made consistent where the
+    surface allows (a flipped triangle is not a hole), ``label`` each face's part
+    and ``closed`` per part. A part is a set of faces linked through edges that
+    exactly two faces walk in opposite directions, so two bodies touching along an
+    edge or at a vertex are two parts (as OpenCascade splits their shells), and a
+    part is closed when each of its edges is walked once each way by its own faces.
+    """
+
+    faces: np.ndarray
+    label: np.ndarray
+    closed: np.ndarray
+    # The edge table of ``faces``, and whether any face had to be turned to get there
+    # (False: the winding was consistent as given).
+    table: "EdgeTable | None" = None
+    rewound: bool = False
+
+    @property
+    def count(self) -> int:
+        return int(len(self.closed))
+
+    @property
+    def closed_count(self) -> int:
+        return int(np.count_nonzero(self.closed))
+
+    @property
+    def open_count(self) -> int:
+        return self.count - self.closed_count
+
+    @property
+    def watertight(self) -> bool:
+        return self.count > 0 and bool(self.closed.all())
+
+    def summary(self) -> str:
+        """``"closed"``, ``"open"`` or ``"2 closed parts, 1 open"``: what a user is told."""
+        if self.count == 1 or self.open_count == 0 or self.closed_count == 0:
+            label = "closed" if self.watertight else "open"
+            return label if self.count == 1 else f"{self.count} {label} parts"
+        plural = "" if self.closed_count == 1 else "s"
+        return f"{self.closed_count} closed part{plural}, {self.open_count} open"
+
+
+def mesh_parts(faces: np.ndarray, n_vertices: int) -> Parts:
+    """Split already welded ``faces`` into :class:`Parts` and say which are closed."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return Parts(
+            faces, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), edge_table(faces, 0)
+        )
+    table = edge_table(faces, n_vertices)
+    face_a, face_b, use_a, use_b = _two_face_links(table)
+    forward = table.forward.reshape(-1)
+    rewound = bool(np.any(forward[use_a] == forward[use_b]))
+    if rewound:  # some faces are wound against their neighbours
+        faces = consistent_winding(faces, n_vertices)
+        table = edge_table(faces, n_vertices)
+        face_a, face_b, use_a, use_b = _two_face_links(table)
+        forward = table.forward.reshape(-1)
+    opposite = forward[use_a] != forward[use_b]
+    n_faces = len(faces)
+    graph = coo_matrix(
+        (np.ones(int(opposite.sum()), dtype=np.int8), (face_a[opposite], face_b[opposite])),
+        (n_faces, n_faces),
+    )
+    count, label = connected_components(graph, directed=False)
+    # Uses of linked edges close their part there; any other use must pair up inside its
+    # part: walked twice, once each way (two bodies sharing an edge, each closed).
+    linked = np.zeros(3 * n_faces, dtype=bool)
+    linked[use_a[opposite]] = True
+    linked[use_b[opposite]] = True
+    loose = np.flatnonzero(~linked)
+    closed = np.ones(count, dtype=bool)
+    if len(loose):
+        keys = table.face_edges.reshape(-1)[loose] * np.int64(count) + label[loose // 3]
+        unique, inverse, uses = np.unique(keys, return_inverse=True, return_counts=True)
+        forward_uses = np.bincount(
+            inverse.reshape(-1), weights=forward[loose], minlength=len(unique)
+        )
+        bad = (uses != 2) | (forward_uses != 1)
+        closed[unique[bad] % count] = False
+    return Parts(faces, label.astype(np.int64), closed, table, rewound)
+
+
+def welded_faces(
+    vertices: np.ndarray, faces: np.ndarray, relative_tolerance: float = WELD_RELATIVE_TOLERANCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """The welded view of a mesh: ``(points, faces)`` with vertices closer than
+    ``relative_tolerance`` of the diagonal made one, and faces that collapse left out
+    (they have no area to bound anything). The mesh itself is not changed."""
+    used = np.unique(faces)
+    span = vertices[used].max(axis=0) - vertices[used].min(axis=0) if len(used) else np.zeros(3)
+    index, points = weld_index(vertices, float(np.linalg.norm(span)) * relative_tolerance)
+    welded = index[faces]
+    keep = (welded[:, 0] != welded[:, 1]) & (welded[:, 1] != welded[:, 2])
+    keep &= welded[:, 2] != welded[:, 0]
+    return points, welded[keep]
+
+
+def welded_parts(
+    vertices: np.ndarray, faces: np.ndarray, relative_tolerance: float = WELD_RELATIVE_TOLERANCE
+) -> tuple[np.ndarray, Parts]:
+    """The welded points (:func:`welded_faces`) and their :class:`Parts`."""
+    points, welded = welded_faces(vertices, faces, relative_tolerance)
+    return points, mesh_parts(welded, len(points))

@@ -212,9 +212,15 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     *SERVER_REQUIREMENTS,
 )
 
-# Debian packages for tests (package -> the command it provides): assimp reads DXF files
-# the way most non-Autodesk programs do; chromium is the browser the page's tests drive.
-DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp", "chromium": "chromium"}
+# Debian packages for tests (package -> the command it provides, or an absolute path it
+# installs): assimp reads DXF files the way most non-Autodesk programs do; its test
+# models are the corpus of real third-party meshes (tests/fixtures/mesh_corpus.py);
+# chromium is the browser the server page's tests drive.
+DEBIAN_DEV_PACKAGES: dict[str, str] = {
+    "assimp-utils": "assimp",
+    "assimp-testmodels": "/usr/share/assimp/models/STL/Spider_binary.stl",
+    "chromium": "chromium",
+}
 
 # npm packages, installed under .venv/npm: the Khronos glTF validator and axe-core for the
 # tests, and the server page's 3D preview (<model-viewer>, Apache-2.0; its one-file build
