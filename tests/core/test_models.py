@@ -75,7 +75,11 @@ def test_loads_image_model_from_local_folder(tiny_image_model_dir):
     assert isinstance(loaded.renderer, ShapERenderer)
     assert loaded.image_encoder is not None and loaded.image_processor is not None
     assert loaded.text_encoder is None and loaded.tokenizer is None
-    assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
+    # "auto" is bfloat16 on a CPU with native bf16 (AMX, AVX512-BF16), else float32.
+    from blender_img3d.core.shap_e.precision import auto_dtype_name
+
+    assert loaded.device == torch.device("cpu")
+    assert loaded.dtype == getattr(torch, auto_dtype_name("cpu"))
     assert loaded.revision == "local"
     assert loaded.latent_shape == (32, 16)
     assert not loaded.prior.training and not any(p.requires_grad for p in loaded.prior.parameters())
