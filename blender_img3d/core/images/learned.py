@@ -1,0 +1,201 @@
+"""The learned background remover: a salient-object model in ONNX, run by onnxruntime.
+
+The model (:data:`~..settings.BACKGROUND_MODEL_ID`, BiRefNet lite, MIT) lives in
+the Hugging Face cache beside Shap-E and arrives by the same consent as Shap-E's
+weights: ``--allow-download`` on the command line, *Download Models* in Blender
+(which honours Blender's online access). An ONNX graph is data, not code:
+nothing from the hub is executed, and onnxruntime is imported only when a
+picture is actually cut out with it.
+
+Any salient-object model with one ``[1, 3, H, W]`` image input (ImageNet
+normalisation) and a ``[1, 1, H, W]`` (or ``[1, H, W]``) map as its first
+output works: the map may be logits (BiRefNet, IS-Net exports) or already a
+probability (U²-Net exports); logits are recognised by leaving [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DependencyError, ImageInputError, ModelNotFoundError
+from ..progress import Phase, ProgressCallback, report
+from ..settings import BACKGROUND_MODEL_FILE, BACKGROUND_MODEL_ID, DEFAULT_REVISION
+
+log = logging.getLogger(__name__)
+
+# BiRefNet's training size; used when the graph leaves its input size open.
+DEFAULT_INPUT_SIDE = 1024
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_ALLOW_DOWNLOAD_HINT = (
+    "Download it once with --allow-download (in Blender: Download Models in the add-on's "
+    "preferences), or pass --background classic for the offline remover."
+)
+
+
+def find_background_model(
+    cache_dir: Optional[str | Path] = None,
+    *,
+    model: str = BACKGROUND_MODEL_ID,
+    revision: str = DEFAULT_REVISION,
+) -> Optional[Path]:
+    """The cached ONNX file of the learned remover, or None when it isn't downloaded.
+
+    ``model`` may also be a local ``.onnx`` file. Reads the cache with the
+    standard library only (no huggingface_hub import, no network).
+    """
+    from ..system.model_store import find_cached_model
+
+    local = Path(model).expanduser()
+    if local.suffix == ".onnx":
+        return local if local.is_file() else None
+    cached = find_cached_model(model, cache_dir)
+    snapshot = cached.revision(revision) if cached is not None else None
+    if snapshot is None:
+        return None
+    path = snapshot.path / BACKGROUND_MODEL_FILE
+    return path if path.is_file() else None
+
+
+def download_background_model(
+    cache_dir: Optional[str | Path] = None,
+    *,
+    model: str = BACKGROUND_MODEL_ID,
+    revision: str = DEFAULT_REVISION,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Path:
+    """Fetch (or finish fetching) the learned remover into the hub cache; return its file.
+
+    Only call this with the user's consent (``allow_download``). Raises
+    :class:`ModelNotFoundError` when the hub can't be reached or has no such file.
+    """
+    from ..system.deps import require
+    from ..system.model_store import default_cache_dir
+
+    found = find_background_model(cache_dir, model=model, revision=revision)
+    if found is not None:
+        return found
+    require(["huggingface_hub"])
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from ..shap_e.loading import download_bar_class
+
+    where = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    report(progress, Phase.DOWNLOADING, 0, 1)
+    try:
+        folder = snapshot_download(
+            model,
+            revision=revision,
+            cache_dir=str(where),
+            allow_patterns=[BACKGROUND_MODEL_FILE, "*.json", "README.md"],
+            tqdm_class=download_bar_class(progress, cancel),
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise ModelNotFoundError(
+            f"Could not download the background remover {model} into {where}: {error}. "
+            "Check the network connection and free disk space, or pass --background classic."
+        ) from error
+    path = Path(folder) / BACKGROUND_MODEL_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{model} at revision {revision} has no {BACKGROUND_MODEL_FILE}: "
+            "pass --background classic, or point the remover at another ONNX file."
+        )
+    return path
+
+
+def locate_background_model(
+    cache_dir: Optional[str | Path] = None,
+    *,
+    allow_download: bool,
+    required: bool,
+    model: str = BACKGROUND_MODEL_ID,
+) -> Optional[Path]:
+    """The learned remover's file: cached, else downloaded when allowed.
+
+    ``required`` (``--background learned``) turns "not there" into a
+    :class:`ModelNotFoundError` saying how to get it; otherwise (``auto``) it
+    is None and the offline remover is used.
+    """
+    found = find_background_model(cache_dir, model=model)
+    if found is not None or not allow_download and not required:
+        return found
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"The learned background remover is not downloaded. {_ALLOW_DOWNLOAD_HINT}"
+        )
+    return download_background_model(cache_dir, model=model)
+
+
+def learned_alpha(rgb: np.ndarray, model_path: str | Path) -> np.ndarray:
+    """The model's foreground probability for (H, W, 3) float ``rgb`` in [0, 1], as (H, W)."""
+    session = _session(str(model_path))
+    meta = session.get_inputs()[0]
+    side_h, side_w = _input_side(meta.shape)
+    picture = Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
+    resized = picture.resize((side_w, side_h), Image.Resampling.BILINEAR)
+    pixels = (np.asarray(resized, np.float32) / 255.0 - _MEAN) / _STD
+    batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+    try:
+        output = session.run(None, {meta.name: batch})[0]
+    except Exception as error:  # onnxruntime raises its own (untyped) failures
+        raise ImageInputError(
+            f"The learned background remover failed on this picture ({error}): "
+            "pass --background classic, or re-download the model."
+        ) from None
+    probability = np.asarray(output, np.float32).squeeze()
+    if probability.ndim != 2:
+        raise ImageInputError(
+            f"The background model returned a map of shape {np.shape(output)}, not one "
+            "image: use a salient-object model with a single [1, 1, H, W] output."
+        )
+    if probability.min() < 0.0 or probability.max() > 1.0:
+        probability = 1.0 / (1.0 + np.exp(-np.clip(probability, -30.0, 30.0)))
+    height, width = rgb.shape[:2]
+    full = Image.fromarray(probability.astype(np.float32), "F").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    return np.clip(np.asarray(full, np.float32), 0.0, 1.0)
+
+
+def _input_side(shape) -> tuple[int, int]:
+    """The graph's fixed (H, W), or the default side where it is left open."""
+    dims = list(shape)[-2:] if len(shape) >= 2 else []
+    sides = [d if isinstance(d, int) and d > 0 else DEFAULT_INPUT_SIDE for d in dims]
+    return (sides[0], sides[1]) if len(sides) == 2 else (DEFAULT_INPUT_SIDE, DEFAULT_INPUT_SIDE)
+
+
+@lru_cache(maxsize=1)
+def _session(path: str):
+    """One onnxruntime session, kept warm between pictures (one model at a time)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DependencyError(
+            "The learned background remover needs onnxruntime: install the add-on's "
+            "dependencies (python -m blender_img3d info lists what is missing), or pass "
+            "--background classic."
+        ) from None
+    providers = [
+        name
+        for name in ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
+        if name in onnxruntime.get_available_providers()
+    ]
+    try:
+        session = onnxruntime.InferenceSession(path, providers=providers)
+    except Exception as error:
+        raise ModelNotFoundError(
+            f"The background model at {path} can't be loaded ({error}): delete it and "
+            "download it again, or pass --background classic."
+        ) from None
+    log.debug("background model %s on %s", path, session.get_providers())
+    return session
