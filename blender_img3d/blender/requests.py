@@ -187,9 +187,8 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         prompt=prompt,
         name=name,
         image_settings=defaults.ImageSettings(
-            remove_background=props.remove_background,
             border=props.border,
-            allow_rembg=prefs.learned_background_allowed(),
+            background=props.background,
         ),
         generation=defaults.GenerationSettings(
             model=model,
@@ -265,7 +264,12 @@ def prepare_input(context: bpy.types.Context) -> PreparedInput:
     if not request.preprocess:  # the settings matched an earlier preview
         return _PREPARED[0]
     key = input_key(request, props)
-    prepared = prepare_image(request.image, request.image_settings)
+    prepared = prepare_image(
+        request.image,
+        request.image_settings,
+        cache_dir=request.generation.cache_dir,
+        allow_download=request.generation.allow_download,
+    )
     entry = PreparedInput(key, prepared.image, prepared.report.to_dict(), source_label(request))
     _PREPARED[:] = [entry] if key is not None else []
     return entry
@@ -295,7 +299,8 @@ def describe_preparation(report: dict[str, Any]) -> list[str]:
     method = {
         "alpha": "cut out by its transparency",
         "flood": "background removed (plain backdrop)",
-        "rembg": "background removed (learned remover)",
+        "grabcut": "background removed (offline remover)",
+        "learned": "background removed (learned remover)",
         "none": "used as it is",
     }.get(str(report.get("method")), str(report.get("method")))
     x0, y0, x1, y1 = report.get("bbox", [0, 0, 0, 0])
@@ -388,7 +393,9 @@ def copy_record_to_scene(record: dict[str, Any], props) -> None:
     props.schedule = generation["schedule"]
     props.device = generation["device"]
     props.grid_size = generation["grid_size"]
-    props.remove_background = image["remove_background"]
+    # Older records have only remove_background (off meant: keep the background).
+    kept = not image.get("remove_background", True)
+    props.background = "keep" if kept else image.get("background", defaults.DEFAULT_BACKGROUND)
     props.border = image["border"]
     props.process_mesh = mesh["enabled"]
     props.repair = mesh["repair"]

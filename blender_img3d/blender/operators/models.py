@@ -17,16 +17,19 @@ from typing import Optional
 import bpy
 from bpy.props import EnumProperty
 
+from ...core import settings as defaults
 from ...core.errors import Img3DError
 from ...core.progress import Phase
 from ...core.system import model_store
 from .. import tasks
 
 logger = logging.getLogger(__name__)
+# The learned background remover's entry in a download list (not a Shap-E mode).
+BACKGROUND_MODE = "background"
 
 WHICH_ITEMS = (
-    ("BOTH", "Both", "The image-to-3D and the text-to-3D model"),
-    ("IMAGE", "Image", "Only the image-to-3D model"),
+    ("BOTH", "Both", "The image-to-3D and text-to-3D models, and the background remover"),
+    ("IMAGE", "Image", "Only the image-to-3D model and the background remover"),
     ("TEXT", "Text", "Only the text-to-3D model"),
 )
 
@@ -38,6 +41,9 @@ def models_to_download(prefs, which: str) -> list[tuple[str, str]]:
         wanted.append(("image", prefs.image_model))
     if which in {"BOTH", "TEXT"}:
         wanted.append(("text", prefs.text_model))
+    if which in {"BOTH", "IMAGE"}:
+        # The learned background remover cuts pictures out for the image model.
+        wanted.append((BACKGROUND_MODE, defaults.BACKGROUND_MODEL_ID))
     return [(mode, source) for mode, source in wanted if not Path(source).expanduser().is_dir()]
 
 
@@ -62,6 +68,14 @@ class DownloadTask(tasks.Task):
     def work(self, progress, cancel):
         for index, (mode, repo_id) in enumerate(self.models):
             self.report(text=f"{repo_id}: starting")
+            if mode == BACKGROUND_MODE:
+                from ...core.images.learned import download_background_model
+
+                path = download_background_model(
+                    self.cache_dir, progress=self._progress_for(index, repo_id), cancel=cancel
+                )
+                self.folders.append(path.parent)
+                continue
             self.folders.append(
                 model_store.download_model(
                     repo_id,

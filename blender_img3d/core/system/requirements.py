@@ -66,6 +66,12 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "Pillow==13.0.0",
     "ezdxf==1.4.5",
     "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
+    # Background removal of busy photos: GrabCut. 4.11.0.86 is the last release whose
+    # wheels (abi3: cp311 and cp313, win_amd64, macosx arm64, manylinux x86_64) accept
+    # numpy 1.26 (Blender 4.2-5.0) as well as numpy 2.x (5.1+); 4.12 and later need numpy 2.
+    "opencv-python-headless==4.11.0.86",
+    # The learned background remover (an ONNX graph: no remote code); numpy >= 1.21.6.
+    "onnxruntime==1.32.0",
 )
 
 # The complete closure of RUNTIME_REQUIREMENTS without torch, its dependencies
@@ -121,6 +127,10 @@ _LIBRARIES: tuple[str, ...] = (
     "pydantic-core==2.50.5",
     "annotated-types==0.8.0",
     "typing-inspection==0.4.5",
+    "opencv-python-headless==4.11.0.86",
+    "onnxruntime==1.32.0",
+    "flatbuffers==25.12.19",
+    "protobuf==7.36.2",
 )
 
 # Per ABI: the libraries (same versions for both today; a line differs here
@@ -168,12 +178,21 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
     "mutmut==3.8.1",
+    # Builds the tiny random ONNX background model the tests run; ml-dtypes 0.5.1 is the
+    # newest onnx accepts that still runs on Blender 4.2's numpy 1.26 (0.6+ needs numpy 2).
+    "onnx==1.23.2",
+    "ml-dtypes==0.5.1",
     *SERVER_REQUIREMENTS,
 )
 
 # Debian packages for tests (package -> the command it provides): assimp reads DXF files
 # the way most non-Autodesk programs do.
-DEBIAN_DEV_PACKAGES: dict[str, str] = {"assimp-utils": "assimp"}
+# opencv-doc: OpenCV's sample photos (examples/data), the real-photo corpus of the
+# background tests (tests/fixtures/photo_corpus.py); it provides files, not a command.
+DEBIAN_DEV_PACKAGES: dict[str, str] = {
+    "assimp-utils": "assimp",
+    "opencv-doc": "/usr/share/doc/opencv-doc/examples/data/apple.jpg",
+}
 
 # npm packages for tests (the Khronos glTF validator).
 NPM_REQUIREMENTS: tuple[str, ...] = ("gltf-validator@2.0.0-dev.3.10",)
@@ -194,6 +213,8 @@ RUNTIME_MODULES: dict[str, str] = {
     "PIL": "Pillow",
     "ezdxf": "ezdxf",
     "xatlas": "xatlas",
+    "cv2": "opencv-python-headless",
+    "onnxruntime": "onnxruntime",
 }
 
 # Modules without which Generate can't run at all.
