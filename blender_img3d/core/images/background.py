@@ -143,6 +143,8 @@ def _classic_cutout(rgb8: np.ndarray, rgb: np.ndarray, notes: list[str]) -> Cuto
     from .grabcut import grabcut_mask
 
     flood = _flood_cutout(rgb, notes)
+    if flood is not None and not flood.mask.any():
+        return flood  # a plain picture with nothing on it: the caller says "no object"
     if flood is not None and flood.confidence >= BACKGROUND_MIN_CONFIDENCE:
         flood.warning = _doubt("flood", flood.confidence, "dominance")
         return flood

@@ -120,14 +120,17 @@ def locate_background_model(
     required: bool,
     model: str = BACKGROUND_MODEL_ID,
 ) -> Optional[Path]:
-    """The learned remover's file: cached, else downloaded when allowed.
+    """The learned remover's file when it is cached; else, if ``required``, downloaded.
 
-    ``required`` (``--background learned``) turns "not there" into a
-    :class:`ModelNotFoundError` saying how to get it; otherwise (``auto``) it
-    is None and the offline remover is used.
+    ``required`` (``--background learned``) fetches it when ``allow_download``
+    and otherwise raises :class:`ModelNotFoundError` saying how to get it.
+    Not required (``auto``), it is used only if already there: None sends the
+    picture to the offline remover, and nothing is downloaded behind the
+    user's back (*Download Models*, or one ``--background learned
+    --allow-download`` run, fetches it).
     """
     found = find_background_model(cache_dir, model=model)
-    if found is not None or not allow_download and not required:
+    if found is not None or not required:
         return found
     if not allow_download:
         raise ModelNotFoundError(
@@ -138,7 +141,16 @@ def locate_background_model(
 
 def learned_alpha(rgb: np.ndarray, model_path: str | Path) -> np.ndarray:
     """The model's foreground probability for (H, W, 3) float ``rgb`` in [0, 1], as (H, W)."""
-    session = _session(str(model_path))
+    path = Path(model_path)
+    try:
+        stamp = path.stat()
+    except OSError:
+        raise ModelNotFoundError(
+            f"The background model {path} is missing: download it again, or pass "
+            "--background classic."
+        ) from None
+    # Keyed by size and time too, so a re-downloaded file is not served from the old session.
+    session = _session(str(path), stamp.st_size, stamp.st_mtime_ns)
     meta = session.get_inputs()[0]
     side_h, side_w = _input_side(meta.shape)
     picture = Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
@@ -175,7 +187,7 @@ def _input_side(shape) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=1)
-def _session(path: str):
+def _session(path: str, _size: int, _mtime: int):
     """One onnxruntime session, kept warm between pictures (one model at a time)."""
     try:
         import onnxruntime

@@ -92,6 +92,7 @@ def prepare_image(
     bottom_up: bool = True,
     cache_dir: Optional[str | os.PathLike] = None,
     allow_download: bool = False,
+    learned_model: Optional[str | os.PathLike] = None,
 ) -> PreparedImage:
     """Turn any image source into the model's input, or raise ImageInputError.
 
@@ -104,12 +105,14 @@ def prepare_image(
     The learned remover is looked up in ``cache_dir`` (the hub cache by
     default) and fetched only when ``allow_download``; ``background="learned"``
     without it raises :class:`ModelNotFoundError` saying how to get it.
+    ``learned_model`` names another salient-object ONNX file to use instead.
     """
     settings = settings or ImageSettings()
     _check_options(settings, size)
     choice = effective_background(settings)
-    learned_model = None
-    if choice in ("auto", "learned"):
+    if learned_model is not None:
+        learned_model = Path(learned_model)
+    elif choice in ("auto", "learned"):
         from .learned import locate_background_model
 
         learned_model = locate_background_model(
