@@ -332,3 +332,50 @@ def test_a_picture_that_is_only_background_after_removal_is_an_error():
     picture.putpixel((100, 100), (250, 250, 250))
     with pytest.raises(ImageInputError, match="No object found"):
         prepare_image(picture)
+
+
+# --- framing from the mask, and the flood's border --------------------------------
+
+
+def test_framing_ignores_debris_far_from_the_object():
+    from blender_img3d.core.images.framing import subject_bbox
+
+    mask = np.zeros((200, 300), bool)
+    mask[60:140, 100:180] = True  # the object
+    mask[5:9, 280:284] = True  # a speck the remover let through, in a corner
+    mask[100:130, 185:200] = True  # a small part touching the object's reach: kept
+    assert subject_bbox(mask) == (100, 60, 200, 140)
+
+
+def test_a_doubtful_cut_frames_the_whole_picture_not_a_blob(monkeypatch):
+    from blender_img3d.core.images import background, grabcut
+
+    def unsure(rgb8):
+        mask = np.zeros(rgb8.shape[:2], bool)
+        mask[10:20, 10:20] = True
+        scores = grabcut.Scores(agreement=0.2)
+        return mask, mask.astype(np.float32), scores
+
+    monkeypatch.setattr(grabcut, "grabcut_mask", unsure)
+    busy = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
+    )
+    prepared = prepare_image(busy, ImageSettings(background="classic"))
+    assert prepared.report.method == "none" and prepared.report.bbox == [0, 0, 120, 90]
+    assert "weak agreement" in prepared.report.warning
+    assert background.effective_background(ImageSettings(remove_background=False)) == "keep"
+
+
+def test_the_border_is_smoothed_exactly_as_the_whole_picture_would_be():
+    from scipy import ndimage
+
+    from blender_img3d.core.images.background import _border_ring, _smoothed_border
+
+    for shape in [(301, 457, 3), (20, 9, 3)]:
+        rgb = np.random.default_rng(0).random(shape).astype(np.float32)
+        whole = ndimage.gaussian_filter(rgb, sigma=(1.0, 1.0, 0.0))
+        ring = _border_ring(*shape[:2])
+        border = np.zeros(shape[:2], bool)
+        border[:ring] = border[-ring:] = True
+        border[:, :ring] = border[:, -ring:] = True
+        np.testing.assert_allclose(_smoothed_border(rgb)[border], whole[border], atol=1e-6)

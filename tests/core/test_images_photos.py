@@ -21,6 +21,8 @@ from blender_img3d.core.settings import ImageSettings
 from tests.fixtures import photo_corpus
 from tests.fixtures.photo_corpus import NO_OBJECT, ONE_OBJECT, box_iou
 
+pytestmark = pytest.mark.slow  # about 1 s a photo on a shared 2-core machine
+
 # What the classic chain reaches on ONE_OBJECT today: 6 of 15 (a regression floor).
 GOOD_CUT_FLOOR = 6 / 15
 # Photos the classic chain cuts wrongly and confidently: its known limits, kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -154,10 +154,20 @@ def prepare_image(
             sigma = _FEATHER_OUTPUT_PIXELS * square_side(bbox, border) / size
             alpha = feather(cutout.mask, sigma)
     steps.append(f"background: {cutout.method}")
-    composited = composite_on_white(cutout, alpha)
+    # Only the framed square (inside the picture) is composited: for a small object in
+    # a big photo that is a fraction of the pixels.
+    left, top, right, bottom = _framed_region(bbox, border, (width_px, height_px))
+    region = (slice(top, bottom), slice(left, right))
+    framed = replace(
+        cutout,
+        rgb=cutout.rgb[region],
+        background=None if cutout.background is None else cutout.background[region],
+    )
+    composited = composite_on_white(framed, None if alpha is None else alpha[region])
     if cutout.mask is not None:
         steps.append(f"cropped to the object, {border:.0%} white border each side")
-    image = frame_square(composited, bbox, border, size)
+    x0, y0, x1, y1 = bbox
+    image = frame_square(composited, (x0 - left, y0 - top, x1 - left, y1 - top), border, size)
     steps.append(f"padded to a white square, resized to {size}×{size} (LANCZOS)")
     report = ImageReport(
         source=_describe(source),
@@ -224,6 +234,19 @@ def _check_options(settings: ImageSettings, size: int) -> None:
         raise ConfigError(f"The model input size must be 1..{_MAX_SIZE} pixels, got {size!r}.")
     if settings.max_file_bytes <= 0 or settings.max_pixels <= 0:
         raise ConfigError("max_file_bytes and max_pixels must be positive.")
+
+
+def _framed_region(
+    bbox: tuple[int, int, int, int], border: float, picture: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The part of the picture the framing square covers, ``(left, top, right, bottom)``."""
+    x0, y0, x1, y1 = bbox
+    half = square_side(bbox, border) / 2.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    left, top = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    right = min(picture[0], int(np.ceil(cx + half)))
+    bottom = min(picture[1], int(np.ceil(cy + half)))
+    return left, top, right, bottom
 
 
 def _to_source_pixels(
