@@ -379,3 +379,19 @@ def test_the_border_is_smoothed_exactly_as_the_whole_picture_would_be():
         border[:ring] = border[-ring:] = True
         border[:, :ring] = border[:, -ring:] = True
         np.testing.assert_allclose(_smoothed_border(rgb)[border], whole[border], atol=1e-6)
+
+
+def test_a_batch_manifest_chooses_the_background_per_item_and_refuses_unknown_ones(tmp_path):
+    from blender_img3d.core import settings as defaults
+    from blender_img3d.core.farm.manifest import ManifestError, read_manifest
+    from blender_img3d.core.farm.plan import plan_items
+
+    corpus.object_on()[0].save(tmp_path / "a.png")
+    manifest = tmp_path / "items.csv"
+    manifest.write_text("image,name,background\na.png,one,keep\na.png,two,\n", encoding="utf-8")
+    base = defaults.Request(image_settings=ImageSettings(background="classic"))
+    items = plan_items(read_manifest(manifest), base, tmp_path / "out", ["glb"], manifest)
+    assert [item.request.image_settings.background for item in items] == ["keep", "classic"]
+    manifest.write_text("image,background\na.png,magic\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="line 2: background must be one of"):
+        plan_items(read_manifest(manifest), base, tmp_path / "out", ["glb"], manifest)
