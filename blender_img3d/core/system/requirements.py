@@ -178,10 +178,10 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "ruff==0.17.6",
     "cadquery-ocp-novtk==8.0.1.1.0",
     "mutmut==3.8.1",
-    # Builds the tiny random ONNX background model the tests run; ml-dtypes 0.5.1 is the
-    # newest onnx accepts that still runs on Blender 4.2's numpy 1.26 (0.6+ needs numpy 2).
+    # Builds the tiny ONNX background models the tests run. onnx needs ml-dtypes >= 0.5.4;
+    # 0.5.x is the last series that runs on the dev venv's numpy 1.26 (0.6+ needs numpy 2).
     "onnx==1.23.2",
-    "ml-dtypes==0.5.1",
+    "ml-dtypes==0.5.4",
     *SERVER_REQUIREMENTS,
 )
 
