@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from ..settings import BACKGROUND_MIN_CONFIDENCE, BACKGROUND_SURE_CONFIDENCE, ImageSettings
+from .masks import clean_mask, min_hole_pixels
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ _ALPHA_MASK_MIN_SHARE = 0.005
 _MAX_BACKGROUND_NOISE = 0.06
 # At least this share of the border must fit the background model.
 _MIN_BORDER_INLIERS = 0.5
-# Object parts smaller than this share of the largest part are dropped as debris.
-_MIN_PART_SHARE = 0.15
 _MAX_FEATHER_SIGMA = 2.0
 # The flood judges colours after this Gaussian blur (pixels; none across channels).
 _SMOOTHING = (1.0, 1.0, 0.0)
@@ -108,14 +107,14 @@ def cut_out(
 
 
 def _learned_cutout(rgb8: np.ndarray, rgb: np.ndarray, model: Path, notes: list[str]) -> Cutout:
-    from .grabcut import Scores, _coverage_score, dominant_share
+    from .grabcut import Scores, coverage_score, dominant_share
     from .learned import learned_alpha
 
     alpha = learned_alpha(rgb, model)
     raw = alpha >= 0.5
     mask = clean_mask(raw, fill_small_holes=True) if raw.any() else raw
     scores = Scores()
-    scores.coverage = _coverage_score(float(mask.mean())) if mask.any() else 0.0
+    scores.coverage = coverage_score(float(mask.mean())) if mask.any() else 0.0
     scores.dominance = dominant_share(raw) if raw.any() else 0.0
     confidence = round(scores.confidence, 3)
     notes.append(f"learned remover ({model.name}), confidence {confidence:.2f}")
@@ -231,40 +230,6 @@ def composite_on_white(cutout: Cutout, alpha: Optional[np.ndarray]) -> np.ndarra
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def clean_mask(mask: np.ndarray, *, fill_small_holes: bool) -> np.ndarray:
-    """Drop specks and debris, keep the main part(s) whole, optionally fill pinholes.
-
-    Parts are judged after an opening (so a speck touching the object by a
-    thread of noise does not count as the object), but kept with their
-    original pixels, so thin real parts (legs, handles, antennas) survive.
-    """
-    from scipy import ndimage
-
-    height, width = mask.shape
-    eight = np.ones((3, 3), bool)
-    radius = max(1, round(min(height, width) / 400))
-    opened = ndimage.binary_opening(mask, iterations=radius)
-    if not opened.any():
-        # A thin object (a wire, a pen) can vanish under opening: judge the raw mask.
-        opened = mask
-    labels, count = ndimage.label(opened, structure=eight)
-    if count == 0:
-        return opened
-    sizes = np.bincount(labels.ravel())[1:]
-    main = np.isin(labels, np.flatnonzero(sizes >= _MIN_PART_SHARE * sizes.max()) + 1)
-    raw_labels, _ = ndimage.label(mask, structure=eight)
-    touched = np.unique(raw_labels[main])
-    kept = np.isin(raw_labels, touched[touched > 0])
-    if fill_small_holes:
-        holes = ndimage.binary_fill_holes(kept) & ~kept
-        hole_labels, hole_count = ndimage.label(holes)
-        if hole_count:
-            hole_sizes = np.bincount(hole_labels.ravel())
-            small = np.flatnonzero(hole_sizes < _min_hole_pixels(mask.shape))
-            kept |= np.isin(hole_labels, small[small > 0])
-    return kept
-
-
 def _flood_cutout(rgb: np.ndarray, notes: list[str]) -> Optional[Cutout]:
     """The plain-background cut with its confidence, or None when the border is not plain."""
     from scipy import ndimage
@@ -291,7 +256,7 @@ def _flood_cutout(rgb: np.ndarray, notes: list[str]) -> Optional[Cutout]:
     hole_labels, hole_count = ndimage.label(enclosed)
     if hole_count:
         sizes = np.bincount(hole_labels.ravel())
-        big = np.flatnonzero(sizes >= _min_hole_pixels(rgb.shape[:2]))
+        big = np.flatnonzero(sizes >= min_hole_pixels(rgb.shape[:2]))
         is_background |= np.isin(hole_labels, big[big > 0])
     mask = clean_mask(~is_background, fill_small_holes=True)
     # A plain background leaves one object (or a few big parts) outlined by edges, never a
@@ -392,10 +357,6 @@ def _quadratic_terms(xs: np.ndarray, ys: np.ndarray, width: int, height: int) ->
     u = xs / max(width - 1, 1) * 2.0 - 1.0
     v = ys / max(height - 1, 1) * 2.0 - 1.0
     return np.stack([np.ones_like(u), u, v, u * v, u * u, v * v], axis=1)
-
-
-def _min_hole_pixels(shape: tuple[int, int]) -> int:
-    return max(16, int(0.002 * shape[0] * shape[1]))
 
 
 def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:

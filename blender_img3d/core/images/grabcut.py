@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from .masks import clean_mask
+
 log = logging.getLogger(__name__)
 
 # GrabCut runs at this long side: its graph cut and colour models cost time per
@@ -90,8 +92,6 @@ def grabcut_mask(rgb8: np.ndarray) -> tuple[np.ndarray, np.ndarray, Scores]:
     if not masks[0].any():
         empty = np.zeros((height, width), bool)
         return empty, empty.astype(np.float32), scores
-    from .background import clean_mask
-
     # Cleaned here, at GrabCut's size: at full size the same work costs 50 times more.
     cleaned = clean_mask(masks[0], fill_small_holes=True)
     soft = Image.fromarray(cleaned.astype(np.float32), "F").resize(
@@ -135,7 +135,7 @@ def cut_confidence(
     if not mask.any() or mask.all():
         scores.coverage = 0.0
         return scores
-    scores.coverage = _coverage_score(coverage)
+    scores.coverage = coverage_score(coverage)
     if other is not None:
         union = np.count_nonzero(mask | other)
         scores.agreement = np.count_nonzero(mask & other) / union if union else 0.0
@@ -166,7 +166,7 @@ def dominant_share(mask: np.ndarray) -> float:
     return float(sizes.max() / sizes.sum())
 
 
-def _coverage_score(coverage: float) -> float:
+def coverage_score(coverage: float) -> float:
     """1 inside [_MIN_COVERAGE, _MAX_COVERAGE], falling linearly to 0 at 1 % / 95 %."""
     if coverage < _MIN_COVERAGE:
         return float(np.clip((coverage - 0.01) / (_MIN_COVERAGE - 0.01), 0.0, 1.0))
