@@ -305,6 +305,9 @@ def describe_preparation(report: dict[str, Any]) -> list[str]:
     }.get(str(report.get("method")), str(report.get("method")))
     x0, y0, x1, y1 = report.get("bbox", [0, 0, 0, 0])
     width, height = report.get("original_size", [0, 0])
+    confidence = report.get("confidence")
+    if confidence is not None and report.get("method") != "none":
+        method += f", confidence {float(confidence):.2f}"
     lines = [
         f"Object {method}",
         f"Covers {float(report.get('mask_coverage', 0.0)):.0%} of the picture",

@@ -24,8 +24,6 @@ from ...core.system import model_store
 from .. import tasks
 
 logger = logging.getLogger(__name__)
-# The learned background remover's entry in a download list (not a Shap-E mode).
-BACKGROUND_MODE = "background"
 
 WHICH_ITEMS = (
     ("BOTH", "Both", "The image-to-3D and text-to-3D models, and the background remover"),
@@ -41,10 +39,16 @@ def models_to_download(prefs, which: str) -> list[tuple[str, str]]:
         wanted.append(("image", prefs.image_model))
     if which in {"BOTH", "TEXT"}:
         wanted.append(("text", prefs.text_model))
-    if which in {"BOTH", "IMAGE"}:
+    if which in {"BOTH", "IMAGE"} and not _background_model_cached(prefs):
         # The learned background remover cuts pictures out for the image model.
-        wanted.append((BACKGROUND_MODE, defaults.BACKGROUND_MODEL_ID))
+        wanted.append((model_store.BACKGROUND_MODE, defaults.BACKGROUND_MODEL_ID))
     return [(mode, source) for mode, source in wanted if not Path(source).expanduser().is_dir()]
+
+
+def _background_model_cached(prefs) -> bool:
+    from ...core.images.learned import find_background_model
+
+    return find_background_model(prefs.resolved_cache_dir()) is not None
 
 
 class DownloadTask(tasks.Task):
@@ -68,20 +72,17 @@ class DownloadTask(tasks.Task):
     def work(self, progress, cancel):
         for index, (mode, repo_id) in enumerate(self.models):
             self.report(text=f"{repo_id}: starting")
-            if mode == BACKGROUND_MODE:
-                from ...core.images.learned import download_background_model
-
-                path = download_background_model(
-                    self.cache_dir, progress=self._progress_for(index, repo_id), cancel=cancel
-                )
-                self.folders.append(path.parent)
-                continue
             self.folders.append(
                 model_store.download_model(
                     repo_id,
                     mode=mode,
                     cache_dir=self.cache_dir,
-                    revision=self.revision,
+                    # The revision preference pins Shap-E; the remover follows its main.
+                    revision=(
+                        defaults.DEFAULT_REVISION
+                        if mode == model_store.BACKGROUND_MODE
+                        else self.revision
+                    ),
                     progress=self._progress_for(index, repo_id),
                     cancel=cancel,
                 )

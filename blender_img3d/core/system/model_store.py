@@ -22,6 +22,9 @@ from ..settings import DEFAULT_REVISION
 from .deps import require
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# The learned background remover's "mode": it rides Shap-E's download path (the same
+# consent, cache and progress), though it is one ONNX file, not a Shap-E model.
+BACKGROUND_MODE = "background"
 _REPO_FOLDER = re.compile(r"^models--(.+?)--(.+)$")
 
 
@@ -226,12 +229,23 @@ def download_model(
 ) -> Path:
     """Download (or finish downloading) ``repo_id`` for ``mode``; return its snapshot folder.
 
+    ``mode`` is ``image`` or ``text`` (Shap-E), or :data:`BACKGROUND_MODE` for
+    the learned background remover.
+
     Byte progress is reported as ``Phase.DOWNLOADING``; setting ``cancel``
     stops it with :class:`CancelledError`, and the next call resumes from the
     partial files. Raises :class:`ModelNotFoundError` for an unknown repository
     or revision, no network (or ``HF_HUB_OFFLINE``), and :class:`DependencyError`
     without huggingface_hub.
     """
+    if mode == BACKGROUND_MODE:
+        from ..images.learned import download_background_model
+        from ..settings import BACKGROUND_MODEL_FILE
+
+        path = download_background_model(
+            cache_dir, model=repo_id, revision=revision, progress=progress, cancel=cancel
+        )
+        return path.parents[len(Path(BACKGROUND_MODEL_FILE).parts) - 1]
     # The hub lookup (two passes: safetensors first, pickles only where needed)
     # lives in .models so loading and downloading fetch exactly the same files.
     from ..shap_e.loading import MODES, locate_on_hub
