@@ -395,3 +395,21 @@ def test_a_batch_manifest_chooses_the_background_per_item_and_refuses_unknown_on
     manifest.write_text("image,background\na.png,magic\n", encoding="utf-8")
     with pytest.raises(ManifestError, match="line 2: background must be one of"):
         plan_items(read_manifest(manifest), base, tmp_path / "out", ["glb"], manifest)
+
+
+def test_the_servers_settings_carry_the_background_choice_and_old_clients_still_parse():
+    from blender_img3d.core import settings as defaults
+    from blender_img3d.core.server import protocol
+
+    request, _ = protocol.request_from_settings({"background": "learned"}, prompt="x")
+    assert request.image_settings.background == "learned"
+    with pytest.raises(ConfigError, match="'background' must be text"):
+        protocol.request_from_settings({"background": 3}, prompt="x")
+    request, _ = protocol.request_from_settings({"background": "magic"}, prompt="x")
+    with pytest.raises(ConfigError, match="background must be one of"):
+        request.validate()
+    # A saved request from before the choice (with allow_rembg) still loads.
+    old = defaults.Request(prompt="x").to_dict()
+    old["image_settings"]["allow_rembg"] = True
+    del old["image_settings"]["background"]
+    assert defaults.Request.from_dict(old).image_settings.background == "auto"
