@@ -222,7 +222,7 @@ def test_learned_without_the_model_and_without_consent_says_how_to_get_it(tmp_pa
 
 
 def test_learned_downloads_only_with_consent(tmp_path, monkeypatch):
-    from blender_img3d.core.images import learned
+    from blender_img3d.core.system import model_store
 
     fetched = []
 
@@ -230,7 +230,7 @@ def test_learned_downloads_only_with_consent(tmp_path, monkeypatch):
         fetched.append(cache_dir)
         return install_in_cache(Path(cache_dir))
 
-    monkeypatch.setattr(learned, "download_background_model", download)
+    monkeypatch.setattr(model_store, "download_background_model", download)
     picture = corpus.object_on()[0]
     prepared = prepare_image(
         picture, ImageSettings(background="learned"), cache_dir=tmp_path, allow_download=True

@@ -46,9 +46,7 @@ def models_to_download(prefs, which: str) -> list[tuple[str, str]]:
 
 
 def _background_model_cached(prefs) -> bool:
-    from ...core.images.learned import find_background_model
-
-    return find_background_model(prefs.resolved_cache_dir()) is not None
+    return model_store.find_background_model(prefs.resolved_cache_dir()) is not None
 
 
 class DownloadTask(tasks.Task):

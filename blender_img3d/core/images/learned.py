@@ -1,9 +1,10 @@
 """The learned background remover: a salient-object model in ONNX, run by onnxruntime.
 
 The model (:data:`~..settings.BACKGROUND_MODEL_ID`, BiRefNet lite, MIT) lives in
-the Hugging Face cache beside Shap-E and arrives by the same consent as Shap-E's
-weights: ``--allow-download`` on the command line, *Download Models* in Blender
-(which honours Blender's online access). An ONNX graph is data, not code:
+the Hugging Face cache beside Shap-E and arrives through the same path
+(:mod:`..system.model_store`) and the same consent as Shap-E's weights:
+``--allow-download`` on the command line, *Download Models* in Blender (which
+honours Blender's online access). An ONNX graph is data, not code:
 nothing from the hub is executed, and onnxruntime is imported only when a
 picture is actually cut out with it.
 
@@ -16,7 +17,6 @@ probability (U²-Net exports); logits are recognised by leaving [0, 1].
 from __future__ import annotations
 
 import logging
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -25,8 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DependencyError, ImageInputError, ModelNotFoundError
-from ..progress import Phase, ProgressCallback, report
-from ..settings import BACKGROUND_MODEL_FILE, BACKGROUND_MODEL_ID, DEFAULT_REVISION
+from ..settings import BACKGROUND_MODEL_ID
 
 log = logging.getLogger(__name__)
 
@@ -38,79 +37,6 @@ _ALLOW_DOWNLOAD_HINT = (
     "Download it once with --allow-download (in Blender: Download Models in the add-on's "
     "preferences), or pass --background classic for the offline remover."
 )
-
-
-def find_background_model(
-    cache_dir: Optional[str | Path] = None,
-    *,
-    model: str = BACKGROUND_MODEL_ID,
-    revision: str = DEFAULT_REVISION,
-) -> Optional[Path]:
-    """The cached ONNX file of the learned remover, or None when it isn't downloaded.
-
-    ``model`` may also be a local ``.onnx`` file. Reads the cache with the
-    standard library only (no huggingface_hub import, no network).
-    """
-    from ..system.model_store import find_cached_model
-
-    local = Path(model).expanduser()
-    if local.suffix == ".onnx":
-        return local if local.is_file() else None
-    cached = find_cached_model(model, cache_dir)
-    snapshot = cached.revision(revision) if cached is not None else None
-    if snapshot is None:
-        return None
-    path = snapshot.path / BACKGROUND_MODEL_FILE
-    return path if path.is_file() else None
-
-
-def download_background_model(
-    cache_dir: Optional[str | Path] = None,
-    *,
-    model: str = BACKGROUND_MODEL_ID,
-    revision: str = DEFAULT_REVISION,
-    progress: Optional[ProgressCallback] = None,
-    cancel: Optional[threading.Event] = None,
-) -> Path:
-    """Fetch (or finish fetching) the learned remover into the hub cache; return its file.
-
-    Only call this with the user's consent (``allow_download``). Raises
-    :class:`ModelNotFoundError` when the hub can't be reached or has no such file.
-    """
-    from ..system.deps import require
-    from ..system.model_store import default_cache_dir
-
-    found = find_background_model(cache_dir, model=model, revision=revision)
-    if found is not None:
-        return found
-    require(["huggingface_hub"])
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    from ..shap_e.loading import download_bar_class
-
-    where = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    report(progress, Phase.DOWNLOADING, 0, 1)
-    try:
-        folder = snapshot_download(
-            model,
-            revision=revision,
-            cache_dir=str(where),
-            allow_patterns=[BACKGROUND_MODEL_FILE, "*.json", "README.md"],
-            tqdm_class=download_bar_class(progress, cancel),
-        )
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
-        raise ModelNotFoundError(
-            f"Could not download the background remover {model} into {where}: {error}. "
-            "Check the network connection and free disk space, or pass --background classic."
-        ) from error
-    path = Path(folder) / BACKGROUND_MODEL_FILE
-    if not path.is_file():
-        raise ModelNotFoundError(
-            f"{model} at revision {revision} has no {BACKGROUND_MODEL_FILE}: "
-            "pass --background classic, or point the remover at another ONNX file."
-        )
-    return path
 
 
 def locate_background_model(
@@ -129,6 +55,8 @@ def locate_background_model(
     user's back (*Download Models*, or one ``--background learned
     --allow-download`` run, fetches it).
     """
+    from ..system.model_store import download_background_model, find_background_model
+
     found = find_background_model(cache_dir, model=model)
     if found is not None or not required:
         return found
