@@ -102,11 +102,11 @@ def cut_out(
         notes.append("background removal off: picture kept as is")
         return Cutout("none", rgb, notes=notes, warning="kept the background, as asked")
     if choice in ("auto", "learned") and learned_model is not None:
-        return _learned_cutout(rgb8, rgb, learned_model, notes)
+        return _learned_cutout(rgb, learned_model, notes)
     return _classic_cutout(rgb8, rgb, notes)
 
 
-def _learned_cutout(rgb8: np.ndarray, rgb: np.ndarray, model: Path, notes: list[str]) -> Cutout:
+def _learned_cutout(rgb: np.ndarray, model: Path, notes: list[str]) -> Cutout:
     from .grabcut import Scores, coverage_score, dominant_share
     from .learned import learned_alpha
 
@@ -187,9 +187,10 @@ def _doubt(method: str, confidence: float, weakest: str) -> Optional[str]:
     """The line for a cut that is used but not sure; None for a sure one."""
     if confidence >= BACKGROUND_SURE_CONFIDENCE:
         return None
+    other = "--background classic" if method == "learned" else _LEARNED_HINT
     return (
         f"the cut-out is doubtful ({method}, confidence {confidence:.2f}, weak {weakest}): "
-        f"check it with --save-input (Preview Input in Blender); {_LEARNED_HINT}, or "
+        f"check it with --save-input (Preview Input in Blender); {other}, or "
         "--background keep if it lost part of the object"
     )
 
