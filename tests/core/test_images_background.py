@@ -413,3 +413,23 @@ def test_the_servers_settings_carry_the_background_choice_and_old_clients_still_
     old["image_settings"]["allow_rembg"] = True
     del old["image_settings"]["background"]
     assert defaults.Request.from_dict(old).image_settings.background == "auto"
+
+
+def test_a_cut_between_the_gates_is_used_and_called_doubtful(monkeypatch):
+    from blender_img3d.core.images import grabcut
+
+    def middling(rgb8):
+        mask = np.zeros(rgb8.shape[:2], bool)
+        mask[20:70, 30:90] = True
+        return mask, mask.astype(np.float32), grabcut.Scores(edges=0.6)
+
+    monkeypatch.setattr(grabcut, "grabcut_mask", middling)
+    busy = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
+    )
+    report = prepare_image(busy, ImageSettings(background="classic")).report
+    assert report.method == "grabcut" and report.bbox == [30, 20, 90, 70]
+    assert report.confidence == pytest.approx(0.6)
+    assert report.warning.startswith(
+        "the cut-out is doubtful (grabcut, confidence 0.60, weak edges)"
+    )
