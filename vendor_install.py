@@ -130,14 +130,16 @@ def install_npm_tools() -> None:
     run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_DIR), *NPM_REQUIREMENTS])
 
 
+def _provided(provides: str) -> bool:
+    """Whether a Debian package's command (a name) or file (an absolute path) is here."""
+    path = Path(provides)
+    return path.exists() if path.is_absolute() else shutil.which(provides) is not None
+
+
 def install_debian_tools() -> None:
-    """Third-party tools the tests call (assimp and its test models, chromium), from Debian,
-    when apt-get is there."""
-    missing = [
-        pkg
-        for pkg, tool in DEBIAN_DEV_PACKAGES.items()
-        if not (os.path.isfile(tool) if os.path.isabs(tool) else shutil.which(tool))
-    ]
+    """Third-party tools and data the tests use (assimp and its test models, opencv-doc's
+    photos, chromium), from Debian, when apt-get is there."""
+    missing = [pkg for pkg, provides in DEBIAN_DEV_PACKAGES.items() if not _provided(provides)]
     if not missing:
         return
     apt = shutil.which("apt-get")

@@ -237,15 +237,6 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         ),
         default="",
     )
-    learned_background: BoolProperty(
-        name="Learned Background Remover",
-        description=(
-            "Use rembg (if you installed it) to cut the object out; it downloads a "
-            "segmentation model on first use, so it also needs Allow Online Access. "
-            "Off: the built-in offline remover"
-        ),
-        default=False,
-    )
     wheelhouse: StringProperty(
         name="Wheelhouse",
         description=(
@@ -272,10 +263,6 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         from ..core.system.model_store import default_cache_dir
 
         return Path(bpy.path.abspath(self.cache_dir)) if self.cache_dir else default_cache_dir()
-
-    def learned_background_allowed(self) -> bool:
-        """The learned remover runs only when asked for and with online access on."""
-        return bool(self.learned_background and bpy.app.online_access)
 
     @property
     def remote(self) -> bool:
@@ -344,7 +331,6 @@ class IMG3D_Preferences(bpy.types.AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "keep_model_loaded")
         col.prop(self, "preload_engine")
-        col.prop(self, "learned_background")
         row = box.row(align=True)
         sub = row.row(align=True)
         sub.enabled = self.downloads_allowed()

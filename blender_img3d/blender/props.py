@@ -146,10 +146,11 @@ class IMG3D_Props(bpy.types.PropertyGroup):
     schedule: EnumProperty(
         name="Schedule", items=enum_items(choices.SCHEDULES), default=defaults.DEFAULT_SCHEDULE
     )
-    remove_background: BoolProperty(
-        name="Remove Background",
-        description="Cut the object out of a plain background before generating",
-        default=True,
+    background: EnumProperty(
+        name="Background",
+        description="How the object is cut out of its picture before generating",
+        items=enum_items(choices.BACKGROUNDS),
+        default=defaults.DEFAULT_BACKGROUND,
     )
     border: FloatProperty(
         name="Border",

@@ -187,9 +187,8 @@ def request_from_scene(context: bpy.types.Context, overrides: dict[str, Any]) ->
         prompt=prompt,
         name=name,
         image_settings=defaults.ImageSettings(
-            remove_background=props.remove_background,
             border=props.border,
-            allow_rembg=prefs.learned_background_allowed(),
+            background=props.background,
         ),
         generation=defaults.GenerationSettings(
             model=model,
@@ -265,7 +264,12 @@ def prepare_input(context: bpy.types.Context) -> PreparedInput:
     if not request.preprocess:  # the settings matched an earlier preview
         return _PREPARED[0]
     key = input_key(request, props)
-    prepared = prepare_image(request.image, request.image_settings)
+    prepared = prepare_image(
+        request.image,
+        request.image_settings,
+        cache_dir=request.generation.cache_dir,
+        allow_download=request.generation.allow_download,
+    )
     entry = PreparedInput(key, prepared.image, prepared.report.to_dict(), source_label(request))
     _PREPARED[:] = [entry] if key is not None else []
     return entry
@@ -295,11 +299,15 @@ def describe_preparation(report: dict[str, Any]) -> list[str]:
     method = {
         "alpha": "cut out by its transparency",
         "flood": "background removed (plain backdrop)",
-        "rembg": "background removed (learned remover)",
+        "grabcut": "background removed (offline remover)",
+        "learned": "background removed (learned remover)",
         "none": "used as it is",
     }.get(str(report.get("method")), str(report.get("method")))
     x0, y0, x1, y1 = report.get("bbox", [0, 0, 0, 0])
     width, height = report.get("original_size", [0, 0])
+    confidence = report.get("confidence")
+    if confidence is not None and report.get("method") != "none":
+        method += f", confidence {float(confidence):.2f}"
     lines = [
         f"Object {method}",
         f"Covers {float(report.get('mask_coverage', 0.0)):.0%} of the picture",
@@ -388,7 +396,9 @@ def copy_record_to_scene(record: dict[str, Any], props) -> None:
     props.schedule = generation["schedule"]
     props.device = generation["device"]
     props.grid_size = generation["grid_size"]
-    props.remove_background = image["remove_background"]
+    # Older records have only remove_background (off meant: keep the background).
+    kept = not image.get("remove_background", True)
+    props.background = "keep" if kept else image.get("background", defaults.DEFAULT_BACKGROUND)
     props.border = image["border"]
     props.process_mesh = mesh["enabled"]
     props.repair = mesh["repair"]

@@ -124,6 +124,7 @@ class GenerateSession(tasks.Task):
             state.preview_image = store_preview_image(result.model_input)
             if result.input_report and "bbox" in result.input_report:
                 state.preview_report = "\n".join(describe_preparation(result.input_report))
+                state.preview_warning = result.input_report.get("warning") or ""
         summary = summarise(result, time.monotonic() - self.started_at)
         if self.output_dir is not None and self.output_dir == unsaved_results_folder():
             summary += f"; files in {self.output_dir} until the .blend is saved"

@@ -82,6 +82,9 @@ class IMG3D_Tasks(bpy.types.PropertyGroup):
     install: PointerProperty(type=IMG3D_TaskState)
     preview_image: StringProperty(default="", description="Image holding what the model saw")
     preview_report: StringProperty(default="", description="What preparing the input did")
+    preview_warning: StringProperty(
+        default="", description="Why the background was kept, or why the cut is doubtful"
+    )
     system_check: CollectionProperty(type=IMG3D_CheckEntry)
 
 

@@ -135,6 +135,9 @@ def run(args: argparse.Namespace, base: defaults.Request) -> Optional[Any]:
     if summary is None:
         print(f"cancelled: finished items are in {args.out_dir}; run the same command to go on")
         return None
+    for name, item in summary.items.items():
+        if item.get("note"):
+            print(f"{name}: {item['note']}")
     for failure in summary.failures:
         print(f"failed {failure['name']} ({failure['where']}): {failure['message']}")
     print(

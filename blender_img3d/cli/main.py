@@ -224,7 +224,15 @@ def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -
         action="store_true",
         help="hand the image to the model's own processor unchanged",
     )
-    image.add_argument("--no-remove-background", action="store_true")
+    image.add_argument(
+        "--background",
+        choices=defaults.BACKGROUNDS,
+        default=defaults.DEFAULT_BACKGROUND,
+        help=_choices_help(choices.BACKGROUNDS, defaults.DEFAULT_BACKGROUND),
+    )
+    image.add_argument(
+        "--no-remove-background", action="store_true", help="the same as --background keep"
+    )
     image.add_argument(
         "--border",
         type=float,
@@ -240,7 +248,9 @@ def _add_image_options(parser: argparse.ArgumentParser, per_file: bool = True) -
 
 def _image_settings(args: argparse.Namespace) -> defaults.ImageSettings:
     return defaults.ImageSettings(
-        remove_background=not args.no_remove_background, border=args.border
+        remove_background=not args.no_remove_background,
+        border=args.border,
+        background=args.background,
     )
 
 

@@ -67,3 +67,24 @@ SDF_METHODS = (
     Choice("adaptive", "Adaptive", "Coarse grid first, full resolution only near the surface"),
     Choice("dense", "Dense", "Every grid point (slower; the reference's way)"),
 )
+
+# How a picture's background is removed (core/images/background.py); the first is the default.
+BACKGROUNDS = (
+    Choice(
+        "auto",
+        "Auto",
+        "The picture's transparency, else the learned remover if downloaded, else the offline "
+        "remover when it is confident; otherwise the picture is kept",
+    ),
+    Choice(
+        "learned",
+        "Learned",
+        "A salient-object model (BiRefNet lite, MIT), downloaded once with your consent",
+    ),
+    Choice(
+        "classic",
+        "Offline",
+        "The built-in remover (plain backgrounds, then GrabCut), kept only when confident",
+    ),
+    Choice("keep", "Keep", "Leave the background: the whole picture goes to the model"),
+)

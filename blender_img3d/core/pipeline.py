@@ -257,6 +257,9 @@ def _result_from_latents(
         input_report=input_report,
         model_input=model_input,
     )
+    if input_report and input_report.get("warning"):
+        # The one line a user must see: the background was kept, or the cut is doubtful.
+        result.notes.append(input_report["warning"])
     _finish(result, raw, plan.meshes, label, request, metadata, timer, progress, cancel)
     return result
 
@@ -440,7 +443,12 @@ def _model_input(request: defaults.Request, progress: Optional[ProgressCallback]
 
     report(progress, Phase.PREPROCESSING, 0, 1)
     if request.preprocess:
-        prepared = prepare_image(request.image, request.image_settings)
+        prepared = prepare_image(
+            request.image,
+            request.image_settings,
+            cache_dir=request.generation.cache_dir,
+            allow_download=request.generation.allow_download,
+        )
         image, input_report = prepared.image, prepared.report.to_dict()
         if request.save_input is not None:
             save_model_input(prepared, request.save_input)

@@ -36,6 +36,8 @@ DEVICES = choices.names(choices.DEVICES)
 DTYPES = choices.names(choices.DTYPES)
 MODES = choices.names(choices.MODES)
 SDF_METHODS = choices.names(choices.SDF_METHODS)
+BACKGROUNDS = choices.names(choices.BACKGROUNDS)
+DEFAULT_BACKGROUND = BACKGROUNDS[0]
 DEFAULT_SEED = 0
 
 # --- decoding ---------------------------------------------------------------
@@ -65,6 +67,16 @@ MAX_SIZE = 1e6  # ... to a thousand kilometres; CAD units must still fit
 DEFAULT_BORDER = 0.15
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 64_000_000
+# The learned background remover (``--background learned``): BiRefNet lite (MIT licence,
+# ZhengPeng7/BiRefNet), exported to ONNX by the onnx-community (model card: MIT). It runs
+# through onnxruntime, so no code from the hub is ever executed; it sits in the Hugging
+# Face cache beside Shap-E and is fetched by the same consent (``--allow-download``).
+BACKGROUND_MODEL_ID = "onnx-community/BiRefNet_lite-ONNX"
+BACKGROUND_MODEL_FILE = "onnx/model.onnx"
+# Below this confidence (0..1) a cut is not trusted and the picture is kept whole;
+# below BACKGROUND_SURE_CONFIDENCE it is used but called doubtful (core/images/background.py).
+BACKGROUND_MIN_CONFIDENCE = 0.55
+BACKGROUND_SURE_CONFIDENCE = 0.7
 
 # --- mesh processing --------------------------------------------------------
 DEFAULT_TARGET_FACES = 20_000
@@ -116,10 +128,10 @@ ImageSource = Union[str, Path, bytes, Any]  # path, encoded bytes, PIL image or 
 class ImageSettings:
     """How an input picture becomes the model's input (see the core/images package)."""
 
-    remove_background: bool = True
+    remove_background: bool = True  # False: as ``background="keep"`` (older requests)
     border: float = DEFAULT_BORDER
     use_alpha: bool = True
-    allow_rembg: bool = False
+    background: str = DEFAULT_BACKGROUND  # one of BACKGROUNDS
     max_file_bytes: int = MAX_FILE_BYTES
     max_pixels: int = MAX_PIXELS
 
@@ -243,6 +255,7 @@ class Request(EqualByDict):
             )
         if not _is_real(self.image_settings.border) or not 0.0 <= self.image_settings.border < 0.5:
             raise ConfigError(f"border must be in [0, 0.5), got {self.image_settings.border}.")
+        check_background(self.image_settings.background)
         m = self.mesh
         _check_whole("target faces", m.target_faces, 0, MAX_TARGET_FACES, "0 turns decimation off")
         _check_whole("keep components", m.keep_components, 0, MAX_KEEP_COMPONENTS, "0 keeps all")
@@ -411,6 +424,15 @@ def parse_device(name: Any) -> tuple[str, Optional[int]]:
     raise ConfigError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {name!r}.")
 
 
+def check_background(name: Any) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is one of :data:`BACKGROUNDS`."""
+    if name not in BACKGROUNDS:
+        raise ConfigError(
+            f"background must be one of {', '.join(BACKGROUNDS)}, got {name!r} "
+            "(auto: learned if downloaded, else the offline remover; keep: no removal)."
+        )
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -440,9 +462,17 @@ def _refuse_unknown(where: str, data: dict[str, Any], known: set[str]) -> None:
         )
 
 
+# Settings an older version wrote that mean nothing now: accepted and dropped.
+# ``allow_rembg`` (an optional rembg install) gave way to ``background`` and the
+# learned remover fetched with the model-download consent.
+_RETIRED = {"image_settings": frozenset({"allow_rembg"})}
+
+
 def _section_from_dict(name: str, cls: type, value: Any) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"'{name}' must be a mapping of settings, got {type(value).__name__}.")
+    retired = _RETIRED.get(name, frozenset())
+    value = {key: item for key, item in value.items() if key not in retired}
     _refuse_unknown(name, value, {f.name for f in fields(cls)})
     return cls(**value)
 

@@ -163,8 +163,10 @@ def test_download_progress_reaches_the_status_and_finishes(
     assert [(r, m, c) for r, m, c, _ in seen] == [
         ("openai/shap-e-img2img", "image", tmp_path),
         ("openai/shap-e", "text", tmp_path),
+        ("onnx-community/BiRefNet_lite-ONNX", "background", tmp_path),  # the learned remover
     ]
-    assert [fraction for *_, fraction in seen] == [0.25, 0.75]  # half of each half
+    # Half of each third.
+    assert [fraction for *_, fraction in seen] == pytest.approx([1 / 6, 3 / 6, 5 / 6])
     status = bpy.context.window_manager.img3d_tasks.download
     assert (status.running, status.progress, status.message) == (False, 1.0, "Models downloaded")
 
@@ -185,8 +187,11 @@ def test_a_cancelled_download_says_it_can_be_resumed(
 
 
 def test_local_model_folders_are_not_downloaded(downloads_on, tmp_path):
+    from tests.fixtures.background_model import install_in_cache
+
     downloads_on.image_model = str(tmp_path)
     downloads_on.text_model = str(tmp_path)
+    install_in_cache(tmp_path)  # the background remover is already in the cache folder
     assert bpy.ops.img3d.download_models() == {"CANCELLED"}  # "nothing to download"
 
 

@@ -282,7 +282,7 @@ def test_a_baked_result_imports_with_its_texture(surface_text_model_dir, unsaved
     assert source.bl_idname == "ShaderNodeTexImage" and source.image.size[0] > 0
 
 
-def test_the_learned_background_remover_needs_the_preference_and_online_access(
+def test_the_panels_background_choice_reaches_the_request_and_downloads_need_consent(
     installed_extension, example_image
 ):
     requests = ext(installed_extension, "blender.requests")
@@ -291,18 +291,23 @@ def test_the_learned_background_remover_needs_the_preference_and_online_access(
     props = bpy.context.scene.img3d
     props.mode, props.image_source, props.image_path = "image", "FILE", str(example_image)
     try:
+        for choice in ("auto", "learned", "classic", "keep"):
+            props.background = choice
+            assert requests.request_from_scene(bpy.context, {}).image_settings.background == choice
+        # The learned remover is fetched by the models' download consent, nothing else.
         for wanted, allowed, expected in [
             (False, True, False),
             (True, False, False),
             (True, True, True),
         ]:  # noqa: E501
-            prefs.learned_background = wanted
+            prefs.allow_download = wanted
             bpy.context.preferences.system.use_online_access = allowed
             assert (
-                requests.request_from_scene(bpy.context, {}).image_settings.allow_rembg == expected
+                requests.request_from_scene(bpy.context, {}).generation.allow_download == expected
             )
     finally:
-        prefs.learned_background = False
+        props.background = "auto"
+        prefs.allow_download = False
         bpy.context.preferences.system.use_online_access = online
 
 

@@ -1,19 +1,19 @@
-"""Image preparation: background removal (alpha, flood, rembg, none) and framing on white."""
+"""Image preparation: background removal (alpha, learned, flood, GrabCut, none) and framing."""
 
 from __future__ import annotations
 
-import sys
 import time
-import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from blender_img3d.core.errors import ConfigError, ImageInputError
+from blender_img3d.core.errors import ConfigError, ImageInputError, ModelNotFoundError
 from blender_img3d.core.images import prepare_image
 from blender_img3d.core.settings import ImageSettings
 from tests.fixtures import image_corpus as corpus
+from tests.fixtures.background_model import build_model, install_in_cache, red_is_object
 
 SIZE = 224
 
@@ -174,53 +174,113 @@ def test_remove_background_off_still_honours_a_real_alpha_mask():
     assert prepared.report.method == "alpha"
 
 
-# --- rembg (optional) --------------------------------------------------------
+# --- the background choice and the learned remover ---------------------------
 
 
-def test_rembg_not_installed_falls_back_to_the_builtin_remover(monkeypatch):
-    monkeypatch.setitem(sys.modules, "rembg", None)  # makes `import rembg` fail
-    picture, box = corpus.object_on()
-    prepared = prepare_image(picture, ImageSettings(allow_rembg=True))
+def test_keep_keeps_the_picture_and_says_so():
+    picture, _ = corpus.object_on(background=(128, 128, 128))
+    prepared = prepare_image(picture, ImageSettings(background="keep"))
+    assert prepared.report.method == "none"
+    assert prepared.report.bbox == [0, 0, 160, 120]
+    assert prepared.report.background == "keep"
+    assert "kept the background" in prepared.report.warning
+
+
+def test_an_unknown_background_choice_is_a_config_error():
+    with pytest.raises(ConfigError, match="background must be one of auto, learned"):
+        prepare_image(corpus.object_on()[0], ImageSettings(background="magic"))
+
+
+def test_auto_uses_the_learned_remover_when_it_is_in_the_cache(tmp_path):
+    install_in_cache(tmp_path)
+    picture, box = corpus.object_on(box=(30, 20, 90, 100))
+    prepared = prepare_image(picture, ImageSettings(), cache_dir=tmp_path)
+    assert prepared.report.method == "learned"
+    assert prepared.report.bbox == pytest.approx(list(box), abs=3)
+    assert prepared.report.confidence >= 0.7 and prepared.report.warning is None
+
+
+def test_auto_without_the_learned_remover_runs_the_offline_chain(tmp_path):
+    prepared = prepare_image(corpus.object_on()[0], ImageSettings(), cache_dir=tmp_path)
     assert prepared.report.method == "flood"
-    assert any("rembg not installed" in note for note in prepared.report.notes)
-    assert prepared.report.bbox == pytest.approx(list(box), abs=2)
+    assert prepared.report.confidence >= 0.7
 
 
-def fake_rembg(remove) -> types.ModuleType:
-    module = types.ModuleType("rembg")
-    module.remove = remove
-    return module
-
-
-def test_rembg_is_used_when_installed_and_allowed(monkeypatch):
-    calls = []
-
-    def remove(image):
-        calls.append(image.size)
-        cut = image.convert("RGBA")
-        alpha = Image.new("L", image.size, 0)
-        alpha.paste(255, (20, 20, 60, 50))
-        cut.putalpha(alpha)
-        return cut
-
-    monkeypatch.setitem(sys.modules, "rembg", fake_rembg(remove))
-    picture, _ = corpus.object_on()
-    prepared = prepare_image(picture, ImageSettings(allow_rembg=True))
-    assert calls == [(160, 120)]
-    assert prepared.report.method == "rembg"
-    assert prepared.report.bbox == [20, 20, 60, 50]
-    not_allowed = prepare_image(picture, ImageSettings(allow_rembg=False))
-    assert not_allowed.report.method == "flood" and len(calls) == 1
-
-
-def test_a_failing_rembg_falls_back_with_a_note(monkeypatch):
-    def remove(image):
-        raise RuntimeError("no model u2net.onnx and downloads are off")
-
-    monkeypatch.setitem(sys.modules, "rembg", fake_rembg(remove))
-    prepared = prepare_image(corpus.object_on()[0], ImageSettings(allow_rembg=True))
+def test_classic_ignores_a_downloaded_learned_remover(tmp_path):
+    install_in_cache(tmp_path)
+    prepared = prepare_image(
+        corpus.object_on()[0], ImageSettings(background="classic"), cache_dir=tmp_path
+    )
     assert prepared.report.method == "flood"
-    assert any("rembg failed" in note for note in prepared.report.notes)
+
+
+def test_learned_without_the_model_and_without_consent_says_how_to_get_it(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="--allow-download"):
+        prepare_image(
+            corpus.object_on()[0], ImageSettings(background="learned"), cache_dir=tmp_path
+        )
+
+
+def test_learned_downloads_only_with_consent(tmp_path, monkeypatch):
+    from blender_img3d.core.system import model_store
+
+    fetched = []
+
+    def download(cache_dir, **_options):
+        fetched.append(cache_dir)
+        return install_in_cache(Path(cache_dir))
+
+    monkeypatch.setattr(model_store, "download_background_model", download)
+    picture = corpus.object_on()[0]
+    prepared = prepare_image(
+        picture, ImageSettings(background="learned"), cache_dir=tmp_path, allow_download=True
+    )
+    assert prepared.report.method == "learned" and fetched == [tmp_path]
+    # auto never downloads: the model is used once it is there.
+    prepare_image(picture, ImageSettings(), cache_dir=tmp_path / "empty", allow_download=True)
+    assert fetched == [tmp_path]
+
+
+@pytest.mark.parametrize("side", [64, None])
+@pytest.mark.parametrize("probability", [False, True])
+def test_the_learned_remover_reads_fixed_or_open_sizes_and_logits_or_probabilities(
+    tmp_path, side, probability
+):
+    model = red_is_object(tmp_path / "m.onnx", side=side, probability=probability)
+    picture, box = corpus.object_on(size=(200, 90), box=(120, 10, 180, 70))
+    prepared = prepare_image(picture, ImageSettings(background="learned"), learned_model=model)
+    assert prepared.report.method == "learned"
+    assert prepared.report.bbox == pytest.approx(list(box), abs=4)
+
+
+def test_a_learned_remover_that_finds_nothing_keeps_the_picture_and_says_so(tmp_path):
+    # A bias of -20 makes every pixel background.
+    model = build_model(tmp_path / "m.onnx", weights=np.zeros(3), bias=-20.0)
+    prepared = prepare_image(
+        corpus.object_on()[0], ImageSettings(background="learned"), learned_model=model
+    )
+    assert prepared.report.method == "none"
+    assert "learned remover found no clear object" in prepared.report.warning
+
+
+def test_a_random_learned_model_runs_end_to_end(tmp_path):
+    model = build_model(tmp_path / "m.onnx", side=None, seed=3)
+    picture = Image.fromarray(
+        np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8), "RGB"
+    )
+    prepared = prepare_image(picture, ImageSettings(background="learned"), learned_model=model)
+    assert prepared.image.size == (SIZE, SIZE)
+    assert prepared.report.method in {"learned", "none"}
+    assert 0.0 <= prepared.report.confidence <= 1.0
+
+
+def test_a_broken_model_file_is_a_clear_error(tmp_path):
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx graph")
+    with pytest.raises(ModelNotFoundError, match="download it again"):
+        prepare_image(
+            corpus.object_on()[0], ImageSettings(background="learned"), learned_model=model
+        )
 
 
 # --- sizes, big pictures, options --------------------------------------------
@@ -272,3 +332,104 @@ def test_a_picture_that_is_only_background_after_removal_is_an_error():
     picture.putpixel((100, 100), (250, 250, 250))
     with pytest.raises(ImageInputError, match="No object found"):
         prepare_image(picture)
+
+
+# --- framing from the mask, and the flood's border --------------------------------
+
+
+def test_framing_ignores_debris_far_from_the_object():
+    from blender_img3d.core.images.framing import subject_bbox
+
+    mask = np.zeros((200, 300), bool)
+    mask[60:140, 100:180] = True  # the object
+    mask[5:9, 280:284] = True  # a speck the remover let through, in a corner
+    mask[100:130, 185:200] = True  # a small part touching the object's reach: kept
+    assert subject_bbox(mask) == (100, 60, 200, 140)
+
+
+def test_a_doubtful_cut_frames_the_whole_picture_not_a_blob(monkeypatch):
+    from blender_img3d.core.images import background, grabcut
+
+    def unsure(rgb8):
+        mask = np.zeros(rgb8.shape[:2], bool)
+        mask[10:20, 10:20] = True
+        scores = grabcut.Scores(agreement=0.2)
+        return mask, mask.astype(np.float32), scores
+
+    monkeypatch.setattr(grabcut, "grabcut_mask", unsure)
+    busy = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
+    )
+    prepared = prepare_image(busy, ImageSettings(background="classic"))
+    assert prepared.report.method == "none" and prepared.report.bbox == [0, 0, 120, 90]
+    assert "weak agreement" in prepared.report.warning
+    assert background.effective_background(ImageSettings(remove_background=False)) == "keep"
+
+
+def test_the_border_is_smoothed_exactly_as_the_whole_picture_would_be():
+    from scipy import ndimage
+
+    from blender_img3d.core.images.background import _border_ring, _smoothed_border
+
+    for shape in [(301, 457, 3), (20, 9, 3)]:
+        rgb = np.random.default_rng(0).random(shape).astype(np.float32)
+        whole = ndimage.gaussian_filter(rgb, sigma=(1.0, 1.0, 0.0))
+        ring = _border_ring(*shape[:2])
+        border = np.zeros(shape[:2], bool)
+        border[:ring] = border[-ring:] = True
+        border[:, :ring] = border[:, -ring:] = True
+        np.testing.assert_allclose(_smoothed_border(rgb)[border], whole[border], atol=1e-6)
+
+
+def test_a_batch_manifest_chooses_the_background_per_item_and_refuses_unknown_ones(tmp_path):
+    from blender_img3d.core import settings as defaults
+    from blender_img3d.core.farm.manifest import ManifestError, read_manifest
+    from blender_img3d.core.farm.plan import plan_items
+
+    corpus.object_on()[0].save(tmp_path / "a.png")
+    manifest = tmp_path / "items.csv"
+    manifest.write_text("image,name,background\na.png,one,keep\na.png,two,\n", encoding="utf-8")
+    base = defaults.Request(image_settings=ImageSettings(background="classic"))
+    items = plan_items(read_manifest(manifest), base, tmp_path / "out", ["glb"], manifest)
+    assert [item.request.image_settings.background for item in items] == ["keep", "classic"]
+    manifest.write_text("image,background\na.png,magic\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="line 2: background must be one of"):
+        plan_items(read_manifest(manifest), base, tmp_path / "out", ["glb"], manifest)
+
+
+def test_the_servers_settings_carry_the_background_choice_and_old_clients_still_parse():
+    from blender_img3d.core import settings as defaults
+    from blender_img3d.core.server import protocol
+
+    request, _ = protocol.request_from_settings({"background": "learned"}, prompt="x")
+    assert request.image_settings.background == "learned"
+    with pytest.raises(ConfigError, match="'background' must be text"):
+        protocol.request_from_settings({"background": 3}, prompt="x")
+    request, _ = protocol.request_from_settings({"background": "magic"}, prompt="x")
+    with pytest.raises(ConfigError, match="background must be one of"):
+        request.validate()
+    # A saved request from before the choice (with allow_rembg) still loads.
+    old = defaults.Request(prompt="x").to_dict()
+    old["image_settings"]["allow_rembg"] = True
+    del old["image_settings"]["background"]
+    assert defaults.Request.from_dict(old).image_settings.background == "auto"
+
+
+def test_a_cut_between_the_gates_is_used_and_called_doubtful(monkeypatch):
+    from blender_img3d.core.images import grabcut
+
+    def middling(rgb8):
+        mask = np.zeros(rgb8.shape[:2], bool)
+        mask[20:70, 30:90] = True
+        return mask, mask.astype(np.float32), grabcut.Scores(edges=0.6)
+
+    monkeypatch.setattr(grabcut, "grabcut_mask", middling)
+    busy = Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
+    )
+    report = prepare_image(busy, ImageSettings(background="classic")).report
+    assert report.method == "grabcut" and report.bbox == [30, 20, 90, 70]
+    assert report.confidence == pytest.approx(0.6)
+    assert report.warning.startswith(
+        "the cut-out is doubtful (grabcut, confidence 0.60, weak edges)"
+    )

@@ -192,7 +192,7 @@ def test_cancel_before_loading_raises(tiny_image_model_dir):
 def test_download_progress_is_reported_in_bytes_and_cancellable():
     calls: list[tuple[str, int, int]] = []
     cancel = threading.Event()
-    bar_class = models._download_bar_class(lambda *a: calls.append(a), cancel)
+    bar_class = models.download_bar_class(lambda *a: calls.append(a), cancel)
     bar = bar_class(total=100, unit="B")
     bar.update(40)
     bar.update(60)

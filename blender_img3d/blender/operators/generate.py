@@ -143,7 +143,11 @@ class IMG3D_OT_preview_input(bpy.types.Operator):
         state.preview_image = store_preview_image(prepared.image)
         lines = describe_preparation(prepared.report)
         state.preview_report = "\n".join(lines)
-        self.report({"INFO"}, "; ".join(lines[:2]))
+        state.preview_warning = prepared.report.get("warning") or ""
+        if state.preview_warning:
+            self.report({"WARNING"}, state.preview_warning)
+        else:
+            self.report({"INFO"}, "; ".join(lines[:2]))
         return {"FINISHED"}
 
 

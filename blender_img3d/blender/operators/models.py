@@ -17,6 +17,7 @@ from typing import Optional
 import bpy
 from bpy.props import EnumProperty
 
+from ...core import settings as defaults
 from ...core.errors import Img3DError
 from ...core.progress import Phase
 from ...core.system import model_store
@@ -25,8 +26,8 @@ from .. import tasks
 logger = logging.getLogger(__name__)
 
 WHICH_ITEMS = (
-    ("BOTH", "Both", "The image-to-3D and the text-to-3D model"),
-    ("IMAGE", "Image", "Only the image-to-3D model"),
+    ("BOTH", "Both", "The image-to-3D and text-to-3D models, and the background remover"),
+    ("IMAGE", "Image", "Only the image-to-3D model and the background remover"),
     ("TEXT", "Text", "Only the text-to-3D model"),
 )
 
@@ -38,7 +39,14 @@ def models_to_download(prefs, which: str) -> list[tuple[str, str]]:
         wanted.append(("image", prefs.image_model))
     if which in {"BOTH", "TEXT"}:
         wanted.append(("text", prefs.text_model))
+    if which in {"BOTH", "IMAGE"} and not _background_model_cached(prefs):
+        # The learned background remover cuts pictures out for the image model.
+        wanted.append((model_store.BACKGROUND_MODE, defaults.BACKGROUND_MODEL_ID))
     return [(mode, source) for mode, source in wanted if not Path(source).expanduser().is_dir()]
+
+
+def _background_model_cached(prefs) -> bool:
+    return model_store.find_background_model(prefs.resolved_cache_dir()) is not None
 
 
 class DownloadTask(tasks.Task):
@@ -67,7 +75,12 @@ class DownloadTask(tasks.Task):
                     repo_id,
                     mode=mode,
                     cache_dir=self.cache_dir,
-                    revision=self.revision,
+                    # The revision preference pins Shap-E; the remover follows its main.
+                    revision=(
+                        defaults.DEFAULT_REVISION
+                        if mode == model_store.BACKGROUND_MODE
+                        else self.revision
+                    ),
                     progress=self._progress_for(index, repo_id),
                     cancel=cancel,
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
 from ...core.shap_e.warmup import warm_in_background
@@ -34,9 +36,16 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
             else:
                 inputs.template_ID(props, "image", open="image.open")
             row = inputs.row(align=True)
-            row.prop(props, "remove_background")
+            row.prop(props, "background", text="")
             row.prop(props, "border", text="Border")
-            inputs.operator("img3d.preview_input", icon="IMAGE_DATA")
+            row = inputs.row(align=True)
+            row.operator("img3d.preview_input", icon="IMAGE_DATA")
+            warning = context.window_manager.img3d_tasks.preview_warning
+            if warning:
+                # Beside Preview Input: the background was kept, or the cut is doubtful.
+                row.label(text="", icon="ERROR")
+                for line in _wrapped(warning):
+                    inputs.label(text=line)
         else:
             inputs.prop(props, "prompt", text="")
         row = inputs.row(align=True)
@@ -193,6 +202,11 @@ class IMG3D_PT_system(SidebarSubPanel, bpy.types.Panel):
 
     def draw(self, context):
         draw_check(self.layout)
+
+
+def _wrapped(text: str, width: int = 42) -> list[str]:
+    """A long message as label lines (a panel label does not wrap by itself)."""
+    return textwrap.wrap(text, width) or [text]
 
 
 CLASSES = (

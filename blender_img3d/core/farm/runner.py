@@ -281,6 +281,9 @@ def _record(item: Item, outcome: Outcome, summary: BatchSummary) -> None:
     }
     if outcome.ok:
         document = dict(outcome.report or {})
+        warning = (document.get("input") or {}).get("warning")
+        if warning:  # the background was kept, or the cut is doubtful: the CLI says so
+            entry["note"] = warning
         document["farm"] = {
             "item": item.name,
             "where": item.where,

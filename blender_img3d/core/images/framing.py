@@ -10,6 +10,10 @@ from PIL import Image
 # Big reductions are done in two steps (fast box reduction first, then a
 # LANCZOS pass at no more than this many times the output size).
 _PRESCALE_FACTOR = 4
+# A part of the mask is debris when it holds less than this share of the mask ...
+_DEBRIS_SHARE = 0.05
+# ... and lies farther than this share of the main part's size from the main part's box.
+_DEBRIS_REACH = 0.25
 
 
 def object_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -17,6 +21,41 @@ def object_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def subject_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The box to frame: the object's main part and what belongs with it, never stray debris.
+
+    Parts holding less than :data:`_DEBRIS_SHARE` of the mask that lie outside
+    the main part's box grown by :data:`_DEBRIS_REACH` of its size are debris
+    (a speck of background the remover let through): they don't widen the
+    frame, so the object is not pushed off-centre by them. The mask must not
+    be empty.
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count <= 1:
+        return object_bbox(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    main = int(np.argmax(sizes)) + 1
+    x0, y0, x1, y1 = object_bbox(labels == main)
+    grow_x, grow_y = _DEBRIS_REACH * (x1 - x0), _DEBRIS_REACH * (y1 - y0)
+    reach = (x0 - grow_x, y0 - grow_y, x1 + grow_x, y1 + grow_y)
+    kept = np.zeros(count + 1, bool)
+    boxes = ndimage.find_objects(labels)
+    for index, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        rows, cols = box
+        inside = (
+            cols.start < reach[2]
+            and cols.stop > reach[0]
+            and rows.start < reach[3]
+            and rows.stop > reach[1]
+        )
+        kept[index] = inside or sizes[index - 1] >= _DEBRIS_SHARE * sizes.sum()
+    return object_bbox(kept[labels])
 
 
 def square_side(bbox: tuple[int, int, int, int], border: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,8 +18,8 @@ from PIL import Image
 
 from ..errors import ConfigError, ExportError, ImageInputError
 from ..settings import ImageSettings
-from .background import composite_on_white, cut_out, feather
-from .framing import frame_square, object_bbox, square_side
+from .background import composite_on_white, cut_out, effective_background, feather
+from .framing import frame_square, square_side, subject_bbox
 from .loading import decode_source
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ImageReport:
     format: Optional[str]
     original_size: list[int]
     original_mode: str
-    method: str  # "alpha" | "rembg" | "flood" | "none"
+    method: str  # "alpha" | "learned" | "flood" | "grabcut" | "none"
     mask_coverage: float  # share of the picture that is object, 0..1
     bbox: list[int]
     background_color: Optional[list[int]]  # estimated RGB 0..255 ("flood" only)
@@ -64,6 +64,10 @@ class ImageReport:
     output_size: int
     steps: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    background: str = "auto"  # the choice asked for (settings.BACKGROUNDS)
+    confidence: Optional[float] = None  # 0..1, the cut's (or the rejected cut's) confidence
+    # The one line to show the user: the background was kept, or the cut is doubtful.
+    warning: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +90,9 @@ def prepare_image(
     width: Optional[int] = None,
     height: Optional[int] = None,
     bottom_up: bool = True,
+    cache_dir: Optional[str | os.PathLike] = None,
+    allow_download: bool = False,
+    learned_model: Optional[str | os.PathLike] = None,
 ) -> PreparedImage:
     """Turn any image source into the model's input, or raise ImageInputError.
 
@@ -94,9 +101,23 @@ def prepare_image(
     square leaving ``settings.border`` of the side free on each side, and
     resize to ``size`` with LANCZOS. When nothing is removed (method "none"),
     the whole picture is padded to a square without an extra border.
+
+    The learned remover is looked up in ``cache_dir`` (the hub cache by
+    default) and fetched only when ``allow_download``; ``background="learned"``
+    without it raises :class:`ModelNotFoundError` saying how to get it.
+    ``learned_model`` names another salient-object ONNX file to use instead.
     """
     settings = settings or ImageSettings()
     _check_options(settings, size)
+    choice = effective_background(settings)
+    if learned_model is not None:
+        learned_model = Path(learned_model)
+    elif choice in ("auto", "learned"):
+        from .learned import locate_background_model
+
+        learned_model = locate_background_model(
+            cache_dir, allow_download=allow_download, required=choice == "learned"
+        )
     decoded = decode_source(
         source,
         settings,
@@ -115,7 +136,7 @@ def prepare_image(
         steps.append(f"analysed at {shrunk[0]}×{shrunk[1]}")
     pixels = np.asarray(work)
     alpha8 = pixels[..., 3] if work.mode == "RGBA" else None
-    cutout = cut_out(pixels[..., :3], alpha8, settings, allow_auto=settings.remove_background)
+    cutout = cut_out(pixels[..., :3], alpha8, settings, learned_model=learned_model)
     height_px, width_px = pixels.shape[:2]
     if cutout.mask is None:
         bbox, border, alpha = (0, 0, width_px, height_px), 0.0, None
@@ -126,17 +147,27 @@ def prepare_image(
                 "No object found: the picture looks like plain background. Use a picture "
                 "of one object that stands out from its background."
             )
-        bbox, border = object_bbox(cutout.mask), settings.border
+        bbox, border = subject_bbox(cutout.mask), settings.border
         coverage = float(cutout.mask.mean())
         alpha = cutout.alpha
         if alpha is None:
             sigma = _FEATHER_OUTPUT_PIXELS * square_side(bbox, border) / size
             alpha = feather(cutout.mask, sigma)
     steps.append(f"background: {cutout.method}")
-    composited = composite_on_white(cutout, alpha)
+    # Only the framed square (inside the picture) is composited: for a small object in
+    # a big photo that is a fraction of the pixels.
+    left, top, right, bottom = _framed_region(bbox, border, (width_px, height_px))
+    region = (slice(top, bottom), slice(left, right))
+    framed = replace(
+        cutout,
+        rgb=cutout.rgb[region],
+        background=None if cutout.background is None else cutout.background[region],
+    )
+    composited = composite_on_white(framed, None if alpha is None else alpha[region])
     if cutout.mask is not None:
         steps.append(f"cropped to the object, {border:.0%} white border each side")
-    image = frame_square(composited, bbox, border, size)
+    x0, y0, x1, y1 = bbox
+    image = frame_square(composited, (x0 - left, y0 - top, x1 - left, y1 - top), border, size)
     steps.append(f"padded to a white square, resized to {size}×{size} (LANCZOS)")
     report = ImageReport(
         source=_describe(source),
@@ -151,6 +182,9 @@ def prepare_image(
         output_size=int(size),
         steps=steps,
         notes=list(cutout.notes),
+        background=choice,
+        confidence=cutout.confidence,
+        warning=cutout.warning,
     )
     log.debug("prepared image: %s", report)
     return PreparedImage(image=image, report=report)
@@ -191,12 +225,28 @@ def save_model_input(prepared: PreparedImage | Image.Image, path: str | os.PathL
 
 
 def _check_options(settings: ImageSettings, size: int) -> None:
+    from ..settings import check_background
+
+    check_background(settings.background)
     if not 0.0 <= settings.border < 0.5:
         raise ConfigError(f"border must be in [0, 0.5), got {settings.border}.")
     if not isinstance(size, int) or not 1 <= size <= _MAX_SIZE:
         raise ConfigError(f"The model input size must be 1..{_MAX_SIZE} pixels, got {size!r}.")
     if settings.max_file_bytes <= 0 or settings.max_pixels <= 0:
         raise ConfigError("max_file_bytes and max_pixels must be positive.")
+
+
+def _framed_region(
+    bbox: tuple[int, int, int, int], border: float, picture: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The part of the picture the framing square covers, ``(left, top, right, bottom)``."""
+    x0, y0, x1, y1 = bbox
+    half = square_side(bbox, border) / 2.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    left, top = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    right = min(picture[0], int(np.ceil(cx + half)))
+    bottom = min(picture[1], int(np.ceil(cy + half)))
+    return left, top, right, bottom
 
 
 def _to_source_pixels(

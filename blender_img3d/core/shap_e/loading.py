@@ -430,7 +430,7 @@ def locate_on_hub(
                     cache_dir=str(where),
                     local_files_only=not allow_download,
                     allow_patterns=patterns,
-                    tqdm_class=_download_bar_class(progress, cancel) if allow_download else None,
+                    tqdm_class=download_bar_class(progress, cancel) if allow_download else None,
                 )
             )
         except (LocalEntryNotFoundError, EntryNotFoundError) as error:
@@ -473,7 +473,7 @@ def locate_on_hub(
     return folder, _revision_of_folder(folder)
 
 
-def _download_bar_class(
+def download_bar_class(
     progress: Optional[ProgressCallback], cancel: Optional[threading.Event]
 ) -> type:
     """A tqdm class that forwards byte counts to ``progress`` and never draws."""

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError, ModelNotFoundError
-from ..progress import ProgressCallback
-from ..settings import DEFAULT_REVISION
+from ..progress import Phase, ProgressCallback, report
+from ..settings import BACKGROUND_MODEL_FILE, BACKGROUND_MODEL_ID, DEFAULT_REVISION
 from .deps import require
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# The learned background remover's "mode": it rides Shap-E's download path (the same
+# consent, cache and progress), though it is one ONNX file, not a Shap-E model.
+BACKGROUND_MODE = "background"
 _REPO_FOLDER = re.compile(r"^models--(.+?)--(.+)$")
 
 
@@ -226,12 +229,20 @@ def download_model(
 ) -> Path:
     """Download (or finish downloading) ``repo_id`` for ``mode``; return its snapshot folder.
 
+    ``mode`` is ``image`` or ``text`` (Shap-E), or :data:`BACKGROUND_MODE` for
+    the learned background remover.
+
     Byte progress is reported as ``Phase.DOWNLOADING``; setting ``cancel``
     stops it with :class:`CancelledError`, and the next call resumes from the
     partial files. Raises :class:`ModelNotFoundError` for an unknown repository
     or revision, no network (or ``HF_HUB_OFFLINE``), and :class:`DependencyError`
     without huggingface_hub.
     """
+    if mode == BACKGROUND_MODE:
+        path = download_background_model(
+            cache_dir, model=repo_id, revision=revision, progress=progress, cancel=cancel
+        )
+        return path.parents[len(Path(BACKGROUND_MODEL_FILE).parts) - 1]
     # The hub lookup (two passes: safetensors first, pickles only where needed)
     # lives in .models so loading and downloading fetch exactly the same files.
     from ..shap_e.loading import MODES, locate_on_hub
@@ -253,3 +264,71 @@ def download_model(
         cancel=cancel,
     )
     return folder
+
+
+def find_background_model(
+    cache_dir: Optional[str | Path] = None,
+    *,
+    model: str = BACKGROUND_MODEL_ID,
+    revision: str = DEFAULT_REVISION,
+) -> Optional[Path]:
+    """The cached ONNX file of the learned remover, or None when it isn't downloaded.
+
+    ``model`` may also be a local ``.onnx`` file. Reads the cache with the
+    standard library only (no huggingface_hub import, no network).
+    """
+    local = Path(model).expanduser()
+    if local.suffix == ".onnx":
+        return local if local.is_file() else None
+    cached = find_cached_model(model, cache_dir)
+    snapshot = cached.revision(revision) if cached is not None else None
+    if snapshot is None:
+        return None
+    path = snapshot.path / BACKGROUND_MODEL_FILE
+    return path if path.is_file() else None
+
+
+def download_background_model(
+    cache_dir: Optional[str | Path] = None,
+    *,
+    model: str = BACKGROUND_MODEL_ID,
+    revision: str = DEFAULT_REVISION,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Path:
+    """Fetch (or finish fetching) the learned remover into the hub cache; return its file.
+
+    Only call this with the user's consent (``allow_download``). Raises
+    :class:`ModelNotFoundError` when the hub can't be reached or has no such file.
+    """
+    found = find_background_model(cache_dir, model=model, revision=revision)
+    if found is not None:
+        return found
+    require(["huggingface_hub"])
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from ..shap_e.loading import download_bar_class
+
+    where = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    report(progress, Phase.DOWNLOADING, 0, 1)
+    try:
+        folder = snapshot_download(
+            model,
+            revision=revision,
+            cache_dir=str(where),
+            allow_patterns=[BACKGROUND_MODEL_FILE, "*.json", "README.md"],
+            tqdm_class=download_bar_class(progress, cancel),
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise ModelNotFoundError(
+            f"Could not download the background remover {model} into {where}: {error}. "
+            "Check the network connection and free disk space, or pass --background classic."
+        ) from error
+    path = Path(folder) / BACKGROUND_MODEL_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{model} at revision {revision} has no {BACKGROUND_MODEL_FILE}: "
+            "pass --background classic, or point the remover at another ONNX file."
+        )
+    return path

@@ -105,6 +105,12 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "Pillow==13.0.0",
     "ezdxf==1.4.5",
     "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
+    # Background removal of busy photos: GrabCut. 4.11.0.86 is the last release whose
+    # wheels (abi3: cp311 and cp313, win_amd64, macosx arm64, manylinux x86_64) accept
+    # numpy 1.26 (Blender 4.2-5.0) as well as numpy 2.x (5.1+); 4.12 and later need numpy 2.
+    "opencv-python-headless==4.11.0.86",
+    # The learned background remover (an ONNX graph: no remote code); numpy >= 1.21.6.
+    "onnxruntime==1.32.0",
 )
 
 # What RUNTIME_REQUIREMENTS need in turn, torch's run and numpy aside. Blender's
@@ -150,6 +156,8 @@ _TRANSITIVE: tuple[str, ...] = (
     "pydantic-core==2.50.5",
     "annotated-types==0.8.0",
     "typing-inspection==0.4.5",
+    "flatbuffers==25.12.19",
+    "protobuf==7.36.2",
 )
 
 # What Blender installs besides torch: derived, never kept by hand, so a runtime
@@ -209,16 +217,22 @@ DEV_REQUIREMENTS: tuple[str, ...] = (
     "cadquery-ocp-novtk==8.0.1.1.0",
     "mutmut==3.8.1",
     "playwright==1.65.2",  # drives Debian's chromium in the page's tests (no browser download)
+    # Builds the tiny ONNX background models the tests run. onnx needs ml-dtypes >= 0.5.4;
+    # 0.5.x is the last series that runs on the dev venv's numpy 1.26 (0.6+ needs numpy 2).
+    "onnx==1.23.2",
+    "ml-dtypes==0.5.4",
     *SERVER_REQUIREMENTS,
 )
 
 # Debian packages for tests (package -> the command it provides, or an absolute path it
 # installs): assimp reads DXF files the way most non-Autodesk programs do; its test
 # models are the corpus of real third-party meshes (tests/fixtures/mesh_corpus.py);
+# opencv-doc's sample photos are the real-photo corpus (tests/fixtures/photo_corpus.py);
 # chromium is the browser the server page's tests drive.
 DEBIAN_DEV_PACKAGES: dict[str, str] = {
     "assimp-utils": "assimp",
     "assimp-testmodels": "/usr/share/assimp/models/STL/Spider_binary.stl",
+    "opencv-doc": "/usr/share/doc/opencv-doc/examples/data/apple.jpg",
     "chromium": "chromium",
 }
 
@@ -248,6 +262,8 @@ RUNTIME_MODULES: dict[str, str] = {
     "PIL": "Pillow",
     "ezdxf": "ezdxf",
     "xatlas": "xatlas",
+    "cv2": "opencv-python-headless",
+    "onnxruntime": "onnxruntime",
 }
 
 # Modules without which Generate can't run at all.
