@@ -268,9 +268,9 @@ RUNTIME_MODULES: dict[str, str] = {
 
 # Modules without which Generate can't run at all.
 GENERATION_MODULES: tuple[str, ...] = ("torch", "diffusers", "transformers", "skimage", "PIL")
-# Modules Preview Input needs (decoding and cutting out the picture, no model): not in
+# Modules Preview Input needs (decoding, cutting out with GrabCut; no model): not in
 # a bare Blender, so the button says so until Install Dependencies.
-PREVIEW_MODULES: tuple[str, ...] = ("PIL", "scipy")
+PREVIEW_MODULES: tuple[str, ...] = ("PIL", "scipy", "cv2")
 # Modules the exporters and mesh tools need (bundled with the extension).
 EXPORT_MODULES: tuple[str, ...] = ("scipy", "fast_simplification", "ezdxf")
 
