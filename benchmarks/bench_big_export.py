@@ -45,7 +45,8 @@ def vmhwm_mib():
 from blender_img3d.core.exporters import export_mesh
 from blender_img3d.core.mesh.meshdata import MeshData
 
-faces_wanted, suffix, options, folder = int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+faces_wanted, suffix = int(sys.argv[2]), sys.argv[3]
+options, folder = json.loads(sys.argv[4]), sys.argv[5]
 # A torus of n x m quads (2 n m triangles), built with numpy: a closed, curved surface.
 n = int(round((faces_wanted / 2) ** 0.5))
 m = faces_wanted // (2 * n)

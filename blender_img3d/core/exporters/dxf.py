@@ -28,10 +28,10 @@ import numpy as np
 from ..choices import Choice, names
 from ..errors import DependencyError, ExportError
 from ..mesh.meshdata import MeshData
+from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .atomic import PathLike, atomic_write
 from .geometry import checked_arrays
 from .metadata import generator_name, json_safe
-from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .options import refuse_unknown
 from .units import DEFAULT_UNIT, length_unit
 
