@@ -174,8 +174,8 @@ def test_modal_removes_its_timer_however_the_task_ends(
     assert [level for level, _ in probe.reports] == [expected_report]
     state = tasks.state_of(kind)
     assert not state.running and not state.cancelling
-    assert not task.job.alive and tasks.active(kind) is None
-    if kind == "generate" and how == "finish":
+    assert task.job.join(5) and tasks.active(kind) is None  # a cancelled generate's worker
+    if kind == "generate" and how == "finish":  # may still be winding down at the last tick
         assert [obj.name for obj in task.objects] == ["probe"]
 
 
@@ -194,7 +194,7 @@ def test_dropping_the_operator_removes_the_timer_and_leaves_clean_up_to_a_tick(
     assert context.window_manager.removed == [timer]
     assert task.cancelling and task.state == tasks.RUNNING
     assert task.run_to_end(bpy.context, timeout=10) == tasks.CANCELLED
-    assert not task.job.alive
+    assert task.job.join(5)
 
 
 def test_cancel_from_another_thread_writes_nothing_and_the_tick_shows_cancelling(
