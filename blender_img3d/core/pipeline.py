@@ -597,10 +597,12 @@ def _write_outputs(
             for path in variant_paths:
                 check_exportable(mesh, path, units=request.units)
         textures = _bake_textures(result, paths, request, cancel, timer)
+        # Progress counts faces written over every file, so one bar covers the whole export.
+        faces_total = sum(mesh.face_count * len(p) for mesh, p in zip(result.meshes, paths))
         done = 0
         for mesh, variant_paths, texture in zip(result.meshes, paths, textures):
             for path in variant_paths:
-                report(progress, Phase.EXPORTING, done, total)
+                report(progress, Phase.EXPORTING, done, faces_total)
                 raise_if_cancelled(cancel)
                 options = {"texture": texture} if texture and carries_texture(path) else {}
                 written = export_mesh(
@@ -608,13 +610,24 @@ def _write_outputs(
                     path,
                     units=request.units,
                     format_options=request.export.writer_options(),
+                    progress=_offset_progress(progress, done, faces_total),
+                    cancel=cancel,
                     **options,
                 )
                 result.outputs.append(Path(written))
-                done += 1
-        report(progress, Phase.EXPORTING, total, total)
+                done += mesh.face_count
+        report(progress, Phase.EXPORTING, faces_total, faces_total)
     # A cancel that came during the last export still wins: the staged files are dropped.
     raise_if_cancelled(cancel)
+
+
+def _offset_progress(
+    progress: Optional[ProgressCallback], before: int, total: int
+) -> Optional[ProgressCallback]:
+    """One file's ``(phase, faces written, its faces)`` as the whole export's count."""
+    if progress is None:
+        return None
+    return lambda phase, step, _faces: progress(phase, before + step, total)
 
 
 def _bake_textures(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from ..errors import ExportError
 from ..mesh.meshdata import MeshData
+from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .units import DEFAULT_UNIT
 
 Writer = Callable[..., Path]
@@ -57,6 +59,10 @@ class ExportFormat:
     # it doesn't embed it (an OBJ's PNG), like ``side_files``.
     textures: bool = False
     texture_files: Union[str, Callable[[Path], list[Path]], None] = None
+    # The writer takes ``progress=`` and ``cancel=`` and reports faces written while it
+    # works (the slow CAD formats); for the others :func:`export_mesh` checks the
+    # cancel before and reports all faces after.
+    streams_progress: bool = False
 
     @property
     def suffix(self) -> str:
@@ -178,6 +184,8 @@ def export_mesh(
     *,
     units: str = DEFAULT_UNIT,
     format_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
     **options: Any,
 ) -> Path:
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
@@ -189,14 +197,20 @@ def export_mesh(
     options go to the writer (see each ``write_<fmt>``), which refuses ones it
     doesn't know. The arrays are validated first (:func:`check_exportable`): a mesh
     no file of that format can hold is a :class:`~..errors.MeshInputError`, nothing
-    is written.
+    is written. ``progress`` hears ``(Phase.EXPORTING, faces written, faces)``; a set
+    ``cancel`` stops the writer (:class:`~..errors.CancelledError`) and leaves no file.
     """
     name = check_exportable(mesh, path, fmt, units=units, scale=options.get("scale", 1.0))
     entry = _FORMATS[name]
     options = {**(format_options or {}).get(name, {}), **options}
     if entry.units:
         options["units"] = units
-    return entry.load_writer()(mesh, path, **options)
+    raise_if_cancelled(cancel)
+    if entry.streams_progress:
+        return entry.load_writer()(mesh, path, progress=progress, cancel=cancel, **options)
+    written = entry.load_writer()(mesh, path, **options)
+    report(progress, Phase.EXPORTING, mesh.face_count, mesh.face_count)
+    return written
 
 
 def check_exportable(
@@ -272,6 +286,7 @@ register_format(
         "DXF mesh for CAD, in the chosen unit",
         ".dxf:write_dxf",
         units=True,
+        streams_progress=True,
     )
 )
 register_format(
@@ -282,6 +297,7 @@ register_format(
         "STEP AP214 solid (closed meshes) or surface, for CAD",
         ".step:write_step",
         units=True,
+        streams_progress=True,
     )
 )
 
