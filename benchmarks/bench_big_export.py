@@ -29,6 +29,7 @@ CASES = {
     "dxf-polyface": (".dxf", {"entity": "polyface"}),
     "dxf-mesh": (".dxf", {"entity": "mesh"}),
     "step": (".step", {}),
+    "step-triangles": (".step", {"format_options": {"step": {"merge_coplanar": False}}}),
     "obj": (".obj", {}),
     "glb": (".glb", {}),
 }
