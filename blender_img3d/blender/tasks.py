@@ -1,7 +1,7 @@
 """Background work in Blender: one task state, one task runner, one modal-timer mixin.
 
-Three long jobs run off Blender's main thread — the dependency install, the
-model download and the generation. Each is a :class:`Task` over a
+Four long jobs run off Blender's main thread — the dependency install, the
+model download, the generation and a big export. Each is a :class:`Task` over a
 ``core.jobs.Job``: the worker thread never touches bpy, it reports through the
 job's queue, and :meth:`Task.tick` (main thread only) mirrors what arrived onto
 ``window_manager.img3d_tasks.<kind>`` — one :class:`IMG3D_TaskState` per kind,
@@ -51,7 +51,7 @@ from ..core.jobs import FINAL_KINDS, Job, JobMessage, ProgressUpdate
 
 log = logging.getLogger(__name__)
 
-KINDS = ("generate", "download", "install")
+KINDS = ("generate", "download", "install", "export")
 RUNNING, FINISHED, CANCELLED, FAILED = "RUNNING", "FINISHED", "CANCELLED", "FAILED"
 CANCELLING_TEXT = "Cancelling…"
 TICK_BUDGET_SECONDS = 0.002
@@ -90,6 +90,7 @@ class IMG3D_Tasks(bpy.types.PropertyGroup):
     generate: PointerProperty(type=IMG3D_TaskState)
     download: PointerProperty(type=IMG3D_TaskState)
     install: PointerProperty(type=IMG3D_TaskState)
+    export: PointerProperty(type=IMG3D_TaskState)
     preview_image: StringProperty(default="", description="Image holding what the model saw")
     preview_report: StringProperty(default="", description="What preparing the input did")
     system_check: CollectionProperty(type=IMG3D_CheckEntry)
