@@ -3,7 +3,9 @@
 Each export runs in a fresh child process that builds the mesh in code (a
 torus: closed, smooth, nothing to merge, so every triangle is a face of the
 file), reads its own peak RSS (``VmHWM``) before and after the export, and
-prints one JSON line; the parent repeats and keeps medians. Not a test: run it
+prints one JSON line; the parent repeats and keeps medians. Wall time and the
+child's CPU time are both shown: on a shared machine (the load average is
+printed) the wall time is the CPU time plus the wait for a core. Not a test: run it
 by hand (minutes on 2 cores),
 
     .venv/bin/python benchmarks/bench_big_export.py [--faces 2000000] [--repeats 3]
@@ -62,10 +64,10 @@ colors = np.random.default_rng(0).random((len(vertices), 3)).astype(np.float32)
 mesh = MeshData(vertices * 0.1, faces, colors=colors, name="big")
 before = vmhwm_mib()
 path = os.path.join(folder, "big" + suffix)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 export_mesh(mesh, path, **options)
-seconds = time.perf_counter() - start
-print(json.dumps({"faces": len(faces), "seconds": seconds, "peak_mib": vmhwm_mib(),
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"faces": len(faces), "seconds": seconds, "cpu": cpu, "peak_mib": vmhwm_mib(),
                   "before_mib": before, "size_mb": os.path.getsize(path) / 1e6}))
 """
 
@@ -94,13 +96,15 @@ def main() -> None:
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
         "unknown CPU",
     )
-    print(f"{cpu}, {os.cpu_count()} cpus; checkout {args.repo}")
-    print(f"{'case':<14} {'faces':>9} {'median s':>9} {'peak MiB':>9} {'mesh MiB':>9} "
-          f"{'MB':>7}  runs (s)")  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"{cpu}, {os.cpu_count()} cpus, load {load:.1f}; checkout {args.repo}")
+    print(f"{'case':<14} {'faces':>9} {'median s':>9} {'cpu s':>7} {'peak MiB':>9} "
+          f"{'mesh MiB':>9} {'MB':>7}  runs (s)")  # fmt: skip
     for case in args.cases:
         runs = [run_case(args.repo, args.faces, case) for _ in range(args.repeats)]
         seconds = [r["seconds"] for r in runs]
         print(f"{case:<14} {runs[0]['faces']:>9} {statistics.median(seconds):>9.1f} "
+              f"{statistics.median(r['cpu'] for r in runs):>7.1f} "
               f"{statistics.median(r['peak_mib'] for r in runs):>9.0f} "
               f"{statistics.median(r['before_mib'] for r in runs):>9.0f} "
               f"{runs[0]['size_mb']:>7.0f}  {', '.join(f'{s:.1f}' for s in seconds)}",

@@ -108,14 +108,20 @@ def bench_tick() -> None:
 
 
 def main() -> None:
-    import blender_img3d
+    # Only what the two measurements use: the task state on the WindowManager (the
+    # whole add-on needs its preferences, i.e. an installed extension).
+    from blender_img3d.blender import tasks
 
-    blender_img3d.register()
+    for cls in tasks.CLASSES:
+        bpy.utils.register_class(cls)
+    tasks.register_properties()
     try:
         bench_import(coloured_sphere())
         bench_tick()
     finally:
-        blender_img3d.unregister()
+        tasks.unregister_properties()
+        for cls in reversed(tasks.CLASSES):
+            bpy.utils.unregister_class(cls)
 
 
 if __name__ == "__main__":

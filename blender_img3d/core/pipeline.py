@@ -590,12 +590,15 @@ def _write_outputs(
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
-        from .exporters import carries_texture, check_exportable, export_mesh
+        from .exporters import carries_texture, check_exportable, export_mesh, size_warning
 
         # Every mesh against every format first: no file is written for a set that can't be.
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
                 check_exportable(mesh, path, units=request.units)
+                warning = size_warning(mesh.face_count, path)
+                if warning:
+                    log.warning("%s", warning)
         textures = _bake_textures(result, paths, request, cancel, timer)
         # Progress counts faces written over every file, so one bar covers the whole export.
         faces_total = sum(mesh.face_count * len(p) for mesh, p in zip(result.meshes, paths))

@@ -372,6 +372,9 @@ class IMG3D_OT_export(tasks.ModalTask, bpy.types.Operator, ExportHelper):
             scale=self.scale,
         )
         exporters.check_exportable(mesh, path, fmt, units=self.units)
+        warning = exporters.size_warning(mesh.face_count, path, fmt)
+        if warning:
+            self.report({"WARNING"}, warning)
         return ExportTask(mesh, path, fmt, self.units, export)
 
 

@@ -63,6 +63,9 @@ class ExportFormat:
     # works (the slow CAD formats); for the others :func:`export_mesh` checks the
     # cancel before and reports all faces after.
     streams_progress: bool = False
+    # Faces past which the format's usual readers can't work with the file (a CAD kernel
+    # with one B-rep face per triangle); :func:`size_warning` says so before writing.
+    usable_faces: Optional[int] = None
 
     @property
     def suffix(self) -> str:
@@ -241,6 +244,20 @@ def check_exportable(
     return name
 
 
+def size_warning(face_count: int, path: Union[str, os.PathLike], fmt: Optional[str] = None):
+    """A one-line warning when ``face_count`` faces is more than ``fmt``'s readers can use
+    (None otherwise): said before any work, with the way out (decimating)."""
+    entry = _FORMATS.get((fmt or format_for_path(path)).lower())
+    limit = None if entry is None else entry.usable_faces
+    if limit is None or face_count <= limit:
+        return None
+    return (
+        f"{entry.name.upper()} of {face_count:,} faces is more than CAD programs can work "
+        f"with (about {limit:,}) and takes minutes to write: decimate first with "
+        f"--target-faces {limit // 2:,} (Target Faces in Blender)."
+    )
+
+
 def side_files(path: Union[str, os.PathLike], *, textured: bool = False) -> list[Path]:
     """The extra files written with ``path`` (an OBJ's .mtl; with ``textured``, its PNG too),
     so callers can check them too."""
@@ -298,6 +315,9 @@ register_format(
         ".step:write_step",
         units=True,
         streams_progress=True,
+        # OpenCascade (FreeCAD) takes minutes to read 500k planar faces; past 1M a solid
+        # of triangles is beyond what CAD modelling operations handle.
+        usable_faces=500_000,
     )
 )
 
@@ -314,6 +334,7 @@ __all__ = [
     "format_for_path",
     "register_format",
     "side_files",
+    "size_warning",
     "suffix_list",
     "texture_format_labels",
     "unregister_format",

@@ -83,6 +83,7 @@ def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
         )
         for chunk in chunks:
             stream.write(chunk.encode("ascii"))
+    report(progress, Phase.EXPORTING, mesh.face_count, mesh.face_count)
     return Path(path)
 
 
