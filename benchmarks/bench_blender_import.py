@@ -87,8 +87,15 @@ def bench_tick() -> None:
         def release(self) -> None:
             pass
 
-    session = sessions.GenerateSession(
-        Request(prompt="x"), sessions.ImportOptions(), backend=FloodBackend()
+    class TickOnly(sessions.GenerateSession):
+        def on_end(self, context) -> None:  # no scene history without the add-on's props
+            pass
+
+    session = TickOnly(
+        Request(prompt="x"),
+        sessions.ImportOptions(),
+        backend=FloodBackend(),
+        output_dir=Path(tempfile.gettempdir()),  # never written: the run is cancelled
     )
     session.start(bpy.context.window_manager)
     time.sleep(0.5)  # let the worker fill the queue
