@@ -364,8 +364,13 @@ def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> 
     edge = topo.face_edges.reshape(-1)
     key = edge * np.int64(n_regions) + use_region
     _, inverse, key_counts = np.unique(key, return_inverse=True, return_counts=True)
-    half = np.flatnonzero(key_counts[inverse.reshape(-1)] == 1)  # ascending
+    boundary = np.flatnonzero(key_counts[inverse.reshape(-1)] == 1)  # ascending
     del key, inverse, key_counts
+    # A lone triangle is its own loop (its three half-edges, in order); only the
+    # half-edges of merged regions need their loops found.
+    merged = sizes[use_region[boundary]] > 1
+    lone, half = boundary[~merged], boundary[merged]
+    del boundary, merged
     half_region = use_region[half]
     n_points = np.int64(len(points))
 
@@ -399,7 +404,7 @@ def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> 
     outer = np.einsum("ij,ij->i", loop_newell, normal_sum[head_region]) > 0
     broken |= np.bincount(head_region, outer, n_regions) != 1
     del p_start, p_end, newell, loop_newell
-    broken &= sizes > 1  # a lone triangle is its own face whatever its loop says
+    broken &= sizes > 1  # (only merged regions have loops here)
     if broken.any():
         # Unmergeable regions go back to one face per triangle.
         region = region.copy()
@@ -407,15 +412,25 @@ def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> 
         region[split] = n_regions + np.arange(int(split.sum()))
         return _faces_from_regions(topo, raw, np.unique(region, return_inverse=True)[1])
 
+    # Every loop: the merged regions' and one per lone triangle, walked from its 3f.
+    n_lone = len(lone) // 3
+    loop_head = np.concatenate([half[heads], lone[::3]])
+    loop_region = np.concatenate([head_region, use_region[lone[::3]]])
+    loop_outer = np.concatenate([outer, np.ones(n_lone, dtype=bool)])
+    half_loop = np.concatenate([cycle, n_cycles + np.arange(len(lone)) // 3])
+    half_position = np.concatenate([position, np.tile(np.arange(3), n_lone)])
+    half = np.concatenate([half, lone])
+    n_loops = n_cycles + n_lone
     # Loops ordered by region, outer first, then by their lowest half-edge; the half-edges
     # of each loop in walking order.
-    loop_order = np.lexsort((heads, ~outer, head_region))
-    rank = np.empty(n_cycles, dtype=np.int64)
-    rank[loop_order] = np.arange(n_cycles)
-    halves = half[np.lexsort((position, rank[cycle]))]
-    lengths = np.bincount(rank[cycle], minlength=n_cycles)
+    loop_order = np.lexsort((loop_head, ~loop_outer, loop_region))
+    rank = np.empty(n_loops, dtype=np.int64)
+    rank[loop_order] = np.arange(n_loops)
+    half_rank = rank[half_loop]
+    halves = half[np.lexsort((half_position, half_rank))]
+    lengths = np.bincount(half_rank, minlength=n_loops)
     loop_start = np.concatenate([[0], np.cumsum(lengths)])
-    loops_per_region = np.bincount(head_region, minlength=n_regions)
+    loops_per_region = np.bincount(loop_region, minlength=n_regions)
     first_loop = np.concatenate([[0], np.cumsum(loops_per_region)])
     face_loops = [
         list(range(a, b)) for a, b in zip(first_loop[:-1].tolist(), first_loop[1:].tolist())
