@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 SCHEMA = "AUTOMOTIVE_DESIGN { 1 0 10303 214 1 1 1 1 }"
 _DIRECTION_DECIMALS = 12
 _REFS_PER_LINE = 16
-# Entities formatted per block of text: big enough for vectorised formatting, small
+# Entities formatted per block of text: enough that a block's overhead is nothing, few
 # enough that a 2M-face mesh never holds more than a few MB of text at once.
 _ROWS_PER_CHUNK = 65536
 
@@ -208,8 +208,8 @@ class _DataWriter:
     ) -> Iterator[str]:
         """The DATA section's entities as text blocks; progress in (a share of) faces.
 
-        The entity count is known once the blocks have reserved their ids, so
-        progress reports ``faces`` (the mesh's) × entities written / entities; a cancel stops
+        The entity count is known once the blocks have reserved their ids, so progress
+        reports ``faces`` (the mesh's) × entities written / entities; a cancel stops
         between blocks.
         """
         blocks = self._blocks()
