@@ -101,10 +101,8 @@ class GenerateSession(tasks.Task):
 
         result = self.produce(progress, cancel)
         raise_if_cancelled(cancel)
+        # A cancel from here on: Task's last look (or the tick) discards these files.
         self.files = write_variants(result, self.output_dir, bake_size=self.bake_size)
-        if cancel.is_set():
-            self.discard(result)
-            raise_if_cancelled(cancel)
         return result
 
     def discard(self, result: Any) -> None:

@@ -46,7 +46,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..core.errors import Img3DError
+from ..core.errors import CancelledError, Img3DError
 from ..core.jobs import FINAL_KINDS, Job, JobMessage, ProgressUpdate
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Task:
     ends_on_cancel: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self.job = Job(self.work, name=f"img3d-{self.kind}")
+        self.job = Job(self._work_to_the_end, name=f"img3d-{self.kind}")
         self.state = RUNNING
         self.error: Optional[str] = None
         self.result: Any = None
@@ -185,6 +185,16 @@ class Task:
     def work(self, progress, cancel) -> Any:
         """The worker thread's body; never touches bpy. Raise typed errors to fail."""
         raise NotImplementedError
+
+    def _work_to_the_end(self, progress, cancel) -> Any:
+        """``work``, then one last look at the cancel: a run cancelled while it finished
+        discards its own result here, so even a task nobody ticks any more (``abandon_all``)
+        leaves no file."""
+        result = self.work(progress, cancel)
+        if cancel.is_set():
+            self.discard(result)
+            raise CancelledError()
+        return result
 
     def report(self, fraction: Optional[float] = None, text: Optional[str] = None) -> None:
         """Queue a progress fraction and/or status line for the panel."""

@@ -253,8 +253,9 @@ def test_a_cancel_during_a_first_load_frees_generate_at_once_and_writes_nothing(
 
 
 def test_a_result_the_wound_down_worker_still_makes_is_deleted(installed_extension, tmp_path):
-    """The worker passed its last cancel check before the cancel came: it has written its
-    files and returns after its session already ended; the wind-down timer deletes them."""
+    """The worker passed its own cancel checks before the cancel came: it has written its
+    files and returns after its session already ended; they are deleted all the same (by
+    the task's last look at the cancel, or the wind-down timer when that raced too)."""
     sessions = extension(installed_extension, "blender.session")
     tasks = extension(installed_extension, "blender.tasks")
     checked, go_on = threading.Event(), threading.Event()
