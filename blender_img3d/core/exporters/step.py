@@ -270,7 +270,7 @@ class _DataWriter:
                         loop, first_oe, first_oe + 1, first_oe + 2)  # fmt: skip
         else:
             yield from _batched(
-                f"#{loop + k}=EDGE_LOOP('',({_refs(range(oriented + a, oriented + b))}));\n"
+                f"#{loop + k}=EDGE_LOOP('',({_range_refs(oriented + a, oriented + b)}));\n"
                 for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist()))
             )
         is_outer = np.zeros(n_loops, dtype=bool)
@@ -416,6 +416,17 @@ def _batched(lines: Iterator[str]) -> Iterator[str]:
             block = []
     if block:
         yield "".join(block)
+
+
+def _range_refs(first: int, stop: int) -> str:
+    """:func:`_refs` of ``range(first, stop)`` in plain Python: an edge loop's oriented
+    edges are consecutive, and a million loops can't afford an array each."""
+    refs = [f"#{i}" for i in range(first, stop)]
+    if len(refs) <= _REFS_PER_LINE:
+        return ",".join(refs)
+    return ",\n".join(
+        ",".join(refs[i : i + _REFS_PER_LINE]) for i in range(0, len(refs), _REFS_PER_LINE)
+    )
 
 
 def _refs(ids) -> str:
