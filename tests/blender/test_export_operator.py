@@ -369,11 +369,12 @@ def test_a_cancel_after_the_export_was_written_but_before_the_tick_leaves_the_ol
     assert target.read_text() == "the previous export"
 
 
-def test_the_operator_runs_on_the_background_task_and_reports_faces(tmp_path):
+def test_the_operator_runs_on_the_background_task_and_reports_faces(installed_extension, tmp_path):
+    tasks = importlib.import_module(f"{installed_extension}.blender.tasks")
     add_cube()
     path = tmp_path / "cube.step"
     assert bpy.ops.img3d.export(filepath=str(path), format="STEP") == {"FINISHED"}
     state = bpy.context.window_manager.img3d_tasks.export
     assert state.last_summary.startswith("Exported 12 faces") and not state.running
-    assert not bpy.ops.img3d.cancel_export.poll()  # nothing runs any more
+    assert tasks.active("export") is None  # nothing runs any more
     assert check_file(path, "STEP") == 6

@@ -21,10 +21,11 @@ and the whole set is renamed into place together.
 The selection is read on the main thread; baking and writing run on the shared
 background task (:class:`ExportTask`, ``tasks.ModalTask``), so a 2M-face STEP or
 DXF shows its faces written in the sidebar while the UI keeps drawing, and ESC
-or the panel's Cancel stops it. The worker only stages the files; the tick that
-takes its result renames them into place, so a cancel accepted at any moment
-before that leaves no file and the previous one untouched. Without a window
-(background mode, scripts) the same task runs to its end before ``execute`` returns.
+or the panel's Cancel (``img3d.cancel_task``) stops it. The worker only stages
+the files; the tick that takes its result renames them into place, so a cancel
+accepted at any moment before that leaves no file and the previous one
+untouched. Without a window (background mode, scripts) the same task runs to
+its end before ``execute`` returns.
 """
 
 from __future__ import annotations
@@ -378,27 +379,8 @@ class IMG3D_OT_export(tasks.ModalTask, bpy.types.Operator, ExportHelper):
         return ExportTask(mesh, path, fmt, self.units, export)
 
 
-class IMG3D_OT_cancel_export(bpy.types.Operator):
-    """Stop the running export; no file is written"""
-
-    bl_idname = "img3d.cancel_export"
-    bl_label = "Cancel Export"
-    bl_options = {"REGISTER"}
-
-    @classmethod
-    def poll(cls, context):
-        if tasks.active(ExportTask.kind) is None:
-            cls.poll_message_set("No export is running")
-            return False
-        return True
-
-    def execute(self, context):
-        tasks.cancel(ExportTask.kind)
-        return {"FINISHED"}
-
-
 def menu_func_export(self, context):
     self.layout.operator(IMG3D_OT_export.bl_idname, text=menu_text())
 
 
-CLASSES = (IMG3D_OT_export, IMG3D_OT_cancel_export)
+CLASSES = (IMG3D_OT_export,)

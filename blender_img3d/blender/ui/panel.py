@@ -73,7 +73,7 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
             layout.progress(factor=export.progress, type="BAR", text=export.message)
             row = layout.row()
             row.enabled = not export.cancelling
-            row.operator("img3d.cancel_export", icon="CANCEL")
+            row.operator("img3d.cancel_task", icon="CANCEL").task = "EXPORT"
         if job.last_error and not job.running:
             box = layout.box()
             box.alert = True
