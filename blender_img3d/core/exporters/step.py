@@ -273,10 +273,15 @@ class _DataWriter:
                 f"#{loop + k}=EDGE_LOOP('',({_range_refs(oriented + a, oriented + b)}));\n"
                 for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist()))
             )
-        is_outer = np.zeros(n_loops, dtype=bool)
-        is_outer[[ids[0] for ids in faces.face_loops]] = True
-        kind = np.where(is_outer, "FACE_OUTER_BOUND", "FACE_BOUND")
-        yield from _rows("#%d=%s('',#%d,.T.);\n", bound, kind, np.arange(n_loops) + loop)
+        if n_loops == f:  # no holes: every bound is an outer one, no column of names
+            yield from _rows(
+                "#%d=FACE_OUTER_BOUND('',#%d,.T.);\n", bound, np.arange(n_loops) + loop
+            )
+        else:
+            is_outer = np.zeros(n_loops, dtype=bool)
+            is_outer[[ids[0] for ids in faces.face_loops]] = True
+            kind = np.where(is_outer, "FACE_OUTER_BOUND", "FACE_BOUND")
+            yield from _rows("#%d=%s('',#%d,.T.);\n", bound, kind, np.arange(n_loops) + loop)
 
         normals = faces.normal
         yield from _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
