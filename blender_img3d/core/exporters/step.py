@@ -212,13 +212,14 @@ class _DataWriter:
         reports ``faces`` (the mesh's) × entities written / entities; a cancel stops
         between blocks.
         """
-        blocks = self._blocks()
-        written = 0
-        for text in blocks:
+        product_ids = 32  # see _blocks: reserved first, written last
+        for text in self._blocks():
             raise_if_cancelled(cancel)
-            written += text.count(";\n")
-            total = max(self.next_id - 1, written, 1)
-            report(progress, Phase.EXPORTING, faces * written // total, faces)
+            # Blocks come in id order after the product's ids, so the id a block starts
+            # with counts the entities written before it (no pass over the text).
+            before = int(text[1 : text.index("=")]) - 1 - product_ids if text else 0
+            total = max(self.next_id - 1 - product_ids, before, 1)
+            report(progress, Phase.EXPORTING, faces * max(before, 0) // total, faces)
             yield text
 
     def _blocks(self) -> Iterator[str]:
@@ -403,8 +404,16 @@ def _rows(template: str, first_id: int, *columns: Sequence) -> Iterator[str]:
     gigabytes, and only one block of it (and its columns as Python lists) is held.
     """
     count = len(columns[0])
+    numeric = all(isinstance(c, np.ndarray) and c.dtype.kind in "iuf" for c in columns)
     for start in range(0, count, _ROWS_PER_CHUNK):
         stop = min(count, start + _ROWS_PER_CHUNK)
+        if numeric:
+            # One ``%`` over the whole block: a third faster than one per row. Integers
+            # ride as float64 where a column is float, exact below 2^53 (ids are far below).
+            ids = np.arange(first_id + start, first_id + stop)
+            flat = np.column_stack([ids, *(c[start:stop] for c in columns)]).ravel().tolist()
+            yield (template * (stop - start)) % tuple(flat)
+            continue
         ids = range(first_id + start, first_id + stop)
         values = [c[start:stop].tolist() if isinstance(c, np.ndarray) else list(c[start:stop])
                   for c in columns]  # fmt: skip
