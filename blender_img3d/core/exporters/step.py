@@ -261,8 +261,8 @@ class _DataWriter:
         yield from _rows("#%d=EDGE_CURVE('',#%d,#%d,#%d,.T.);\n",
                     edge_curve, low + vertex, high + vertex, ids + edge_line)  # fmt: skip
 
-        sense = np.where(faces.loop_forward, "T", "F")
-        yield from _rows("#%d=ORIENTED_EDGE('',*,*,#%d,.%s.);\n",
+        sense = np.where(faces.loop_forward, ord("T"), ord("F"))  # %c: a numeric block
+        yield from _rows("#%d=ORIENTED_EDGE('',*,*,#%d,.%c.);\n",
                     oriented, loop_edge + edge_curve, sense)  # fmt: skip
         starts = faces.loop_start
         if np.all(np.diff(starts) == 3):  # triangles only: one vectorised pass
