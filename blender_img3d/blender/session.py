@@ -53,10 +53,14 @@ class GenerateSession(tasks.Task):
     The worker also writes every variant's files into ``output_dir``
     (``core.result_files``: GLB, latents, model input); the main thread then imports
     each GLB with Blender's glTF importer. A cancel that arrives after the
-    files were written removes them: a cancelled run leaves nothing behind.
+    files were written removes them (the worker's own check, or :meth:`discard`
+    when the cancel came after it): a cancelled run leaves nothing behind. The
+    session ends at the first tick after a cancel (``ends_on_cancel``): a first
+    model load can't stop mid-way, and a new Generate shouldn't wait for it.
     """
 
     kind = "generate"
+    ends_on_cancel = True
     busy_message = "A generation is already running: wait for it or cancel it first."
     cancelled_text = "Generation cancelled"
     failed_text = "Generation failed"
@@ -97,14 +101,16 @@ class GenerateSession(tasks.Task):
 
         result = self.produce(progress, cancel)
         raise_if_cancelled(cancel)
+        # A cancel from here on: Task's last look (or the tick) discards these files.
         self.files = write_variants(result, self.output_dir, bake_size=self.bake_size)
-        if cancel.is_set():
-            for files in self.files:
-                for path in files.paths():
-                    path.unlink(missing_ok=True)
-            self.files = []
-            raise_if_cancelled(cancel)
         return result
+
+    def discard(self, result: Any) -> None:
+        """Delete every file this run wrote (GLB, latents and their JSON, model input)."""
+        for files in self.files:
+            for path in files.paths():
+                path.unlink(missing_ok=True)
+        self.files = []
 
     def on_result(self, context: bpy.types.Context, result: Any) -> str:
         import json

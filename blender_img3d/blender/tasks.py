@@ -1,7 +1,7 @@
 """Background work in Blender: one task state, one task runner, one modal-timer mixin.
 
-Three long jobs run off Blender's main thread — the dependency install, the
-model download and the generation. Each is a :class:`Task` over a
+Four long jobs run off Blender's main thread — the dependency install, the
+model download, the generation and a big export. Each is a :class:`Task` over a
 ``core.jobs.Job``: the worker thread never touches bpy, it reports through the
 job's queue, and :meth:`Task.tick` (main thread only) mirrors what arrived onto
 ``window_manager.img3d_tasks.<kind>`` — one :class:`IMG3D_TaskState` per kind,
@@ -16,6 +16,15 @@ its worker has stopped — the main thread never waits on a join. When nothing
 else will tick (a file load dropped the modal operator), :func:`finish_in_background`
 keeps ticking from an app timer until the worker is gone.
 
+A cancel is final. Once accepted, nothing of the run remains: a result that
+raced it (the worker's last message already queued when the cancel came, before
+the tick) is handed to :meth:`Task.discard`, which deletes its files. A cancel
+that comes after the tick took the result is refused (``cancel`` returns False)
+and the run ends as finished. A task with ``ends_on_cancel`` (generation) does
+not even wait for its worker: the tick after the cancel ends it, so the next
+run can start at once, and the old worker winds down on an app timer
+(:func:`wind_down`), its result, if it still makes one, discarded.
+
 The live ``Task`` objects sit in one table keyed by kind, because RNA
 properties can't hold Python objects; everything a user sees is in the
 WindowManager state.
@@ -24,6 +33,7 @@ WindowManager state.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, ClassVar, Optional
 
@@ -36,12 +46,12 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..core.errors import Img3DError
-from ..core.jobs import Job, JobMessage, ProgressUpdate
+from ..core.errors import CancelledError, Img3DError
+from ..core.jobs import FINAL_KINDS, Job, JobMessage, ProgressUpdate
 
 log = logging.getLogger(__name__)
 
-KINDS = ("generate", "download", "install")
+KINDS = ("generate", "download", "install", "export")
 RUNNING, FINISHED, CANCELLED, FAILED = "RUNNING", "FINISHED", "CANCELLED", "FAILED"
 CANCELLING_TEXT = "Cancelling…"
 TICK_BUDGET_SECONDS = 0.002
@@ -80,6 +90,7 @@ class IMG3D_Tasks(bpy.types.PropertyGroup):
     generate: PointerProperty(type=IMG3D_TaskState)
     download: PointerProperty(type=IMG3D_TaskState)
     install: PointerProperty(type=IMG3D_TaskState)
+    export: PointerProperty(type=IMG3D_TaskState)
     preview_image: StringProperty(default="", description="Image holding what the model saw")
     preview_report: StringProperty(default="", description="What preparing the input did")
     preview_warning: StringProperty(
@@ -115,12 +126,12 @@ def active(kind: str) -> Optional["Task"]:
 
 
 def cancel(kind: str) -> bool:
-    """Flag the running task of ``kind`` to stop; safe from any thread. True if one runs."""
+    """Flag the running task of ``kind`` to stop; safe from any thread.
+
+    True when the cancel was accepted: a task runs and hasn't yet taken its result.
+    """
     task = active(kind)
-    if task is None:
-        return False
-    task.cancel()
-    return True
+    return task is not None and task.cancel()
 
 
 def abandon_all() -> None:
@@ -154,9 +165,13 @@ class Task:
     cancelled_text: ClassVar[str] = "Cancelled"
     cancelled_hint: ClassVar[str] = ""  # shown as the task's error after a cancel, if set
     failed_text: ClassVar[str] = "Failed"
+    # End at the first tick after a cancel, leaving the worker to wind down (see wind_down):
+    # for work that may sit in an uninterruptible call (a first model load) and writes
+    # nothing once cancelled.
+    ends_on_cancel: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self.job = Job(self.work, name=f"img3d-{self.kind}")
+        self.job = Job(self._work_to_the_end, name=f"img3d-{self.kind}")
         self.state = RUNNING
         self.error: Optional[str] = None
         self.result: Any = None
@@ -165,11 +180,24 @@ class Task:
         self.fraction = 0.0  # the newest reported fraction, written by the worker
         self._final: Optional[JobMessage] = None
         self.ticked_in_background = False  # see finish_in_background
+        # Taken by cancel() and by the tick that accepts the result: one of them wins.
+        self._decision = threading.Lock()
+        self._result_taken = False
 
     # --- worker side ------------------------------------------------------------------
     def work(self, progress, cancel) -> Any:
         """The worker thread's body; never touches bpy. Raise typed errors to fail."""
         raise NotImplementedError
+
+    def _work_to_the_end(self, progress, cancel) -> Any:
+        """``work``, then one last look at the cancel: a run cancelled while it finished
+        discards its own result here, so even a task nobody ticks any more (``abandon_all``)
+        leaves no file."""
+        result = self.work(progress, cancel)
+        if cancel.is_set():
+            self.discard(result)
+            raise CancelledError()
+        return result
 
     def report(self, fraction: Optional[float] = None, text: Optional[str] = None) -> None:
         """Queue a progress fraction and/or status line for the panel."""
@@ -199,9 +227,17 @@ class Task:
         self.job.start()
         return self
 
-    def cancel(self) -> None:
-        """Ask the worker to stop (any thread; no bpy data is written here)."""
-        self.job.cancel()
+    def cancel(self) -> bool:
+        """Ask the worker to stop (any thread; no bpy data is written here).
+
+        False when it is too late: the main thread has already taken the result, so
+        the run ends as finished.
+        """
+        with self._decision:
+            if self._result_taken:
+                return False
+            self.job.cancel()
+            return True
 
     @property
     def cancelling(self) -> bool:
@@ -234,6 +270,9 @@ class Task:
             state.message = CANCELLING_TEXT
         if self._final is not None and not self.job.alive:
             self._finish(context, self._final)
+        elif self.cancelling and self.ends_on_cancel:
+            self._end(context, CANCELLED, self.cancelled_text)
+            wind_down(self)
         return self.state
 
     def run_to_end(self, context: bpy.types.Context, timeout: Optional[float] = None) -> str:
@@ -265,9 +304,21 @@ class Task:
     def on_end(self, context: bpy.types.Context) -> None:
         """Called once, whatever the ending, after the state is written."""
 
+    def discard(self, result: Any) -> None:
+        """Remove what the worker made for ``result`` (its files): a cancel came first.
+
+        Runs on the main thread, or on the timer of :func:`wind_down`, once the worker
+        has ended. Tasks that write files override it.
+        """
+
     def _finish(self, context: bpy.types.Context, message: JobMessage) -> None:
-        if message.kind == "result" and self.cancelling:
-            # The user asked to stop: a result that raced the cancel is dropped.
+        with self._decision:
+            cancelled = self.cancelling
+            self._result_taken = message.kind == "result" and not cancelled
+        if message.kind == "result" and cancelled:
+            # The cancel was accepted before this tick took the result: the result is
+            # dropped, files included, as if the worker had stopped a step earlier.
+            self.discard(message.payload)
             self._end(context, CANCELLED, self.cancelled_text)
         elif message.kind == "result":
             self.result = message.payload
@@ -367,6 +418,44 @@ def finish_in_background(task: Task) -> None:
 
     _BACKGROUND_TICKERS.append(ticker)
     bpy.app.timers.register(ticker, first_interval=BACKGROUND_TICK_SECONDS, persistent=True)
+
+
+_WINDING_DOWN: list["Task"] = []
+
+
+def wind_down(task: Task) -> None:
+    """Watch the worker of a task that already ended as cancelled until it stops.
+
+    Its messages are dropped; a result it still makes goes to :meth:`Task.discard`,
+    so a cancelled run leaves no file however late its worker finishes. Nothing
+    here touches the task's WindowManager state (a new run may own it by then).
+    """
+    if task in _WINDING_DOWN:
+        return
+    _WINDING_DOWN.append(task)
+
+    def ticker() -> Optional[float]:
+        for message in task.job.poll(TICK_BUDGET_SECONDS):
+            if message.kind in FINAL_KINDS:
+                task._final = message
+        if task.job.alive:
+            return BACKGROUND_TICK_SECONDS
+        if task._final is not None and task._final.kind == "result":
+            task.discard(task._final.payload)
+        task._final = None
+        if task in _WINDING_DOWN:
+            _WINDING_DOWN.remove(task)
+        if ticker in _BACKGROUND_TICKERS:
+            _BACKGROUND_TICKERS.remove(ticker)
+        return None
+
+    _BACKGROUND_TICKERS.append(ticker)
+    bpy.app.timers.register(ticker, first_interval=BACKGROUND_TICK_SECONDS, persistent=True)
+
+
+def winding_down() -> list[Task]:
+    """Cancelled tasks whose workers haven't stopped yet (tests, the status line)."""
+    return list(_WINDING_DOWN)
 
 
 class ModalTask:

@@ -607,17 +607,28 @@ def _write_outputs(
 ) -> None:
     total = sum(len(variant_paths) for variant_paths in paths)
     if total:
-        from .exporters import appearance_note, carries_texture, check_exportable, export_mesh
+        from .exporters import (
+            appearance_note,
+            carries_texture,
+            check_exportable,
+            export_mesh,
+            size_warning,
+        )
 
         # Every mesh against every format first: no file is written for a set that can't be.
         for mesh, variant_paths in zip(result.meshes, paths):
             for path in variant_paths:
                 check_exportable(mesh, path, units=request.units)
+                warning = size_warning(mesh.face_count, path)
+                if warning:
+                    log.warning("%s", warning)
         textures = _bake_textures(result, paths, request, cancel, timer)
+        # Progress counts faces written over every file, so one bar covers the whole export.
+        faces_total = sum(mesh.face_count * len(p) for mesh, p in zip(result.meshes, paths))
         done = 0
         for mesh, variant_paths, texture in zip(result.meshes, paths, textures):
             for path in variant_paths:
-                report(progress, Phase.EXPORTING, done, total)
+                report(progress, Phase.EXPORTING, done, faces_total)
                 raise_if_cancelled(cancel)
                 options = {"texture": texture} if texture and carries_texture(path) else {}
                 written = export_mesh(
@@ -625,17 +636,28 @@ def _write_outputs(
                     path,
                     units=request.units,
                     format_options=request.export.writer_options(),
+                    progress=_offset_progress(progress, done, faces_total),
+                    cancel=cancel,
                     **options,
                 )
                 result.outputs.append(Path(written))
-                done += 1
+                done += mesh.face_count
                 note = appearance_note(path, mesh.colors is not None, texture is not None)
                 if note and note not in result.notes:
                     log.info("%s", note)
                     result.notes.append(note)
-        report(progress, Phase.EXPORTING, total, total)
+        report(progress, Phase.EXPORTING, faces_total, faces_total)
     # A cancel that came during the last export still wins: the staged files are dropped.
     raise_if_cancelled(cancel)
+
+
+def _offset_progress(
+    progress: Optional[ProgressCallback], before: int, total: int
+) -> Optional[ProgressCallback]:
+    """One file's ``(phase, faces written, its faces)`` as the whole export's count."""
+    if progress is None:
+        return None
+    return lambda phase, step, _faces: progress(phase, before + step, total)
 
 
 def _bake_textures(

@@ -295,3 +295,86 @@ def test_a_baked_obj_never_replaces_a_picture_it_did_not_write(installed_extensi
         bpy.ops.img3d.export(filepath=str(tmp_path / "sphere.obj"), format="OBJ", bake_texture=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sphere.png"]
     assert picture.read_bytes() == b"the artist's reference picture"
+
+
+def export_task(installed_extension, path, mesh=None, fmt="dxf"):
+    """The operator's background task for ``mesh`` (default: a 44k-face torus, 5 POLYFACEs)."""
+    from tests.fixtures.meshes import torus
+
+    export = importlib.import_module(f"{installed_extension}.blender.operators.export")
+    settings = importlib.import_module(f"{installed_extension}.core.settings")
+    return export.ExportTask(
+        mesh if mesh is not None else torus(1.0, 0.3, 220, 100),
+        Path(path),
+        fmt,
+        "mm",
+        settings.ExportSettings(),
+    )
+
+
+def test_export_task_reports_faces_written_and_a_cancel_mid_export_leaves_no_file(
+    installed_extension, tmp_path
+):
+    tasks = importlib.import_module(f"{installed_extension}.blender.tasks")
+    seen: list[tuple[str, int, int]] = []
+    task = export_task(installed_extension, tmp_path / "big.dxf")
+    real_work = task.work
+
+    def work(progress, cancel):
+        def spy(phase, step, total):
+            seen.append((phase, step, total))
+            if len([s for s in seen if s[1] > 0]) == 2:
+                task.cancel()  # mid-export: two of five entities written
+            progress(phase, step, total)
+
+        return real_work(spy, cancel)
+
+    task.job.work = work
+    task.start(bpy.context.window_manager)
+    assert task.run_to_end(bpy.context, timeout=60) == tasks.CANCELLED
+    steps = [step for _, step, _ in seen]
+    assert steps == sorted(steps) and 0 < steps[-1] < task.mesh.face_count
+    assert {phase for phase, _, _ in seen} == {"exporting"}
+    assert {total for _, _, total in seen} == {task.mesh.face_count}
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
+
+
+def test_export_task_finishes_with_the_bar_full_and_the_file_in_place(
+    installed_extension, tmp_path
+):
+    tasks = importlib.import_module(f"{installed_extension}.blender.tasks")
+    task = export_task(installed_extension, tmp_path / "big.dxf")
+    task.start(bpy.context.window_manager)
+    assert task.run_to_end(bpy.context, timeout=60) == tasks.FINISHED
+    state = tasks.state_of("export")
+    assert state.progress == 1.0 and not state.running
+    assert "Exported 44000 faces" in state.last_summary
+    assert [p.name for p in tmp_path.iterdir()] == ["big.dxf"]
+
+
+def test_a_cancel_after_the_export_was_written_but_before_the_tick_leaves_the_old_file(
+    installed_extension, tmp_path
+):
+    """The #28 race for exports: the worker has staged the file and queued its result,
+    the cancel comes, then the tick: no new file, and the one it would replace is intact."""
+    tasks = importlib.import_module(f"{installed_extension}.blender.tasks")
+    target = tmp_path / "part.dxf"
+    target.write_text("the previous export")
+    task = export_task(installed_extension, target)
+    task.start(bpy.context.window_manager)
+    assert task.job.join(60)
+    assert task.cancel()
+    assert task.tick(bpy.context) == tasks.CANCELLED
+    assert [p.name for p in tmp_path.iterdir()] == ["part.dxf"]
+    assert target.read_text() == "the previous export"
+
+
+def test_the_operator_runs_on_the_background_task_and_reports_faces(installed_extension, tmp_path):
+    tasks = importlib.import_module(f"{installed_extension}.blender.tasks")
+    add_cube()
+    path = tmp_path / "cube.step"
+    assert bpy.ops.img3d.export(filepath=str(path), format="STEP") == {"FINISHED"}
+    state = bpy.context.window_manager.img3d_tasks.export
+    assert state.last_summary.startswith("Exported 12 faces") and not state.running
+    assert tasks.active("export") is None  # nothing runs any more
+    assert check_file(path, "STEP") == 6

@@ -94,8 +94,8 @@ def test_cancel_stops_within_one_step_and_leaves_no_thread(installed_extension):
     session.cancel()
     at_cancel = len(steps_done)
     assert session.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
+    assert session.job.join(5)  # the session ended at the tick; the worker at its next step
     assert len(steps_done) <= at_cancel + 1
-    assert not session.job.alive
     assert bpy.context.window_manager.img3d_tasks.generate.running is False
     assert len(bpy.data.objects) == len([o for o in bpy.data.objects if o.name != "fake"])
 
@@ -110,9 +110,9 @@ def test_second_job_is_refused_while_one_runs(installed_extension):
             start_session(installed_extension, fake_pipeline(installed_extension))
     finally:
         sessions.cancel_active()
-    # Cancel only flags the job; ticking ends the session once the worker has stopped.
+    # Cancel only flags the job; the next tick ends the session, the worker its next step.
     assert first.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
-    assert not first.job.alive
+    assert first.job.join(5)
 
 
 def test_loading_a_file_cancels_the_running_job(installed_extension):
@@ -121,7 +121,7 @@ def test_loading_a_file_cancels_the_running_job(installed_extension):
     bpy.ops.wm.read_homefile(app_template="")  # fires load_pre
     assert session.cancelling  # flagged at once; the load did not wait for the worker
     assert session.run_to_end(bpy.context, timeout=10) == sessions.CANCELLED
-    assert not session.job.alive
+    assert session.job.join(5)
     assert sessions.active_session() is None
     assert "fake" not in bpy.data.objects
 
@@ -184,3 +184,120 @@ def test_draining_a_tick_stays_within_budget(installed_extension):
     sessions.cancel_active()
     session.run_to_end(bpy.context, timeout=10)
     assert elapsed < 0.25  # the 2 ms budget plus the import of one cube, with slack for CI
+
+
+def test_a_cancel_between_the_workers_last_message_and_the_tick_leaves_no_file(
+    installed_extension, tmp_path
+):
+    """The race of #28, made deterministic: the worker has written its files and queued
+    its result, then the cancel comes, then the timer ticks."""
+    sessions = extension(installed_extension, "blender.session")
+    session = sessions.GenerateSession(
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
+        output_dir=tmp_path,
+    ).start(bpy.context.window_manager)
+    assert session.job.join(10)  # the last message is queued; no tick has read it
+    assert any(tmp_path.iterdir())  # GLB, latents, ... are on disk
+    assert sessions.cancel_active()  # accepted: the run hasn't ended
+    assert session.tick(bpy.context) == sessions.CANCELLED
+    assert list(tmp_path.iterdir()) == []
+    assert session.objects == [] and "fake" not in bpy.data.objects
+    state = bpy.context.window_manager.img3d_tasks.generate
+    assert not state.running and state.message == session.cancelled_text
+
+
+def test_a_cancel_after_the_tick_took_the_result_is_refused_and_the_run_finished(
+    installed_extension, tmp_path
+):
+    sessions = extension(installed_extension, "blender.session")
+    session = sessions.GenerateSession(
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
+        output_dir=tmp_path,
+    ).start(bpy.context.window_manager)
+    assert session.run_to_end(bpy.context, timeout=10) == sessions.FINISHED
+    assert not session.cancel() and not sessions.cancel_active()
+    assert session.state == sessions.FINISHED and "fake" in bpy.data.objects
+    assert any(path.suffix == ".glb" for path in tmp_path.iterdir())
+
+
+def test_a_cancel_during_a_first_load_frees_generate_at_once_and_writes_nothing(
+    installed_extension, tmp_path
+):
+    """A first model load can't stop mid-way (imports, weights): the session ends at the
+    next tick anyway, a new Generate starts while the old worker winds down, and what
+    that worker still returns is discarded, files included."""
+    sessions = extension(installed_extension, "blender.session")
+    tasks = extension(installed_extension, "blender.tasks")
+    loading, release = threading.Event(), threading.Event()
+    finish = fake_pipeline(installed_extension, steps=1, delay=0.0)
+
+    def first_load(request, progress, cancel):
+        loading.set()
+        release.wait(20)  # deaf to the cancel, like an import or a weight read
+        return finish(request, progress, None)
+
+    old_folder, new_folder = tmp_path / "old", tmp_path / "new"
+    old_folder.mkdir()
+    new_folder.mkdir()
+    old = sessions.GenerateSession(
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(first_load),
+        output_dir=old_folder,
+    ).start(bpy.context.window_manager)
+    assert loading.wait(10)
+    assert sessions.cancel_active()
+    assert old.tick(bpy.context) == sessions.CANCELLED  # the next tick, not the worker's end
+    assert old.job.alive and old in tasks.winding_down()
+    assert sessions.active_session() is None and bpy.ops.img3d.generate.poll()
+    new = sessions.GenerateSession(
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
+        output_dir=new_folder,
+    ).start(bpy.context.window_manager)
+    release.set()
+    assert new.run_to_end(bpy.context, timeout=10) == sessions.FINISHED
+    assert old.job.join(10)
+    [ticker] = [t for t in tasks._BACKGROUND_TICKERS if t.__qualname__.startswith("wind_down")]
+    assert ticker() is None  # what Blender's timer does next: the old worker is gone
+    bpy.app.timers.unregister(ticker)
+    assert list(old_folder.iterdir()) == [] and old not in tasks.winding_down()
+    assert any(path.suffix == ".glb" for path in new_folder.iterdir())
+    assert [obj.name for obj in new.objects] == ["fake"]
+
+
+def test_a_result_the_wound_down_worker_still_makes_is_deleted(installed_extension, tmp_path):
+    """The worker passed its own cancel checks before the cancel came: it has written its
+    files and returns after its session already ended; they are deleted all the same (by
+    the task's last look at the cancel, or the wind-down timer when that raced too)."""
+    sessions = extension(installed_extension, "blender.session")
+    tasks = extension(installed_extension, "blender.tasks")
+    checked, go_on = threading.Event(), threading.Event()
+
+    class PastTheLastCheck(sessions.GenerateSession):
+        def work(self, progress, cancel):
+            result = super().work(progress, cancel)
+            checked.set()
+            go_on.wait(20)
+            return result
+
+    session = PastTheLastCheck(
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
+        output_dir=tmp_path,
+    ).start(bpy.context.window_manager)
+    assert checked.wait(10) and any(tmp_path.iterdir())
+    assert sessions.cancel_active()
+    assert session.tick(bpy.context) == sessions.CANCELLED
+    go_on.set()
+    assert session.job.join(10)
+    [ticker] = [t for t in tasks._BACKGROUND_TICKERS if t.__qualname__.startswith("wind_down")]
+    assert ticker() is None
+    bpy.app.timers.unregister(ticker)
+    assert list(tmp_path.iterdir()) == []

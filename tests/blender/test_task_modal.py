@@ -1,4 +1,4 @@
-"""The three modal operators, driven through ``modal()`` with synthetic events.
+"""The four modal operators, driven through ``modal()`` with synthetic events.
 
 Background mode never runs a modal handler, so these tests call each
 operator's ``modal`` themselves with TIMER (and ESC) events, on a context whose
@@ -141,7 +141,18 @@ def install_task(installed_extension, how: str, tmp_path):
     return dependencies.InstallTask([sys.executable, "-c", script], dict(os.environ), plan)
 
 
+def export_task(installed_extension, how: str, tmp_path):
+    from tests.fixtures.meshes import cube, torus
+
+    export = module(installed_extension, "blender.operators.export")
+    settings = module(installed_extension, "core.settings")
+    mesh = torus(1.0, 0.3, 220, 100) if how == "cancel" else cube()
+    folder = tmp_path / "missing-folder" if how == "fail" else tmp_path
+    return export.ExportTask(mesh, folder / "part.dxf", "dxf", "mm", settings.ExportSettings())
+
+
 OPERATORS = {
+    "export": ("blender.operators.export", "IMG3D_OT_export"),
     "generate": ("blender.operators.generate", "IMG3D_OT_generate"),
     "download": ("blender.operators.models", "IMG3D_OT_download_models"),
     "install": ("blender.operators.dependencies", "IMG3D_OT_install_dependencies"),
@@ -165,6 +176,7 @@ def test_modal_removes_its_timer_however_the_task_ends(
         "generate": lambda: generate_task(installed_extension, how),
         "download": lambda: download_task(installed_extension, how, monkeypatch, tmp_path),
         "install": lambda: install_task(installed_extension, how, tmp_path),
+        "export": lambda: export_task(installed_extension, how, tmp_path),
     }[kind]()
     outcome, probe, timer_removed = drive(operator_class, task, esc_first=how == "cancel")
     expected_return, expected_report = ENDINGS[how]
@@ -174,9 +186,13 @@ def test_modal_removes_its_timer_however_the_task_ends(
     assert [level for level, _ in probe.reports] == [expected_report]
     state = tasks.state_of(kind)
     assert not state.running and not state.cancelling
-    assert not task.job.alive and tasks.active(kind) is None
-    if kind == "generate" and how == "finish":
+    assert task.job.join(5) and tasks.active(kind) is None  # a cancelled generate's worker
+    if kind == "generate" and how == "finish":  # may still be winding down at the last tick
         assert [obj.name for obj in task.objects] == ["probe"]
+    if kind == "export":  # a file only when it finished, and never a temporary one
+        assert sorted(p.name for p in tmp_path.iterdir()) == (
+            ["part.dxf"] if how == "finish" else []
+        )
 
 
 def test_dropping_the_operator_removes_the_timer_and_leaves_clean_up_to_a_tick(
@@ -194,7 +210,7 @@ def test_dropping_the_operator_removes_the_timer_and_leaves_clean_up_to_a_tick(
     assert context.window_manager.removed == [timer]
     assert task.cancelling and task.state == tasks.RUNNING
     assert task.run_to_end(bpy.context, timeout=10) == tasks.CANCELLED
-    assert not task.job.alive
+    assert task.job.join(5)
 
 
 def test_cancel_from_another_thread_writes_nothing_and_the_tick_shows_cancelling(

@@ -313,7 +313,7 @@ def install_log_text(context) -> str:
 
 
 class IMG3D_OT_cancel_task(bpy.types.Operator):
-    """Stop the running dependency install, model download or generation"""
+    """Stop the running dependency install, model download, generation or export"""
 
     bl_idname = "img3d.cancel_task"
     bl_label = "Cancel"
@@ -324,6 +324,7 @@ class IMG3D_OT_cancel_task(bpy.types.Operator):
             ("INSTALL", "Install", "The dependency install"),
             ("DOWNLOAD", "Download", "The model download"),
             ("GENERATE", "Generate", "The generation"),
+            ("EXPORT", "Export", "The mesh export (no file is written)"),
         ),
         default="INSTALL",
     )

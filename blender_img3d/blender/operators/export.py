@@ -17,6 +17,15 @@ it is greyed out for the others, and a script asking for it there gets an
 error. Every file is checked first by the output plan (``core.outputs``), as on
 the command line: the OBJ's .mtl and PNG never replace a file we didn't write,
 and the whole set is renamed into place together.
+
+The selection is read on the main thread; baking and writing run on the shared
+background task (:class:`ExportTask`, ``tasks.ModalTask``), so a 2M-face STEP or
+DXF shows its faces written in the sidebar while the UI keeps drawing, and ESC
+or the panel's Cancel (``img3d.cancel_task``) stops it. The worker only stages
+the files; the tick that takes its result renames them into place, so a cancel
+accepted at any moment before that leaves no file and the previous one
+untouched. Without a window (background mode, scripts) the same task runs to
+its end before ``execute`` returns.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from ...core.errors import ConfigError, Img3DError
 from ...core.exporters.dxf import DEFAULT_ENTITY, DXF_ENTITIES
 from ...core.exporters.units import DEFAULT_UNIT, UNITS
 from ...core.mesh.meshdata import MeshData, join_meshes
+from .. import tasks
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +163,67 @@ def _metadata(objects: list[bpy.types.Object]) -> dict:
     return data
 
 
-class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
+class ExportTask(tasks.Task):
+    """Bake (if asked) and write one export on the worker; rename it into place on the tick."""
+
+    kind = "export"
+    busy_message = "An export is already running: wait for it or cancel it first."
+    start_text = "Exporting…"
+    cancelled_text = "Export cancelled: no file written"
+    failed_text = "Export failed"
+
+    def __init__(
+        self, mesh: MeshData, path: Path, fmt: str, units: str, export: defaults.ExportSettings
+    ) -> None:
+        super().__init__()
+        self.mesh, self.path, self.fmt, self.units, self.export = mesh, path, fmt, units, export
+
+    def work(self, progress, cancel):
+        import time
+
+        from ...core.exporters.atomic import staged_writes
+        from ...core.progress import raise_if_cancelled
+
+        options = {}
+        started = time.perf_counter()
+        if self.export.bake_texture:
+            from ...core.mesh.bake import bake_vertex_colors
+
+            exporters.check_exportable(self.mesh, self.path, self.fmt, units=self.units)
+            raise_if_cancelled(cancel)
+            options["texture"] = bake_vertex_colors(self.mesh, size=self.export.texture_size)
+        seconds = time.perf_counter() - started
+        # Staged only: an OBJ, its .mtl and PNG appear together, and only when the tick
+        # takes the result (on_result); a cancel before that drops them (discard).
+        with staged_writes(commit=False) as batch:
+            exporters.export_mesh(
+                self.mesh,
+                self.path,
+                self.fmt,
+                units=self.units,
+                format_options=self.export.writer_options(),
+                progress=progress,
+                cancel=cancel,
+                **options,
+            )
+        return batch, seconds
+
+    def on_progress(self, state, update) -> None:
+        super().on_progress(state, update)
+        # The bar is this export's faces written, not a share of a whole generation.
+        state.progress = min(1.0, update.step / update.total) if update.total > 0 else 0.0
+
+    def on_result(self, context, result) -> str:
+        batch, seconds = result
+        batch.commit()  # ExportError (an Img3DError) if the rename fails: the task fails
+        baked = f", texture baked in {seconds:.1f} s" if self.export.bake_texture else ""
+        return f"Exported {self.mesh.face_count} faces to {self.path}{baked}"
+
+    def discard(self, result) -> None:
+        result[0].discard()
+
+
+class IMG3D_OT_export(tasks.ModalTask, bpy.types.Operator, ExportHelper):
     """Export the selected meshes as a mesh or CAD file (several objects are joined into one file)"""  # noqa: E501
 
     bl_idname = "img3d.export"
@@ -277,19 +347,16 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
             texture_size=self.texture_size,
         )
         try:
-            written, faces, seconds = self._export(context, path, fmt.lower(), export)
+            task = self._task(context, path, fmt.lower(), export)
         except Img3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        baked = f", texture baked in {seconds:.1f} s" if export.bake_texture else ""
-        self.report({"INFO"}, f"Exported {faces} faces to {written}{baked}")
-        return {"FINISHED"}
+        if context.window is not None and not bpy.app.background:
+            return self.start_modal(context, task)
+        return tasks.run_to_end(self, context, task)
 
-    def _export(self, context, path: Path, fmt: str, export) -> tuple[Path, int, float]:
-        """Plan, read the selection, bake if asked, write: (the file, its faces, bake seconds)."""
-        import time
-
-        from ...core.exporters.atomic import staged_writes
+    def _task(self, context, path: Path, fmt: str, export) -> ExportTask:
+        """Check the plan and read the selection (main thread); the task does the rest."""
         from ...core.outputs import plan_outputs
 
         if export.bake_texture and not exporters.FORMATS[fmt].textures:
@@ -305,24 +372,11 @@ class IMG3D_OT_export(bpy.types.Operator, ExportHelper):
             world_space=self.use_world_transform,
             scale=self.scale,
         )
-        options = {}
-        started = time.perf_counter()
-        if export.bake_texture:
-            from ...core.mesh.bake import bake_vertex_colors
-
-            exporters.check_exportable(mesh, path, fmt, units=self.units)
-            options["texture"] = bake_vertex_colors(mesh, size=export.texture_size)
-        seconds = time.perf_counter() - started
-        with staged_writes():  # an OBJ, its .mtl and PNG appear together or not at all
-            written = exporters.export_mesh(
-                mesh,
-                path,
-                fmt,
-                units=self.units,
-                format_options=export.writer_options(),
-                **options,
-            )
-        return written, mesh.face_count, seconds
+        exporters.check_exportable(mesh, path, fmt, units=self.units)
+        warning = exporters.size_warning(mesh.face_count, path, fmt)
+        if warning:
+            self.report({"WARNING"}, warning)
+        return ExportTask(mesh, path, fmt, self.units, export)
 
 
 def menu_func_export(self, context):

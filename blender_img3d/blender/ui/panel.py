@@ -77,6 +77,12 @@ class IMG3D_PT_main(SidebarPanel, bpy.types.Panel):
                 box.label(text="Export and the mesh tools work without them")
                 show = box.operator("preferences.addon_show", text="Install Dependencies…")
                 show.module = ADDON_PACKAGE
+        export = context.window_manager.img3d_tasks.export
+        if export.running:  # File > Export Mesh (Img3D) on the background task
+            layout.progress(factor=export.progress, type="BAR", text=export.message)
+            row = layout.row()
+            row.enabled = not export.cancelling
+            row.operator("img3d.cancel_task", icon="CANCEL").task = "EXPORT"
         if job.last_error and not job.running:
             box = layout.box()
             box.alert = True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from ..errors import ExportError
 from ..mesh.meshdata import MeshData
+from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .units import DEFAULT_UNIT
 
 Writer = Callable[..., Path]
@@ -60,6 +62,13 @@ class ExportFormat:
     # What becomes of vertex colours in the file ("" : it keeps none), for the one-line
     # note a run gives when a format drops what the mesh carried.
     colors: str = "vertex colours"
+    # The writer takes ``progress=`` and ``cancel=`` and reports faces written while it
+    # works (the slow CAD formats); for the others :func:`export_mesh` checks the
+    # cancel before and reports all faces after.
+    streams_progress: bool = False
+    # Faces past which the format's usual readers can't work with the file (a CAD kernel
+    # with one B-rep face per triangle); :func:`size_warning` says so before writing.
+    usable_faces: Optional[int] = None
 
     @property
     def suffix(self) -> str:
@@ -181,6 +190,8 @@ def export_mesh(
     *,
     units: str = DEFAULT_UNIT,
     format_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
     **options: Any,
 ) -> Path:
     """Write ``mesh`` to ``path`` as ``fmt`` (default: from the suffix); return the path.
@@ -192,14 +203,20 @@ def export_mesh(
     options go to the writer (see each ``write_<fmt>``), which refuses ones it
     doesn't know. The arrays are validated first (:func:`check_exportable`): a mesh
     no file of that format can hold is a :class:`~..errors.MeshInputError`, nothing
-    is written.
+    is written. ``progress`` hears ``(Phase.EXPORTING, faces written, faces)``; a set
+    ``cancel`` stops the writer (:class:`~..errors.CancelledError`) and leaves no file.
     """
     name = check_exportable(mesh, path, fmt, units=units, scale=options.get("scale", 1.0))
     entry = _FORMATS[name]
     options = {**(format_options or {}).get(name, {}), **options}
     if entry.units:
         options["units"] = units
-    return entry.load_writer()(mesh, path, **options)
+    raise_if_cancelled(cancel)
+    if entry.streams_progress:
+        return entry.load_writer()(mesh, path, progress=progress, cancel=cancel, **options)
+    written = entry.load_writer()(mesh, path, **options)
+    report(progress, Phase.EXPORTING, mesh.face_count, mesh.face_count)
+    return written
 
 
 def check_exportable(
@@ -228,6 +245,20 @@ def check_exportable(
     else:
         check_for_format(mesh, name, float(scale))
     return name
+
+
+def size_warning(face_count: int, path: Union[str, os.PathLike], fmt: Optional[str] = None):
+    """A one-line warning when ``face_count`` faces is more than ``fmt``'s readers can use
+    (None otherwise): said before any work, with the way out (decimating)."""
+    entry = _FORMATS.get((fmt or format_for_path(path)).lower())
+    limit = None if entry is None else entry.usable_faces
+    if limit is None or face_count <= limit:
+        return None
+    return (
+        f"{entry.name.upper()} of {face_count:,} faces is more than CAD programs can work "
+        f"with (about {limit:,}) and takes minutes to write: decimate first with "
+        f"--target-faces {limit // 2:,} (Target Faces in Blender)."
+    )
 
 
 def side_files(path: Union[str, os.PathLike], *, textured: bool = False) -> list[Path]:
@@ -288,6 +319,7 @@ register_format(
         ".dxf:write_dxf",
         units=True,
         colors="face colours",
+        streams_progress=True,
     )
 )
 register_format(
@@ -299,6 +331,10 @@ register_format(
         ".step:write_step",
         units=True,
         colors="",
+        streams_progress=True,
+        # OpenCascade (FreeCAD) takes minutes to read 500k planar faces; past 1M a solid
+        # of triangles is beyond what CAD modelling operations handle.
+        usable_faces=500_000,
     )
 )
 
@@ -315,6 +351,7 @@ __all__ = [
     "format_for_path",
     "register_format",
     "side_files",
+    "size_warning",
     "suffix_list",
     "texture_format_labels",
     "unregister_format",

@@ -188,13 +188,16 @@ class WriteBatch:
 
 
 @contextlib.contextmanager
-def staged_writes() -> Iterator[WriteBatch]:
+def staged_writes(*, commit: bool = True) -> Iterator[WriteBatch]:
     """All-or-nothing for a set of files: nothing is renamed until the block ends cleanly.
 
     A cancel (:class:`~..errors.CancelledError`, ``KeyboardInterrupt``, ``SystemExit``)
     inside the block leaves every target as it was and no temporary file; any other
     failure keeps only what :meth:`WriteBatch.keep_staged` marked. Batches nest: an
-    inner one commits into nothing but its own files.
+    inner one commits into nothing but its own files. With ``commit=False`` a clean
+    end leaves the complete files staged: the caller renames them with
+    :meth:`WriteBatch.commit` or drops them with :meth:`WriteBatch.discard` (a worker
+    thread writes, the thread that decides between finish and cancel commits).
     """
     batch = WriteBatch()
     token = _batch.set(batch)
@@ -215,7 +218,8 @@ def staged_writes() -> Iterator[WriteBatch]:
     else:
         _batch.reset(token)
         token = None
-        batch.commit()
+        if commit:
+            batch.commit()
     finally:
         if token is not None:
             _batch.reset(token)

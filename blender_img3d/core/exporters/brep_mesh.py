@@ -309,11 +309,12 @@ def planar_faces(topo: BrepMesh, merge_tolerance: float | None) -> BrepFaces:
     faces, points = topo.faces, topo.points
     corners = points[faces]
     raw = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    area2 = np.linalg.norm(raw, axis=1)
-    unit = raw / area2[:, None]
+    del corners  # 72 bytes a face: 144 MB at 2M faces, while the loops need the most
     region = np.arange(len(faces))
     if merge_tolerance is not None and merge_tolerance > 0 and len(faces) > 1:
+        unit = raw / np.linalg.norm(raw, axis=1)[:, None]
         region = _coplanar_regions(topo, unit, merge_tolerance)
+        del unit
         region = _keep_planar(points, faces, raw, region, merge_tolerance)
     return _faces_from_regions(topo, raw, region)
 
@@ -352,9 +353,15 @@ _PAIR_CHUNK = 2_000_000
 
 
 def _unprovable_regions(
-    topo: BrepMesh, normal_sum: np.ndarray, loops_of: dict[int, list[list[int]]], broken: set[int]
-) -> set[int]:
-    """Merged regions whose face can't be shown valid, to be written as triangles.
+    topo: BrepMesh,
+    normal_sum: np.ndarray,
+    half: np.ndarray,
+    half_region: np.ndarray,
+    broken: np.ndarray,
+) -> np.ndarray:
+    """Merged regions (a mask over regions) whose face can't be shown valid, to be written
+    as triangles; ``half`` are the merged regions' boundary half-edges, ``half_region``
+    their regions, and regions already ``broken`` are skipped.
 
     A merged face is kept only when, in its plane, its loops are simple and apart:
     no edge shorter than the welding tolerance, and no two edges that don't share a
@@ -362,20 +369,18 @@ def _unprovable_regions(
     CAD kernel reads as a self-intersecting wire). Candidate pairs come from a sweep
     over the edges' x extents within each region, so the test stays near linear.
     """
-    regions = [r for r in loops_of if r not in broken]
-    if not regions:
-        return set()
+    bad = np.zeros(len(broken), dtype=bool)
+    keep = ~broken[half_region]
+    if not keep.any():
+        return bad
+    halves, regions_of = half[keep], half_region[keep]
+    regions, owner = np.unique(regions_of, return_inverse=True)
     faces, points = topo.faces, topo.points
     starts = faces.reshape(-1)
     ends = faces[:, [1, 2, 0]].reshape(-1)
-    halves = np.concatenate([np.concatenate(loops_of[r]) for r in regions])
-    owner = np.repeat(
-        np.arange(len(regions)), [sum(len(loop) for loop in loops_of[r]) for r in regions]
-    )
     a, b = starts[halves], ends[halves]
-    bad: set[int] = set()
     short = np.linalg.norm(points[b] - points[a], axis=1) <= topo.tolerance
-    bad.update(regions[i] for i in np.unique(owner[short]).tolist())
+    bad[regions[owner[short]]] = True
 
     # Each region's plane basis (u, v), and its edges in it.
     normal = normal_sum[regions]
@@ -410,9 +415,9 @@ def _unprovable_regions(
         near &= (a[i] != a[j]) & (a[i] != b[j]) & (b[i] != a[j]) & (b[i] != b[j])
         i, j = i[near], j[near]
         hit = _segments_meet(a2[i], b2[i], a2[j], b2[j], gap)
-        bad.update(regions[k] for k in np.unique(owner[i[hit]]).tolist())
-    if bad:
-        log.debug("%d merged faces not provably valid: written as triangles", len(bad))
+        bad[regions[owner[i[hit]]]] = True
+    if bad.any():
+        log.debug("%d merged faces not provably valid: written as triangles", bad.sum())
     return bad
 
 
@@ -468,7 +473,17 @@ def _keep_planar(
 
 
 def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> BrepFaces:
-    """Boundary loops of every region; regions whose boundary isn't clean become triangles."""
+    """Boundary loops of every region; regions whose boundary isn't clean become triangles.
+
+    All in array passes over the half-edges (a 2M-triangle mesh has 6M), no Python
+    loop per region: a half-edge bounds its region unless the other face on its edge
+    is in the region too; each boundary half-edge's successor is the one leaving its
+    end vertex in the same region; the loops are the cycles of that successor map,
+    each walked from its lowest half-edge; the outer loop is the one whose Newell
+    normal agrees with the region's. A region with a pinch (two boundary edges
+    leaving one vertex), a dead end or not exactly one outer loop is split back into
+    its triangles.
+    """
     faces, points = topo.faces, topo.points
     n_regions = int(region.max()) + 1
     sizes = np.bincount(region, minlength=n_regions)
@@ -476,75 +491,89 @@ def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> 
     ends = faces[:, [1, 2, 0]].reshape(-1)
     use_region = np.repeat(region, 3)
     edge = topo.face_edges.reshape(-1)
-    # A half-edge bounds its region unless the other face on its edge is in the region too.
     key = edge * np.int64(n_regions) + use_region
     _, inverse, key_counts = np.unique(key, return_inverse=True, return_counts=True)
-    boundary = key_counts[inverse] == 1
-    merged = sizes[use_region] > 1
-    loops_of: dict[int, list[list[int]]] = {}
-    broken: set[int] = set()
-    half = np.flatnonzero(boundary & merged)
-    if len(half):
-        successor = {}
-        for h, u, r in zip(half.tolist(), starts[half].tolist(), use_region[half].tolist()):
-            if (r, u) in successor:
-                broken.add(r)  # a pinch: two boundary edges leave one vertex
-            successor[(r, u)] = h
-        seen = np.zeros(len(starts), dtype=bool)
-        end_list = ends.tolist()
-        for h in half.tolist():
-            r = int(use_region[h])
-            if seen[h] or r in broken:
-                continue
-            loop = []
-            while not seen[h]:
-                seen[h] = True
-                loop.append(h)
-                h = successor.get((r, end_list[h]), -1)
-                if h < 0:
-                    broken.add(r)
-                    break
-            loops_of.setdefault(r, []).append(loop)
+    boundary = np.flatnonzero(key_counts[inverse.reshape(-1)] == 1)  # ascending
+    del key, inverse, key_counts
+    # A lone triangle is its own loop (its three half-edges, in order); only the
+    # half-edges of merged regions need their loops found.
+    merged = sizes[use_region[boundary]] > 1
+    lone, half = boundary[~merged], boundary[merged]
+    del boundary, merged
+    half_region = use_region[half]
+    n_points = np.int64(len(points))
+
+    # Successors: the boundary half-edge leaving this one's end, in the same region.
+    leaving = half_region * n_points + starts[half]
+    order = np.argsort(leaving, kind="stable")
+    sorted_leaving = leaving[order]
+    broken = np.zeros(n_regions, dtype=bool)
+    pinch = sorted_leaving[1:] == sorted_leaving[:-1]
+    broken[half_region[order[1:][pinch]]] = True
+    wanted = half_region * n_points + ends[half]
+    found = np.minimum(np.searchsorted(sorted_leaving, wanted), len(half) - 1)
+    dead_end = sorted_leaving[found] != wanted
+    broken[half_region[dead_end]] = True
+    successor = order[found]  # positions in ``half``
+    successor[dead_end] = np.flatnonzero(dead_end)  # a self-loop, split away below
+    entered = np.bincount(successor, minlength=len(half))
+    broken[half_region[entered != 1]] = True  # two edges entering one vertex
+    del leaving, order, sorted_leaving, wanted, found, dead_end, entered
+
+    # Loops: the cycles of ``successor``, each labelled by and walked from its lowest member.
+    cycle, position = _cycles(successor)
+    p_start, p_end = points[starts[half]], points[ends[half]]
+    newell = np.cross(p_start, p_end)
+    # Compact cycle ids: a loop is numbered by its lowest half-edge, in ascending order.
+    heads, cycle = np.unique(cycle, return_inverse=True)
+    n_cycles = len(heads)
+    head_region = half_region[heads]
+    loop_newell = np.stack([np.bincount(cycle, newell[:, k], n_cycles) for k in range(3)], axis=1)
     normal_sum = np.stack([np.bincount(region, raw[:, k], n_regions) for k in range(3)], axis=1)
-    for r, loops in loops_of.items():
-        if r in broken:
-            continue
-        signed = []
-        for loop in loops:
-            p = points[starts[loop]]
-            newell = np.cross(p, np.roll(p, -1, axis=0)).sum(axis=0)
-            signed.append(float(newell @ normal_sum[r]))
-        outer = [i for i, s in enumerate(signed) if s > 0]
-        if len(outer) != 1 or sum(s < 0 for s in signed) != len(signed) - 1:
-            broken.add(r)
-        else:
-            loops.insert(0, loops.pop(outer[0]))
-    broken |= _unprovable_regions(topo, normal_sum, loops_of, broken)
-    if broken:
-        # Unmergeable regions go back to one face per triangle.
+    signed = np.einsum("ij,ij->i", loop_newell, normal_sum[head_region])
+    outer = signed > 0
+    # One counter-clockwise outer loop per merged face, every other loop a clockwise
+    # hole: a second outer loop, or a loop of no area, can't be shown a valid face.
+    broken |= np.bincount(head_region, outer, n_regions) != 1
+    broken |= np.bincount(head_region, signed == 0, n_regions) > 0
+    del p_start, p_end, newell, loop_newell, signed
+    broken &= sizes > 1  # (only merged regions have loops here)
+    broken |= _unprovable_regions(topo, normal_sum, half, half_region, broken)
+    if broken.any():
+        # Unmergeable regions go back to one face per triangle (this call's arrays freed
+        # first: the recursion needs as much again).
+        del starts, ends, use_region, edge, lone, half, half_region, successor
+        del cycle, position, heads, head_region, outer, normal_sum
         region = region.copy()
-        split = np.isin(region, list(broken))
+        split = broken[region]
         region[split] = n_regions + np.arange(int(split.sum()))
         return _faces_from_regions(topo, raw, np.unique(region, return_inverse=True)[1])
 
-    first_face = np.unique(region, return_index=True)[1]
-    loop_halves: list[np.ndarray] = []
-    face_loops: list[list[int]] = []
-    for r in range(n_regions):
-        if r in loops_of:
-            ids = []
-            for loop in loops_of[r]:
-                ids.append(len(loop_halves))
-                loop_halves.append(np.asarray(loop, dtype=np.int64))
-            face_loops.append(ids)
-        else:
-            face_loops.append([len(loop_halves)])
-            f = first_face[r]
-            loop_halves.append(np.arange(3 * f, 3 * f + 3, dtype=np.int64))
-    halves = np.concatenate(loop_halves)
-    lengths = np.array([len(h) for h in loop_halves], dtype=np.int64)
+    # Every loop: the merged regions' and one per lone triangle, walked from its 3f.
+    n_lone = len(lone) // 3
+    loop_head = np.concatenate([half[heads], lone[::3]])
+    loop_region = np.concatenate([head_region, use_region[lone[::3]]])
+    loop_outer = np.concatenate([outer, np.ones(n_lone, dtype=bool)])
+    half_loop = np.concatenate([cycle, n_cycles + np.arange(len(lone)) // 3])
+    half_position = np.concatenate([position, np.tile(np.arange(3), n_lone)])
+    half = np.concatenate([half, lone])
+    n_loops = n_cycles + n_lone
+    # Loops ordered by region, outer first, then by their lowest half-edge; the half-edges
+    # of each loop in walking order.
+    loop_order = np.lexsort((loop_head, ~loop_outer, loop_region))
+    rank = np.empty(n_loops, dtype=np.int64)
+    rank[loop_order] = np.arange(n_loops)
+    half_rank = rank[half_loop]
+    halves = half[np.lexsort((half_position, half_rank))]
+    lengths = np.bincount(half_rank, minlength=n_loops)
     loop_start = np.concatenate([[0], np.cumsum(lengths)])
-    outer_first = loop_start[[ids[0] for ids in face_loops]]
+    loops_per_region = np.bincount(loop_region, minlength=n_regions)
+    first_loop = np.concatenate([[0], np.cumsum(loops_per_region)])
+    face_loops = [
+        list(range(a, b)) for a, b in zip(first_loop[:-1].tolist(), first_loop[1:].tolist())
+    ]
+    first_face = np.unique(region, return_index=True)[1]
+    outer_first = loop_start[first_loop[:-1]]
     normal = normal_sum / np.linalg.norm(normal_sum, axis=1, keepdims=True)
     return BrepFaces(
         normal=normal,
@@ -556,3 +585,30 @@ def _faces_from_regions(topo: BrepMesh, raw: np.ndarray, region: np.ndarray) -> 
         loop_edges=edge[halves],
         loop_forward=topo.face_edge_forward.reshape(-1)[halves],
     )
+
+
+def _cycles(successor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a permutation (a set of cycles): each element's cycle, named by its lowest
+    member, and its number of steps from that member along ``successor``.
+
+    Pointer doubling: about log2(longest cycle) array passes, not a walk per element.
+    """
+    n = len(successor)
+    index = np.arange(n, dtype=np.int64)
+    # The lowest member: a running minimum over 1, 2, 4, ... steps ahead. A round that
+    # changes nothing means the window already spans the whole cycle.
+    lowest, jump = index.copy(), successor.astype(np.int64)
+    while True:
+        reached = np.minimum(lowest, lowest[jump])
+        if np.array_equal(reached, lowest):
+            break
+        lowest, jump = reached, jump[jump]
+    # Steps to the lowest member, with the cycle cut open there (it points to itself).
+    head = lowest == index
+    to_head = (~head).astype(np.int64)
+    jump = np.where(head, index, successor)
+    while not np.array_equal(jump, jump[jump]):
+        to_head = to_head + to_head[jump]
+        jump = jump[jump]
+    length = np.bincount(lowest, minlength=n)[lowest]
+    return lowest, (length - to_head) % np.maximum(length, 1)

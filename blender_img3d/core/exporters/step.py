@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -33,6 +34,7 @@ import numpy as np
 
 from ..errors import ExportError
 from ..mesh.meshdata import MeshData
+from ..progress import Phase, ProgressCallback, raise_if_cancelled, report
 from .atomic import PathLike, atomic_write
 from .brep_mesh import BrepFaces, BrepMesh, brep_mesh, planar_faces
 from .geometry import checked_arrays
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 SCHEMA = "AUTOMOTIVE_DESIGN { 1 0 10303 214 1 1 1 1 }"
 _DIRECTION_DECIMALS = 12
 _REFS_PER_LINE = 16
+# Entities formatted per block of text: enough that a block's overhead is nothing, few
+# enough that a 2M-face mesh never holds more than a few MB of text at once.
+_ROWS_PER_CHUNK = 65536
 
 
 def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
@@ -56,9 +61,15 @@ def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
     expect (FreeCAD's "refine shape"); False writes one face per triangle.
     ``coplanar_tolerance``: how far (in ``units``) a vertex may sit off a merged
     face's plane; default the welding tolerance, a millionth of the model's size.
-    Any other option is refused.
+    ``progress`` (a ``ProgressCallback``: faces written) and ``cancel`` (a
+    ``threading.Event``: stop, leaving no file). Any other option is refused.
     """
-    refuse_unknown("write_step", options, ("units", "merge_coplanar", "coplanar_tolerance"))
+    refuse_unknown(
+        "write_step",
+        options,
+        ("units", "merge_coplanar", "coplanar_tolerance", "progress", "cancel"),
+    )
+    progress, cancel = options.get("progress"), options.get("cancel")
     unit = length_unit(options.get("units", DEFAULT_UNIT))
     merge = bool(options.get("merge_coplanar", True))
     tolerance = options.get("coplanar_tolerance")
@@ -66,10 +77,17 @@ def write_step(mesh: MeshData, path: PathLike, **options: Any) -> Path:
         raise ExportError(f"coplanar_tolerance must be a positive length, got {tolerance!r}.")
     with atomic_write(path, "wb") as stream:
         chunks = step_chunks(
-            mesh, unit, file_name=Path(path).name, merge_coplanar=merge, tolerance=tolerance
+            mesh,
+            unit,
+            file_name=Path(path).name,
+            merge_coplanar=merge,
+            tolerance=tolerance,
+            progress=progress,
+            cancel=cancel,
         )
         for chunk in chunks:
             stream.write(chunk.encode("ascii"))
+    report(progress, Phase.EXPORTING, mesh.face_count, mesh.face_count)
     return Path(path)
 
 
@@ -80,20 +98,30 @@ def step_chunks(
     *,
     merge_coplanar: bool = True,
     tolerance: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[threading.Event] = None,
 ) -> Iterator[str]:
-    """The STEP file for ``mesh`` as a sequence of ASCII text chunks."""
+    """The STEP file for ``mesh`` as a sequence of ASCII text chunks.
+
+    ``progress`` hears ``(Phase.EXPORTING, faces written, faces)``; ``cancel`` stops
+    between chunks (:class:`~..errors.CancelledError`).
+    """
     vertices, faces, _ = checked_arrays(mesh)
+    total = len(faces)
+    report(progress, Phase.EXPORTING, 0, total)
     points = vertices * unit.per_metre
     decimals = _coordinate_decimals(points)
     topo = brep_mesh(points, faces, decimals)
+    raise_if_cancelled(cancel)
     if not topo.closed:
         log.info("mesh %r is not closed: writing it as an open shell (surface model)", mesh.name)
     faces = planar_faces(topo, (tolerance or topo.tolerance) if merge_coplanar else None)
+    raise_if_cancelled(cancel)
     log.debug("STEP: %d triangles as %d planar faces", len(topo.faces), faces.count)
     name = step_string(mesh.name)
     yield _header(mesh, file_name)
     writer = _DataWriter(topo, faces, decimals, name, unit)
-    yield from writer.chunks()
+    yield from writer.chunks(total, progress, cancel)
     yield "ENDSEC;\nEND-ISO-10303-21;\n"
 
 
@@ -176,7 +204,29 @@ class _DataWriter:
         self.next_id += count
         return first
 
-    def chunks(self) -> Iterator[str]:
+    def chunks(
+        self,
+        faces: int,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> Iterator[str]:
+        """The DATA section's entities as text blocks; progress in (a share of) faces.
+
+        The entity count is known once the blocks have reserved their ids, so progress
+        reports ``faces`` (the mesh's) × entities written / entities; a cancel stops
+        between blocks.
+        """
+        product_ids = 32  # see _blocks: reserved first, written last
+        for text in self._blocks():
+            raise_if_cancelled(cancel)
+            # Blocks come in id order after the product's ids, so the id a block starts
+            # with counts the entities written before it (no pass over the text).
+            before = int(text[1 : text.index("=")]) - 1 - product_ids if text else 0
+            total = max(self.next_id - 1 - product_ids, before, 1)
+            report(progress, Phase.EXPORTING, faces * max(before, 0) // total, faces)
+            yield text
+
+    def _blocks(self) -> Iterator[str]:
         topo, faces = self.topo, self.faces
         used_edges, loop_edge = np.unique(faces.loop_edges, return_inverse=True)
         v, e, f = len(topo.points), len(used_edges), faces.count
@@ -198,56 +248,61 @@ class _DataWriter:
         shell = self.reserve(topo.component_count)
 
         p = topo.points
-        yield _rows(f"#%d=CARTESIAN_POINT('',({self.coord},{self.coord},{self.coord}));\n",
+        yield from _rows(f"#%d=CARTESIAN_POINT('',({self.coord},{self.coord},{self.coord}));\n",
                     point, p[:, 0], p[:, 1], p[:, 2])  # fmt: skip
-        yield _rows("#%d=VERTEX_POINT('',#%d);\n", vertex, np.arange(v) + point)
+        yield from _rows("#%d=VERTEX_POINT('',#%d);\n", vertex, np.arange(v) + point)
 
         low, high = topo.edges[used_edges, 0], topo.edges[used_edges, 1]
         span = p[high] - p[low]
         length = np.linalg.norm(span, axis=1)
         unit_span = span / length[:, None]
         d = self.direction
-        yield _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
+        yield from _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
                     edge_dir, unit_span[:, 0], unit_span[:, 1], unit_span[:, 2])  # fmt: skip
         ids = np.arange(e)
-        yield _rows(f"#%d=VECTOR('',#%d,{self.coord});\n", edge_vec, ids + edge_dir, length)
-        yield _rows("#%d=LINE('',#%d,#%d);\n", edge_line, low + point, ids + edge_vec)
-        yield _rows("#%d=EDGE_CURVE('',#%d,#%d,#%d,.T.);\n",
+        yield from _rows(f"#%d=VECTOR('',#%d,{self.coord});\n", edge_vec, ids + edge_dir, length)
+        yield from _rows("#%d=LINE('',#%d,#%d);\n", edge_line, low + point, ids + edge_vec)
+        yield from _rows("#%d=EDGE_CURVE('',#%d,#%d,#%d,.T.);\n",
                     edge_curve, low + vertex, high + vertex, ids + edge_line)  # fmt: skip
 
-        sense = np.where(faces.loop_forward, "T", "F")
-        yield _rows("#%d=ORIENTED_EDGE('',*,*,#%d,.%s.);\n",
+        sense = np.where(faces.loop_forward, ord("T"), ord("F"))  # %c: a numeric block
+        yield from _rows("#%d=ORIENTED_EDGE('',*,*,#%d,.%c.);\n",
                     oriented, loop_edge + edge_curve, sense)  # fmt: skip
         starts = faces.loop_start
         if np.all(np.diff(starts) == 3):  # triangles only: one vectorised pass
             first_oe = starts[:-1] + oriented
-            yield _rows("#%d=EDGE_LOOP('',(#%d,#%d,#%d));\n",
+            yield from _rows("#%d=EDGE_LOOP('',(#%d,#%d,#%d));\n",
                         loop, first_oe, first_oe + 1, first_oe + 2)  # fmt: skip
         else:
-            yield "".join(
-                f"#{loop + k}=EDGE_LOOP('',({_refs(range(oriented + a, oriented + b))}));\n"
+            yield from _batched(
+                f"#{loop + k}=EDGE_LOOP('',({_range_refs(oriented + a, oriented + b)}));\n"
                 for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist()))
             )
-        is_outer = np.zeros(n_loops, dtype=bool)
-        is_outer[[ids[0] for ids in faces.face_loops]] = True
-        kind = np.where(is_outer, "FACE_OUTER_BOUND", "FACE_BOUND")
-        yield _rows("#%d=%s('',#%d,.T.);\n", bound, kind, np.arange(n_loops) + loop)
+        if n_loops == f:  # no holes: every bound is an outer one, no column of names
+            yield from _rows(
+                "#%d=FACE_OUTER_BOUND('',#%d,.T.);\n", bound, np.arange(n_loops) + loop
+            )
+        else:
+            is_outer = np.zeros(n_loops, dtype=bool)
+            is_outer[[ids[0] for ids in faces.face_loops]] = True
+            kind = np.where(is_outer, "FACE_OUTER_BOUND", "FACE_BOUND")
+            yield from _rows("#%d=%s('',#%d,.T.);\n", bound, kind, np.arange(n_loops) + loop)
 
         normals = faces.normal
-        yield _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
+        yield from _rows(f"#%d=DIRECTION('',({d},{d},{d}));\n",
                     normal, normals[:, 0], normals[:, 1], normals[:, 2])  # fmt: skip
         # The plane's x axis is an outer-loop edge's direction (in the plane by construction).
         x_edge = np.searchsorted(used_edges, faces.x_edge)
         ids = np.arange(f)
-        yield _rows("#%d=AXIS2_PLACEMENT_3D('',#%d,#%d,#%d);\n",
+        yield from _rows("#%d=AXIS2_PLACEMENT_3D('',#%d,#%d,#%d);\n",
                     placement, faces.origin + point, ids + normal, x_edge + edge_dir)  # fmt: skip
-        yield _rows("#%d=PLANE('',#%d);\n", plane, ids + placement)
+        yield from _rows("#%d=PLANE('',#%d);\n", plane, ids + placement)
         if n_loops == f:
-            yield _rows("#%d=ADVANCED_FACE('',(#%d),#%d,.T.);\n",
+            yield from _rows("#%d=ADVANCED_FACE('',(#%d),#%d,.T.);\n",
                         face, np.array([ids[0] for ids in faces.face_loops]) + bound,
                         ids + plane)  # fmt: skip
         else:
-            yield "".join(
+            yield from _batched(
                 f"#{face + i}=ADVANCED_FACE('',({_refs([bound + k for k in loops])}),"
                 f"#{plane + i},.T.);\n"
                 for i, loops in enumerate(faces.face_loops)
@@ -257,7 +312,7 @@ class _DataWriter:
         order = np.argsort(faces.component, kind="stable")
         splits = np.cumsum(np.bincount(faces.component, minlength=topo.component_count))
         groups = np.split(order + face, splits[:-1])
-        yield "".join(
+        yield from _batched(
             f"#{shell + i}={kinds[i]}('',({_refs(group)}));\n" for i, group in enumerate(groups)
         )
         yield self._product(product, shell, topo.component_count)
@@ -361,12 +416,50 @@ class _DataWriter:
         )
 
 
-def _rows(template: str, first_id: int, *columns: Sequence) -> str:
-    """Format one row per element of ``columns``, numbering rows from ``first_id``."""
+def _rows(template: str, first_id: int, *columns: Sequence) -> Iterator[str]:
+    """Format one row per element of ``columns``, numbering rows from ``first_id``.
+
+    Yields blocks of :data:`_ROWS_PER_CHUNK` rows: the text of a 2M-face mesh is
+    gigabytes, and only one block of it (and its columns as Python lists) is held.
+    """
     count = len(columns[0])
-    ids = range(first_id, first_id + count)
-    values = [c.tolist() if isinstance(c, np.ndarray) else list(c) for c in columns]
-    return "".join([template % row for row in zip(ids, *values)])
+    numeric = all(isinstance(c, np.ndarray) and c.dtype.kind in "iuf" for c in columns)
+    for start in range(0, count, _ROWS_PER_CHUNK):
+        stop = min(count, start + _ROWS_PER_CHUNK)
+        if numeric:
+            # One ``%`` over the whole block: a third faster than one per row. Integers
+            # ride as float64 where a column is float, exact below 2^53 (ids are far below).
+            ids = np.arange(first_id + start, first_id + stop)
+            flat = np.column_stack([ids, *(c[start:stop] for c in columns)]).ravel().tolist()
+            yield (template * (stop - start)) % tuple(flat)
+            continue
+        ids = range(first_id + start, first_id + stop)
+        values = [c[start:stop].tolist() if isinstance(c, np.ndarray) else list(c[start:stop])
+                  for c in columns]  # fmt: skip
+        yield "".join([template % row for row in zip(ids, *values)])
+
+
+def _batched(lines: Iterator[str]) -> Iterator[str]:
+    """``lines`` joined into blocks of at most :data:`_ROWS_PER_CHUNK`."""
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) == _ROWS_PER_CHUNK:
+            yield "".join(block)
+            block = []
+    if block:
+        yield "".join(block)
+
+
+def _range_refs(first: int, stop: int) -> str:
+    """:func:`_refs` of ``range(first, stop)`` in plain Python: an edge loop's oriented
+    edges are consecutive, and a million loops can't afford an array each."""
+    refs = [f"#{i}" for i in range(first, stop)]
+    if len(refs) <= _REFS_PER_LINE:
+        return ",".join(refs)
+    return ",\n".join(
+        ",".join(refs[i : i + _REFS_PER_LINE]) for i in range(0, len(refs), _REFS_PER_LINE)
+    )
 
 
 def _refs(ids) -> str:

@@ -504,6 +504,12 @@ class JobStore:
             for part in ("out", "input"):
                 shutil.rmtree(record.folder / part, ignore_errors=True)
         with self._lock:
+            if outcome[0] == protocol.FINISHED and record.cancel.is_set():
+                # A cancel accepted while the archive was written is still final: the
+                # job ends cancelled with nothing kept (cancel() and this hold the lock).
+                record.archive = None
+                archive.unlink(missing_ok=True)
+                outcome = (protocol.CANCELLED, None)
             if outcome[0] == protocol.FINISHED:
                 record.fraction = 1.0
             self._end(record, *outcome)
