@@ -171,7 +171,7 @@ def test_remove_temporary_files_deletes_every_live_one(tmp_path):
 def test_an_unexpected_exception_is_one_line_exit_70(tmp_path, capsys, monkeypatch, mesh_files):
     from blender_img3d.core.mesh import reading
 
-    monkeypatch.setattr(reading, "read_mesh", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(reading, "read_mesh_file", lambda *a, **k: 1 / 0)
     code, _, err = run_cli(capsys, "export", "--in", mesh_files["glb"], "--out", tmp_path / "x.glb")
     assert code == 70
     assert "internal error (ZeroDivisionError" in one_error_line(err)
