@@ -154,7 +154,10 @@ def test_1_health_answers_while_2000_half_open_connections_are_held(tmp_path):
             f"\n{HALF_OPEN} half-open connections held: /v1/health median "
             f"{statistics.median(took) * 1000:.0f} ms, max {max(took) * 1000:.0f} ms"
         )
-        assert max(took) < 5.0  # the bar is 1 s; RELIABILITY.md has the measured figure
+        # The bar is 1 s (measured: a few ms, at most ~0.4 s on a loaded machine);
+        # the slowest of five may meet a noisy neighbour, so it only has to stay under 5 s.
+        assert statistics.median(took) < 1.0
+        assert max(took) < 5.0
         assert server.process.poll() is None
     finally:
         close_all(sockets)
