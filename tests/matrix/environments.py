@@ -55,11 +55,15 @@ def python_for(abi: str) -> Path:
     version = next(f"{a}.{b}" for (a, b), tag in SUPPORTED_PYTHONS.items() if tag == abi)
     if sys.version_info[:2] == tuple(map(int, version.split("."))):
         return Path(sys.executable).resolve()
-    candidates: list = []
+    roots = [Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")]
     pyenv = shutil.which("pyenv")
     if pyenv:
-        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
-        candidates += sorted(Path(root, "versions").glob(f"{version}.*/bin/python3"), reverse=True)
+        roots.insert(
+            0, Path(subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip())
+        )
+    candidates: list = []
+    for root in roots:
+        candidates += sorted(root.glob(f"versions/{version}.*/bin/python3"), reverse=True)
     candidates.append(shutil.which(f"python{version}"))  # may be a shim that can't run it
     for candidate in candidates:
         if candidate and Path(candidate).exists():
