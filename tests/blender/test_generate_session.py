@@ -59,10 +59,13 @@ def text_request(installed_extension):
     return settings.Request(prompt="a cube")
 
 
-def start_session(installed_extension, work):
+def start_session(installed_extension, work, output_dir=None):
     sessions = extension(installed_extension, "blender.session")
     session = sessions.GenerateSession(
-        text_request(installed_extension), sessions.ImportOptions(), backend=FakeBackend(work)
+        text_request(installed_extension),
+        sessions.ImportOptions(),
+        backend=FakeBackend(work),
+        output_dir=output_dir,
     )
     return session.start(bpy.context.window_manager)
 
@@ -192,12 +195,9 @@ def test_a_cancel_between_the_workers_last_message_and_the_tick_leaves_no_file(
     """The race of #28, made deterministic: the worker has written its files and queued
     its result, then the cancel comes, then the timer ticks."""
     sessions = extension(installed_extension, "blender.session")
-    session = sessions.GenerateSession(
-        text_request(installed_extension),
-        sessions.ImportOptions(),
-        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
-        output_dir=tmp_path,
-    ).start(bpy.context.window_manager)
+    session = start_session(
+        installed_extension, fake_pipeline(installed_extension, steps=1, delay=0.0), tmp_path
+    )
     assert session.job.join(10)  # the last message is queued; no tick has read it
     assert any(tmp_path.iterdir())  # GLB, latents, ... are on disk
     assert sessions.cancel_active()  # accepted: the run hasn't ended
@@ -212,12 +212,9 @@ def test_a_cancel_after_the_tick_took_the_result_is_refused_and_the_run_finished
     installed_extension, tmp_path
 ):
     sessions = extension(installed_extension, "blender.session")
-    session = sessions.GenerateSession(
-        text_request(installed_extension),
-        sessions.ImportOptions(),
-        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
-        output_dir=tmp_path,
-    ).start(bpy.context.window_manager)
+    session = start_session(
+        installed_extension, fake_pipeline(installed_extension, steps=1, delay=0.0), tmp_path
+    )
     assert session.run_to_end(bpy.context, timeout=10) == sessions.FINISHED
     assert not session.cancel() and not sessions.cancel_active()
     assert session.state == sessions.FINISHED and "fake" in bpy.data.objects
@@ -243,23 +240,15 @@ def test_a_cancel_during_a_first_load_frees_generate_at_once_and_writes_nothing(
     old_folder, new_folder = tmp_path / "old", tmp_path / "new"
     old_folder.mkdir()
     new_folder.mkdir()
-    old = sessions.GenerateSession(
-        text_request(installed_extension),
-        sessions.ImportOptions(),
-        backend=FakeBackend(first_load),
-        output_dir=old_folder,
-    ).start(bpy.context.window_manager)
+    old = start_session(installed_extension, first_load, old_folder)
     assert loading.wait(10)
     assert sessions.cancel_active()
     assert old.tick(bpy.context) == sessions.CANCELLED  # the next tick, not the worker's end
     assert old.job.alive and old in tasks.winding_down()
     assert sessions.active_session() is None and bpy.ops.img3d.generate.poll()
-    new = sessions.GenerateSession(
-        text_request(installed_extension),
-        sessions.ImportOptions(),
-        backend=FakeBackend(fake_pipeline(installed_extension, steps=1, delay=0.0)),
-        output_dir=new_folder,
-    ).start(bpy.context.window_manager)
+    new = start_session(
+        installed_extension, fake_pipeline(installed_extension, steps=1, delay=0.0), new_folder
+    )
     release.set()
     assert new.run_to_end(bpy.context, timeout=10) == sessions.FINISHED
     assert old.job.join(10)
