@@ -203,7 +203,9 @@ def test_settings_schema_is_the_cores_bounds_and_needs_the_token(server):
         defaults.MIN_GRID_SIZE,
         defaults.MAX_GRID_SIZE,
     )
-    assert fields["remove_background"]["default"] is defaults.ImageSettings().remove_background
+    background = fields["background"]
+    assert background["default"] == defaults.DEFAULT_BACKGROUND
+    assert [choice["name"] for choice in background["choices"]] == list(defaults.BACKGROUNDS)
     assert schema["presets"]["values"] == defaults.GENERATION_PRESETS
     assert set(schema["presets"]["settings"]) <= set(fields)
     assert [f["suffix"] for f in schema["formats"]] == [
@@ -403,6 +405,8 @@ def test_picture_job_shows_progress_a_preview_and_downloads_equal_to_the_zip(
     fill_settings(page, {**FAST, "batch": "2"})
     for suffix in (".obj", ".dxf", ".step"):
         page.check(f"input[name=format][value='{suffix}']")
+    assert page.input_value("#set-background") == defaults.DEFAULT_BACKGROUND
+    page.select_option("#set-background", "classic")
     watch_statuses(page)
     page.click("#submit")
     page.wait_for_selector("li.job[data-ready=true]", timeout=120_000)
@@ -447,6 +451,8 @@ def test_picture_job_shows_progress_a_preview_and_downloads_equal_to_the_zip(
     job_id = card(page).get_attribute("data-job")
     zip_bytes = requests.get(f"{server.url}/v1/jobs/{job_id}/result", headers=auth()).content
     archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
+    report = json.loads(archive.read("report.json"))
+    assert report["settings"]["image_settings"]["background"] == "classic"  # the page's choice
     by_name = {Path(name).name: name for name in archive.namelist() if name.startswith("files/")}
     buttons = card(page).locator("button[data-file]")
     names = [buttons.nth(i).get_attribute("data-file") for i in range(buttons.count())]
@@ -469,7 +475,7 @@ def test_picture_job_shows_progress_a_preview_and_downloads_equal_to_the_zip(
 def test_prompt_job_finishes_and_the_job_list_survives_a_reload(page, server):
     open_page(page, server)
     page.check("input[name=source][value=prompt]")
-    assert page.locator("#set-remove_background").is_hidden()  # a picture-only setting
+    assert page.locator("#set-background").is_hidden()  # a picture-only setting
     page.fill("#prompt", "a small red chair")
     fill_settings(page, FAST)
     page.click("#submit")

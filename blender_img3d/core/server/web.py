@@ -38,6 +38,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from .. import choices
 from .. import settings as defaults
 from ..exporters import FORMATS
 from ..system.requirements import MODEL_VIEWER_REQUIREMENT
@@ -166,11 +167,15 @@ def settings_schema(config: ServerConfig) -> dict[str, Any]:
                 "0 keeps every face",
             ),
             {
-                "name": "remove_background",
-                "label": "Remove background",
-                "type": "boolean",
-                "default": image.remove_background,
-                "hint": "cut the object out of the picture first",
+                "name": "background",
+                "label": "Background",
+                "type": "choice",
+                "choices": [
+                    {"name": c.name, "label": c.label, "description": c.description}
+                    for c in choices.BACKGROUNDS
+                ],
+                "default": image.background,
+                "hint": "how the object is cut out of the picture",
                 "mode": "image",
             },
         ],

@@ -201,6 +201,18 @@ function renderField(field) {
       "aria-describedby": hint.id,
     });
     wrapper.append(element("label", { for: id }, box, ` ${field.label}`), hint);
+  } else if (field.type === "choice") {
+    const select = element("select", { id, name: field.name, "aria-describedby": hint.id });
+    for (const choice of field.choices) {
+      select.append(
+        element(
+          "option",
+          { value: choice.name, title: choice.description, selected: choice.name === field.default },
+          choice.label,
+        ),
+      );
+    }
+    wrapper.append(element("label", { for: id }, field.label), select, hint);
   } else {
     const input = element("input", {
       type: "number",
@@ -256,6 +268,7 @@ function pick(file) {
 function settingValue(field) {
   const input = document.getElementById(`set-${field.name}`);
   if (field.type === "boolean") return input.checked;
+  if (field.type === "choice") return input.value;
   const text = input.value.trim();
   if (/^-?\d+$/.test(text)) return new RawNumber(text);
   // Not a whole number: sent as typed, so the server's own check says what it must be.
