@@ -24,8 +24,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 from blender_img3d.core.system.requirements import (
     BLENDER_LINES,
     BLENDER_NUMPY,
@@ -35,7 +33,7 @@ from blender_img3d.core.system.requirements import (
     TORCH_DEPENDENCIES,
     TORCH_REQUIREMENT,
 )
-from tests.fixtures.platforms import environment
+from tests.fixtures.platforms import applicable, environment
 
 STAMP = ".img3d-matrix.json"
 PIP_TIMEOUT = 1800
@@ -50,11 +48,16 @@ def cache_root() -> Path:
     return Path(root)
 
 
+def python_version(abi: str) -> tuple[int, int]:
+    """(major, minor) of the Python whose wheels carry the ABI tag ``abi``."""
+    return next(version for version, tag in SUPPORTED_PYTHONS.items() if tag == abi)
+
+
 def python_for(abi: str) -> Path:
     """The interpreter a line's venv is made with: 3.11 here, 3.13 from pyenv."""
-    version = next(f"{a}.{b}" for (a, b), tag in SUPPORTED_PYTHONS.items() if tag == abi)
-    if sys.version_info[:2] == tuple(map(int, version.split("."))):
+    if sys.version_info[:2] == python_version(abi):
         return Path(sys.executable).resolve()
+    version = "%d.%d" % python_version(abi)
     roots = [Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")]
     pyenv = shutil.which("pyenv")
     if pyenv:
@@ -119,14 +122,7 @@ def bare_blender(line: str) -> Path:
 
 def library_pins(abi: str, platform: str = "linux-x64") -> list[str]:
     """The pinned libraries whose markers hold on ``platform`` (markers dropped)."""
-    python = next(version for version, tag in SUPPORTED_PYTHONS.items() if tag == abi)
-    env = environment(platform, python)
-    kept = []
-    for text in LIBRARY_PINS[abi]:
-        requirement = Requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate(env):
-            kept.append(f"{requirement.name}{requirement.specifier}")
-    return kept
+    return applicable(LIBRARY_PINS[abi], environment(platform, python_version(abi)))
 
 
 def torch_available(abi: str) -> bool:
@@ -146,7 +142,7 @@ def wheelhouse(abi: str) -> Path:
     if _stamped(folder, inputs):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    python = next(f"{a}.{b}" for (a, b), tag in SUPPORTED_PYTHONS.items() if tag == abi)
+    python = "%d.%d" % python_version(abi)
     platforms = [arg for tag in PLATFORM_TAGS["linux-x64"] for arg in ("--platform", tag)]
     done = _pip(
         Path(sys.executable),
