@@ -299,7 +299,7 @@ def describe_preparation(report: dict[str, Any]) -> list[str]:
     method = {
         "alpha": "cut out by its transparency",
         "flood": "background removed (plain backdrop)",
-        "grabcut": "background removed (offline remover)",
+        "saliency": "background removed (offline remover)",
         "learned": "background removed (learned remover)",
         "none": "used as it is",
     }.get(str(report.get("method")), str(report.get("method")))

@@ -84,7 +84,7 @@ BACKGROUNDS = (
     Choice(
         "classic",
         "Offline",
-        "The built-in remover (plain backgrounds, then GrabCut), kept only when confident",
+        "The built-in remover (plain backgrounds, then a saliency cut), kept only when confident",
     ),
     Choice("keep", "Keep", "Leave the background: the whole picture goes to the model"),
 )

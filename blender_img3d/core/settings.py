@@ -74,7 +74,8 @@ MAX_PIXELS = 64_000_000
 BACKGROUND_MODEL_ID = "onnx-community/BiRefNet_lite-ONNX"
 BACKGROUND_MODEL_FILE = "onnx/model.onnx"
 # Below this confidence (0..1) a cut is not trusted and the picture is kept whole;
-# below BACKGROUND_SURE_CONFIDENCE it is used but called doubtful (core/images/background.py).
+# below BACKGROUND_SURE_CONFIDENCE it is used but called doubtful (core/images/background.py;
+# a cut of a busy photo is called doubtful at any confidence).
 BACKGROUND_MIN_CONFIDENCE = 0.55
 BACKGROUND_SURE_CONFIDENCE = 0.7
 

@@ -1,4 +1,4 @@
-"""Image preparation: background removal (alpha, learned, flood, GrabCut, none) and framing."""
+"""Image preparation: background removal (alpha, learned, flood, saliency, none) and framing."""
 
 from __future__ import annotations
 
@@ -348,21 +348,21 @@ def test_framing_ignores_debris_far_from_the_object():
 
 
 def test_a_doubtful_cut_frames_the_whole_picture_not_a_blob(monkeypatch):
-    from blender_img3d.core.images import background, grabcut
+    from blender_img3d.core.images import background, confidence, saliency
 
     def unsure(rgb8):
         mask = np.zeros(rgb8.shape[:2], bool)
         mask[10:20, 10:20] = True
-        scores = grabcut.Scores(agreement=0.2)
+        scores = confidence.Scores(dominance=0.2)
         return mask, mask.astype(np.float32), scores
 
-    monkeypatch.setattr(grabcut, "grabcut_mask", unsure)
+    monkeypatch.setattr(saliency, "saliency_cut", unsure)
     busy = Image.fromarray(
         np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
     )
     prepared = prepare_image(busy, ImageSettings(background="classic"))
     assert prepared.report.method == "none" and prepared.report.bbox == [0, 0, 120, 90]
-    assert "weak agreement" in prepared.report.warning
+    assert "weak dominance" in prepared.report.warning
     assert background.effective_background(ImageSettings(remove_background=False)) == "keep"
 
 
@@ -416,20 +416,20 @@ def test_the_servers_settings_carry_the_background_choice_and_old_clients_still_
 
 
 def test_a_cut_between_the_gates_is_used_and_called_doubtful(monkeypatch):
-    from blender_img3d.core.images import grabcut
+    from blender_img3d.core.images import confidence, saliency
 
     def middling(rgb8):
         mask = np.zeros(rgb8.shape[:2], bool)
         mask[20:70, 30:90] = True
-        return mask, mask.astype(np.float32), grabcut.Scores(edges=0.6)
+        return mask, mask.astype(np.float32), confidence.Scores(separation=0.6)
 
-    monkeypatch.setattr(grabcut, "grabcut_mask", middling)
+    monkeypatch.setattr(saliency, "saliency_cut", middling)
     busy = Image.fromarray(
         np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB"
     )
     report = prepare_image(busy, ImageSettings(background="classic")).report
-    assert report.method == "grabcut" and report.bbox == [30, 20, 90, 70]
+    assert report.method == "saliency" and report.bbox == [30, 20, 90, 70]
     assert report.confidence == pytest.approx(0.6)
     assert report.warning.startswith(
-        "the cut-out is doubtful (grabcut, confidence 0.60, weak edges)"
+        "the cut-out is doubtful (saliency, confidence 0.60, weak separation)"
     )

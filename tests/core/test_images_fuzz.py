@@ -59,7 +59,7 @@ def prepare_or_refuse(data: bytes) -> None:
         return
     assert prepared.image.mode == "RGB"
     assert prepared.image.size == (OUTPUT, OUTPUT)
-    assert prepared.report.method in ("alpha", "learned", "flood", "grabcut", "none")
+    assert prepared.report.method in ("alpha", "learned", "flood", "saliency", "none")
 
 
 @settings(

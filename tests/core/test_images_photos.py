@@ -1,15 +1,17 @@
-"""Real photos through the offline remover: a good cut, or the picture kept with its line.
+"""Real photos through the offline remover: a good cut, or the user told.
 
 The corpus (tests/fixtures/photo_corpus.py, licences there) is third-party photos
-from scikit-image's wheel and Debian's opencv-doc, each with a hand-made verdict.
-The rule for every photo: a cut must be right (its box within IoU 0.8 of the
-expected one), or the picture is kept whole and the user is told why. A wrong
-cut, which the model would turn into a wrong object, is the one failure.
+from scikit-image's wheel and Debian's opencv-doc, each with a hand-made verdict;
+its held-out half was added by a census (tests/fixtures/photo_census.md) after
+the remover's thresholds were set. The rule for every photo: a cut must be right
+(its box within IoU 0.8 of the expected one), or the user gets the one line that
+says the background was kept or the cut is doubtful. A wrong cut nobody is told
+about, which the model would turn into a wrong object, is the one failure.
 
 Measured with the classic chain alone (``--background classic``), no learned
-model: the share of one-object photos that get a good cut is held at or above
-:data:`GOOD_CUT_FLOOR` (the issue's target is 0.8; see the closing table in
-benchmarks/RESULTS.md for where the chain stands and why).
+model: how many one-object photos get a good cut, and how many photos without
+one object are kept, are held at or above floors (the issue's target for the
+first is 0.8; benchmarks/RESULTS.md has the table and why the chain stops short).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from tests.fixtures.photo_corpus import NO_OBJECT, ONE_OBJECT, box_iou
 
 pytestmark = pytest.mark.slow  # about 1 s a photo on a shared 2-core machine
 
-# What the classic chain reaches on ONE_OBJECT today: 6 of 15 (a regression floor).
-GOOD_CUT_FLOOR = 6 / 15
-# Photos the classic chain cuts wrongly and confidently: its known limits, kept
-# visible (strict xfail: fixing one fails the test until it is taken off the list).
-WRONG_CUTS = {
-    "lake": "water against sky and shore reads as one object to colour models",
-    "corridor": "a bright wall panel outlined by door frames reads as an object",
+# What the classic chain reaches today (regression floors, not targets).
+GOOD_CUT_FLOOR = 9 / 19  # one-object photos cut well
+KEPT_FLOOR = 15 / 39  # photos without one object kept whole
+# Wrong cuts the chain makes without a word: its known limits, kept visible
+# (strict xfail: fixing one fails the test until it is taken off the list).
+SILENT_WRONG_CUTS = {
+    "notebook": "a close-up of a notebook on cloth reads as an object on a plain background",
 }
+_KEPT = "kept the background"
+_DOUBT = "the cut-out is doubtful"
 
 
 # Each photo is prepared once per session (preparation is deterministic).
@@ -56,50 +60,61 @@ def _cut_box(report) -> tuple[int, int, int, int]:
 
 
 def _marks(photo):
-    if photo.name in WRONG_CUTS:
-        return [pytest.mark.xfail(strict=True, reason=WRONG_CUTS[photo.name])]
+    if photo.name in SILENT_WRONG_CUTS:
+        return [pytest.mark.xfail(strict=True, reason=SILENT_WRONG_CUTS[photo.name])]
     return []
 
 
+def _good_cut(photo, report) -> bool:
+    if report.method == "none":
+        return False
+    width, height = report.original_size
+    return box_iou(_cut_box(report), photo.expected_box(width, height)) >= 0.8
+
+
 @pytest.mark.parametrize("photo", [pytest.param(p, id=p.name, marks=_marks(p)) for p in ONE_OBJECT])
-def test_a_one_object_photo_is_cut_well_or_kept_with_its_line(photo, tmp_path):
+def test_a_one_object_photo_is_cut_well_or_the_user_is_told(photo, tmp_path):
     report = _prepare(photo, tmp_path)
     width, height = report.original_size
     if report.method == "none":
-        assert report.warning and report.warning.startswith("kept the background")
+        assert report.warning and report.warning.startswith(_KEPT)
         assert "--background learned" in report.warning
         assert report.bbox == [0, 0, width, height]  # the whole picture, not a blob
-    else:
+        return
+    assert report.confidence is not None
+    if report.method == "saliency":  # never sure on a busy photo
+        assert report.warning and report.warning.startswith(_DOUBT)
+    if not _good_cut(photo, report):
         iou = box_iou(_cut_box(report), photo.expected_box(width, height))
-        assert iou >= 0.8, f"{photo.name}: {report.method} cut, box IoU {iou:.2f}"
-        assert report.confidence is not None
+        assert report.warning and report.warning.startswith(_DOUBT), (
+            f"{photo.name}: {report.method} cut, box IoU {iou:.2f}, and nothing said"
+        )
 
 
 @pytest.mark.parametrize("photo", [pytest.param(p, id=p.name, marks=_marks(p)) for p in NO_OBJECT])
-def test_a_photo_without_one_object_is_kept_with_its_line(photo, tmp_path):
+def test_a_photo_without_one_object_is_kept_or_the_user_is_told(photo, tmp_path):
     report = _prepare(photo, tmp_path)
-    assert report.method == "none", f"{photo.name}: cut by {report.method}"
-    assert report.warning.startswith("kept the background")
-    assert report.confidence is not None and report.confidence < 0.55
+    if report.method == "none":
+        assert report.warning.startswith(_KEPT)
+        assert report.confidence is not None and report.confidence < 0.55
+    else:
+        assert report.warning and report.warning.startswith(_DOUBT), (
+            f"{photo.name}: cut by {report.method} at {report.confidence}, nothing said"
+        )
 
 
-def test_the_classic_chain_cuts_enough_one_object_photos_well(tmp_path):
-    good = total = 0
-    for photo in ONE_OBJECT:
-        if photo.path() is None:
-            continue
-        report = _prepare(photo, tmp_path)
-        width, height = report.original_size
-        total += 1
-        iou = box_iou(_cut_box(report), photo.expected_box(width, height))
-        good += report.method != "none" and iou >= 0.8
-    if total < len(ONE_OBJECT):
+def test_the_classic_chain_cuts_enough_photos_well_and_keeps_enough(tmp_path):
+    if any(photo.path() is None for photo in photo_corpus.PHOTOS):
         pytest.skip("part of the photo corpus is not installed")
-    assert good / total >= GOOD_CUT_FLOOR
+    good = sum(_good_cut(p, _prepare(p, tmp_path)) for p in ONE_OBJECT)
+    kept = sum(_prepare(p, tmp_path).method == "none" for p in NO_OBJECT)
+    assert good / len(ONE_OBJECT) >= GOOD_CUT_FLOOR, f"{good} of {len(ONE_OBJECT)} cut well"
+    assert kept / len(NO_OBJECT) >= KEPT_FLOOR, f"{kept} of {len(NO_OBJECT)} kept"
 
 
 def test_the_corpus_has_twenty_photos_with_licences():
-    assert len(photo_corpus.PHOTOS) >= 20
+    assert len(photo_corpus.PHOTOS) >= 20 and len(photo_corpus.HELD_OUT) >= 20
+    assert photo_corpus.HELD_OUT <= {photo.name for photo in photo_corpus.PHOTOS}
     assert all(photo.licence for photo in photo_corpus.PHOTOS)
     assert len({photo.name for photo in photo_corpus.PHOTOS}) == len(photo_corpus.PHOTOS)
 

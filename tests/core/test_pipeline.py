@@ -29,7 +29,7 @@ def test_image_to_coloured_mesh_in_blenders_frame(surface_image_model_dir, examp
     assert mesh.vertices[:, 2].min() == pytest.approx(0.0, abs=1e-9)
     assert result.metrics[0]["faces"] == mesh.face_count
     assert result.model_revision == "local"
-    assert result.input_report["method"] in {"flood", "alpha", "none", "grabcut", "learned"}
+    assert result.input_report["method"] in {"flood", "alpha", "none", "saliency", "learned"}
     assert result.model_input.size == (224, 224)
     assert mesh.metadata["seed"] == 0 and mesh.metadata["schedule"] == "shap-e"
     assert set(result.timings) >= {"preprocess", "load_model", "sample", "decode", "export"}

@@ -1,7 +1,7 @@
 """Cleaning a cut-out mask: specks and debris dropped, the object kept whole.
 
-Shared by every remover (the flood and GrabCut in :mod:`.background` and
-:mod:`.grabcut`, the learned one); imports nothing of the package.
+Shared by every remover (the flood in :mod:`.background`, the saliency cut in
+:mod:`.saliency`, the learned one); imports nothing of the package.
 """
 
 from __future__ import annotations

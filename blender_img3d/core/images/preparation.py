@@ -56,7 +56,7 @@ class ImageReport:
     format: Optional[str]
     original_size: list[int]
     original_mode: str
-    method: str  # "alpha" | "learned" | "flood" | "grabcut" | "none"
+    method: str  # "alpha" | "learned" | "flood" | "saliency" | "none"
     mask_coverage: float  # share of the picture that is object, 0..1
     bbox: list[int]
     background_color: Optional[list[int]]  # estimated RGB 0..255 ("flood" only)

@@ -105,7 +105,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "Pillow==13.0.0",
     "ezdxf==1.4.5",
     "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
-    # Background removal of busy photos: GrabCut. 4.11.0.86 is the last release whose
+    # Background removal of busy photos: GrabCut refines the saliency's cut. 4.11.0.86 is the last release whose
     # wheels (abi3: cp311 and cp313, win_amd64, macosx arm64, manylinux x86_64) accept
     # numpy 1.26 (Blender 4.2-5.0) as well as numpy 2.x (5.1+); 4.12 and later need numpy 2.
     "opencv-python-headless==4.11.0.86",
@@ -268,9 +268,10 @@ RUNTIME_MODULES: dict[str, str] = {
 
 # Modules without which Generate can't run at all.
 GENERATION_MODULES: tuple[str, ...] = ("torch", "diffusers", "transformers", "skimage", "PIL")
-# Modules Preview Input needs (decoding, cutting out with GrabCut; no model): not in
-# a bare Blender, so the button says so until Install Dependencies.
-PREVIEW_MODULES: tuple[str, ...] = ("PIL", "scipy", "cv2")
+# Modules Preview Input needs (decoding; the offline cut-out: saliency on SLIC
+# superpixels, GrabCut; no model): not in a bare Blender, so the button says so
+# until Install Dependencies.
+PREVIEW_MODULES: tuple[str, ...] = ("PIL", "scipy", "skimage", "cv2")
 # Modules the exporters and mesh tools need (bundled with the extension).
 EXPORT_MODULES: tuple[str, ...] = ("scipy", "fast_simplification", "ezdxf")
 
