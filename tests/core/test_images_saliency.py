@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_img3d.core.images import background, confidence, grabcut, saliency
 from blender_img3d.core.errors import DependencyError
+from blender_img3d.core.images import background, confidence, grabcut, saliency
 
 
 def _busy_with_object(height=120, width=160, seed=0):

