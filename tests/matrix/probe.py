@@ -285,6 +285,26 @@ def preview_input():
     }
 
 
+@case("preview_busy_photo")
+def preview_busy_photo():
+    """A real photo (scikit-image's coffee, from the installed wheel) through the offline
+    remover for busy photos, in this Blender: saliency on SLIC superpixels, then GrabCut."""
+    import skimage.data
+
+    scene_for("image", background="classic")
+    bpy.context.scene.img3d.image_path = str(Path(skimage.data.__file__).parent / "coffee.png")
+    outcome, raised = operator(bpy.ops.img3d.preview_input)
+    state = bpy.context.window_manager.img3d_tasks
+    report, warning = state.preview_report, state.preview_warning
+    ok = outcome == ["FINISHED"] and "offline remover" in report
+    return ok and warning.startswith("the cut-out is doubtful (saliency"), {
+        "result": outcome,
+        "raised": raised,
+        "report": report,
+        "warning": warning,
+    }
+
+
 if CONFIG["local_generation"]:
 
     @case("local_picture")

@@ -136,9 +136,8 @@ def cut_confidence(
         share = frame_share(mask)
         scores.frame = float(np.clip((_MAX_FRAME_SHARE - share) / _FRAME_SPAN, 0.0, 1.0))
         scores.details["frame_share"] = round(share, 4)
-    scores.details.update(
-        {name: round(value, 4) for name, value in scores._cues().items() if name != "coverage"}
-    )
+    judged = ["dominance", "separation"] + ["edges"] * outline + ["frame"] * frame
+    scores.details.update({name: round(getattr(scores, name), 4) for name in judged})
     return scores
 
 
