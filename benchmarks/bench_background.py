@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from blender_img3d.core.images import prepare_image  # noqa: E402
 from blender_img3d.core.settings import ImageSettings  # noqa: E402
 from tests.fixtures.background_model import real_remover  # noqa: E402
-from tests.fixtures.photo_corpus import HELD_OUT, PHOTOS, box_iou  # noqa: E402
+from tests.fixtures.photo_corpus import CENSUS_ADDED, PHOTOS, box_iou  # noqa: E402
 
 
 def timed(function, runs: int):
@@ -73,8 +73,8 @@ def corpus_table(runs: int, names: set[str], cache: Path, model: Path | None = N
         iou = None if photo.keep else box_iou(box, photo.expected_box(width, height))
         rows.append(
             {
-                "photo": photo.name + (" *" if photo.name in HELD_OUT else ""),
-                "held_out": photo.name in HELD_OUT,
+                "photo": photo.name + (" *" if photo.name in CENSUS_ADDED else ""),
+                "census": photo.name in CENSUS_ADDED,
                 "size": f"{width}×{height}",
                 "verdict": "keep" if photo.keep else "box",
                 "method": report.method,
@@ -98,7 +98,7 @@ def print_table(rows: list[dict]) -> None:
             f"{confidence} | {iou} | {row['told']} | {row['seconds'][0]:.2f} | "
             f"{row['seconds'][1]:.2f} |"
         )
-    print("\n* held out: added by the census (tests/fixtures/photo_census.md)")
+    print("\n* added by the census (tests/fixtures/photo_census.md)")
     print("\n".join(summary(rows)))
     wall = statistics.median(r["seconds"][0] for r in rows)
     cpu = statistics.median(r["seconds"][1] for r in rows)
@@ -124,8 +124,8 @@ def summary(rows: list[dict]) -> list[str]:
     lines = []
     for label, part in (
         ("all", rows),
-        ("picked first", [r for r in rows if not r["held_out"]]),
-        ("held out", [r for r in rows if r["held_out"]]),
+        ("picked first", [r for r in rows if not r["census"]]),
+        ("added by the census", [r for r in rows if r["census"]]),
     ):
         boxed = [r for r in part if r["verdict"] == "box"]
         kept = [r for r in part if r["verdict"] == "keep"]
