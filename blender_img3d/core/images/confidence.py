@@ -28,7 +28,7 @@ _BINS = 8
 _MIN_COVERAGE, _MAX_COVERAGE = 0.03, 0.85
 # Separation (1 - Bhattacharyya coefficient of object and background colours) that
 # counts as full for a pixel-exact cut (the flood's).
-FULL_SEPARATION = 0.5
+_FULL_SEPARATION = 0.5
 # The outline's mean gradient over the picture's: a real object's outline runs along
 # edges (3 to 7 times the average on the corpus's good cuts), a guessed one crosses
 # texture (2 to 2.8). Scored 0 at _ZERO, 0.5 (the gate) at 3, 1 at _ZERO + _SPAN.
@@ -104,7 +104,7 @@ def cut_confidence(
     raw: Optional[np.ndarray] = None,
     outline: bool = True,
     frame: bool = False,
-    full_separation: float = FULL_SEPARATION,
+    full_separation: float = _FULL_SEPARATION,
 ) -> Scores:
     """Score a cut: coverage, dominance, separation, and the outline or the frame cue.
 

@@ -5,8 +5,9 @@ its outline cuts through fur, legs and handles. GrabCut (Rother et al., 2004)
 fits colour mixtures to object and background and cuts along the cheapest
 boundary between them, so seeded from the saliency it keeps what the superpixels
 lost (a tripod's legs, a sign's posts) and drops what they dragged in. On the
-photo corpus the refined cut's box is as good as the saliency's (12 and 13 of
-19 one-object photos within IoU 0.8) and its outline follows the object.
+photo corpus, before any gate, the refined cut's box is about as good as the
+saliency's (12 and 13 of 19 one-object photos within IoU 0.8) and its outline
+follows the object.
 
 OpenCV (``opencv-python-headless``) is imported only when this runs.
 """
