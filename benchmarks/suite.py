@@ -16,11 +16,13 @@ whole record (machine, torch, settings, every repeat) to ``--out``/results.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,7 +97,9 @@ def _tiny_folder(mode: str) -> Path:
     from tests.fixtures import tiny_models
 
     if mode not in _TINY:
-        folder = Path(tempfile.mkdtemp(prefix="img3d-bench-")) / f"tiny-{mode}"
+        scratch = Path(tempfile.mkdtemp(prefix="img3d-bench-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        folder = scratch / f"tiny-{mode}"
         make = (
             tiny_models.make_tiny_image_model
             if mode == "image"

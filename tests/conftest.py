@@ -7,7 +7,9 @@ user's Blender and always start from a clean extension repository.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _BLENDER_HOME = Path(tempfile.mkdtemp(prefix="img3d-blender-user-"))
 os.environ["BLENDER_USER_RESOURCES"] = str(_BLENDER_HOME)
+atexit.register(shutil.rmtree, _BLENDER_HOME, ignore_errors=True)
 # Never reach a model hub from tests: the loaders must work offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -10,16 +10,20 @@ zip's bundled wheels. So what works here works on an artist's fresh machine.
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 HOME = Path(tempfile.mkdtemp(prefix="img3d-fresh-"))
 os.environ["BLENDER_USER_RESOURCES"] = str(HOME)
+# What the installer put there (about 200 MB) goes when the probe ends; its report stays.
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)
 
 # Blender ships numpy (and requests, zstandard, cython for its own use); nothing else.
 HIDDEN = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ LOCAL_CASES = (
     "install_dependencies",
     "system_check",
     "preview_input",
+    "preview_busy_photo",
     "bake_texture",
     "exports",
     "mesh_tools",
@@ -129,17 +131,22 @@ def test_the_artists_loop_in_a_bare_blender(
     }
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config))
+    # Blender's user folder: the extension and what its installer puts there (about
+    # 1 GB a line), removed as soon as the probe ends; its JSON lines say what happened.
     home = Path(tempfile.mkdtemp(prefix=f"img3d-matrix-{line}-"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(BLENDER_USER_RESOURCES=str(home), HF_HUB_OFFLINE="1", PYTHONNOUSERSITE="1")
-    completed = subprocess.run(
-        [str(python), str(PROBE), str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=PROBE_TIMEOUT,
-        cwd=tmp_path,
-        env=env,
-    )
+    try:
+        completed = subprocess.run(
+            [str(python), str(PROBE), str(config_file)],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     cases = [
         json.loads(text[len("__CASE__") :])
         for text in completed.stdout.splitlines()
