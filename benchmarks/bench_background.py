@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from blender_img3d.core.images import prepare_image  # noqa: E402
 from blender_img3d.core.settings import ImageSettings  # noqa: E402
 from tests.fixtures.background_model import real_remover  # noqa: E402
-from tests.fixtures.photo_corpus import CENSUS_ADDED, PHOTOS, box_iou  # noqa: E402
+from tests.fixtures.photo_corpus import CENSUS_ADDED, GOOD_IOU, PHOTOS, cut_iou  # noqa: E402
 
 
 def timed(function, runs: int):
@@ -69,8 +69,7 @@ def corpus_table(runs: int, names: set[str], cache: Path, model: Path | None = N
         )
         report = prepared.report
         width, height = report.original_size
-        box = (0, 0, width, height) if report.method == "none" else tuple(report.bbox)
-        iou = None if photo.keep else box_iou(box, photo.expected_box(width, height))
+        iou = None if photo.keep else cut_iou(photo, report)
         rows.append(
             {
                 "photo": photo.name + (" *" if photo.name in CENSUS_ADDED else ""),
@@ -116,7 +115,7 @@ def _right(row) -> bool:
     """Whether a row's outcome is what its verdict asks (a good cut / kept whole)."""
     if row["verdict"] == "keep":
         return row["method"] == "none"
-    return row["method"] != "none" and row["iou"] >= 0.8
+    return row["method"] != "none" and row["iou"] >= GOOD_IOU
 
 
 def summary(rows: list[dict]) -> list[str]:

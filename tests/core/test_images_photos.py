@@ -21,7 +21,7 @@ import pytest
 from blender_img3d.core.images import prepare_image
 from blender_img3d.core.settings import ImageSettings
 from tests.fixtures import photo_corpus
-from tests.fixtures.photo_corpus import NO_OBJECT, ONE_OBJECT, box_iou
+from tests.fixtures.photo_corpus import NO_OBJECT, ONE_OBJECT, cut_iou, is_good_cut
 
 pytestmark = pytest.mark.slow  # about 1 s a photo on a shared 2-core machine
 
@@ -55,24 +55,10 @@ def _prepare(photo, tmp_path):
     return _REPORTS[photo.name]
 
 
-def _cut_box(report) -> tuple[int, int, int, int]:
-    if report.method == "none":
-        width, height = report.original_size
-        return (0, 0, width, height)
-    return tuple(report.bbox)
-
-
 def _marks(photo):
     if photo.name in SILENT_WRONG_CUTS:
         return [pytest.mark.xfail(strict=True, reason=SILENT_WRONG_CUTS[photo.name])]
     return []
-
-
-def _good_cut(photo, report) -> bool:
-    if report.method == "none":
-        return False
-    width, height = report.original_size
-    return box_iou(_cut_box(report), photo.expected_box(width, height)) >= 0.8
 
 
 @pytest.mark.parametrize("photo", [pytest.param(p, id=p.name, marks=_marks(p)) for p in ONE_OBJECT])
@@ -87,8 +73,8 @@ def test_a_one_object_photo_is_cut_well_or_the_user_is_told(photo, tmp_path):
     assert report.confidence is not None
     if report.method == "saliency":  # never sure on a busy photo
         assert report.warning and report.warning.startswith(_DOUBT)
-    if not _good_cut(photo, report):
-        iou = box_iou(_cut_box(report), photo.expected_box(width, height))
+    if not is_good_cut(photo, report):
+        iou = cut_iou(photo, report)
         assert report.warning and report.warning.startswith(_DOUBT), (
             f"{photo.name}: {report.method} cut, box IoU {iou:.2f}, and nothing said"
         )
@@ -109,7 +95,7 @@ def test_a_photo_without_one_object_is_kept_or_the_user_is_told(photo, tmp_path)
 def test_the_classic_chain_cuts_enough_photos_well_and_keeps_enough(tmp_path):
     if any(photo.path() is None for photo in photo_corpus.PHOTOS):
         pytest.skip("part of the photo corpus is not installed")
-    good = sum(_good_cut(p, _prepare(p, tmp_path)) for p in ONE_OBJECT)
+    good = sum(is_good_cut(p, _prepare(p, tmp_path)) for p in ONE_OBJECT)
     kept = sum(_prepare(p, tmp_path).method == "none" for p in NO_OBJECT)
     assert good / len(ONE_OBJECT) >= GOOD_CUT_FLOOR, f"{good} of {len(ONE_OBJECT)} cut well"
     assert kept / len(NO_OBJECT) >= KEPT_FLOOR, f"{kept} of {len(NO_OBJECT)} kept"
@@ -126,7 +112,7 @@ def test_the_learned_path_with_a_real_model_cuts_most_one_object_photos_well():
     settings = ImageSettings(background="learned")
     reports = [prepare_image(p.path(), settings, learned_model=model).report for p in ONE_OBJECT]
     assert {report.method for report in reports} <= {"learned", "none"}
-    good = sum(_good_cut(photo, report) for photo, report in zip(ONE_OBJECT, reports))
+    good = sum(is_good_cut(photo, report) for photo, report in zip(ONE_OBJECT, reports))
     assert good / len(ONE_OBJECT) >= LEARNED_GOOD_CUT_FLOOR, f"{good} of {len(ONE_OBJECT)}"
 
 
