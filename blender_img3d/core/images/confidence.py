@@ -84,6 +84,13 @@ def analysis_size(width: int, height: int) -> tuple[int, int]:
     return max(8, round(width * factor)), max(8, round(height * factor))
 
 
+def analysis_picture(rgb8: np.ndarray) -> np.ndarray:
+    """The (H, W, 3) uint8 picture reduced to :data:`ANALYSIS_SIDE` (box filter)."""
+    height, width = rgb8.shape[:2]
+    size = analysis_size(width, height)
+    return np.asarray(Image.fromarray(rgb8, "RGB").resize(size, Image.Resampling.BOX))
+
+
 def score_mask(rgb8: np.ndarray, mask: np.ndarray, raw: np.ndarray) -> Scores:
     """:func:`cut_confidence` of a full-size mask, judged at :data:`ANALYSIS_SIDE`."""
     height, width = mask.shape
@@ -93,8 +100,7 @@ def score_mask(rgb8: np.ndarray, mask: np.ndarray, raw: np.ndarray) -> Scores:
         image = Image.fromarray(values.astype(np.float32), "F")
         return np.asarray(image.resize(size, Image.Resampling.BILINEAR)) >= 0.5
 
-    small = np.asarray(Image.fromarray(rgb8, "RGB").resize(size, Image.Resampling.BOX))
-    return cut_confidence(small, shrink(mask), raw=shrink(raw))
+    return cut_confidence(analysis_picture(rgb8), shrink(mask), raw=shrink(raw))
 
 
 def cut_confidence(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .confidence import Scores, analysis_size, cut_confidence
+from .confidence import Scores, analysis_picture, cut_confidence
 from .grabcut import refine
 from .masks import clean_mask
 
@@ -58,9 +58,7 @@ _FULL_SEPARATION = 0.25
 def saliency_cut(rgb8: np.ndarray) -> tuple[np.ndarray, np.ndarray, Scores]:
     """The object's (H, W) bool mask and soft alpha in the (H, W, 3) uint8 picture, and scores."""
     height, width = rgb8.shape[:2]
-    small = np.asarray(
-        Image.fromarray(rgb8, "RGB").resize(analysis_size(width, height), Image.Resampling.BOX)
-    )
+    small = analysis_picture(rgb8)
     saliency = boundary_saliency(small)
     threshold = otsu_threshold(saliency)
     salient = saliency >= threshold
