@@ -80,6 +80,18 @@ def generate_case(call=None, **kwargs) -> tuple[bool, dict]:
     return outcome == ["FINISHED"] and bool(new) and all(detail["faces"]), detail
 
 
+def generate_again_case() -> tuple[bool, dict]:
+    """Generate Again with the same seed: one new object (remote or local, as set up)."""
+    ok, detail = generate_case(bpy.ops.img3d.generate_again, same_seed=True)
+    return ok and detail["objects"] == 1, detail
+
+
+def variations_case() -> tuple[bool, dict]:
+    """Two variations: two new objects."""
+    ok, detail = generate_case(bpy.ops.img3d.variations, count=2)
+    return ok and detail["objects"] == 2, detail
+
+
 def select(obj) -> None:
     for other in bpy.context.view_layer.objects:
         other.select_set(False)
@@ -177,16 +189,8 @@ def remote_prompt():
     return ok and not detail["heavy_loaded"] and detail["objects"] == 1, detail
 
 
-@case("remote_generate_again")
-def remote_generate_again():
-    ok, detail = generate_case(bpy.ops.img3d.generate_again, same_seed=True)
-    return ok and detail["objects"] == 1, detail
-
-
-@case("remote_variations")
-def remote_variations():
-    ok, detail = generate_case(bpy.ops.img3d.variations, count=2)
-    return ok and detail["objects"] == 2, detail
+case("remote_generate_again")(generate_again_case)
+case("remote_variations")(variations_case)
 
 
 @case("remote_exports")
@@ -317,15 +321,8 @@ if CONFIG["local_generation"]:
         scene_for("text")
         return generate_case()
 
-    @case("generate_again")
-    def generate_again():
-        ok, detail = generate_case(bpy.ops.img3d.generate_again, same_seed=True)
-        return ok and detail["objects"] == 1, detail
-
-    @case("variations")
-    def variations():
-        ok, detail = generate_case(bpy.ops.img3d.variations, count=2)
-        return ok and detail["objects"] == 2, detail
+    case("generate_again")(generate_again_case)
+    case("variations")(variations_case)
 
     @case("redecode")
     def redecode():
